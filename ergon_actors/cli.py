@@ -1,0 +1,266 @@
+"""python -m ergon_actors: run, schedule, status, inspect. Parsing and output only."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import logging
+import signal
+import sys
+from enum import IntEnum
+from typing import Any
+
+from . import codec
+from .config import DEFAULT_STORE, Settings
+from .core import FlowRecord
+from .decorators import definition_of
+from .errors import (ConfigError, ErgonError, FlowDefinitionError, FlowNotFoundError,
+                     RestartIntensityError, StoreError)
+
+__all__ = ["main", "build_parser", "ExitCode"]
+
+log = logging.getLogger("ergon_actors.cli")
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    ERROR = 1          # an unexpected error (a bug: please report it with the traceback)
+    USAGE = 2          # bad command-line arguments
+    GAVE_UP = 3        # actors restarted more often than the restart intensity allows
+    NOT_FOUND = 4      # no such flow, module or flow class
+    STORE = 5          # the store cannot be opened (bad URL, foreign or newer file, unreachable)
+    INTERRUPTED = 130  # stopped by a second Ctrl-C / SIGTERM before draining finished
+
+
+EXIT_CODES_HELP = "exit codes:\n" + "\n".join(
+    f"  {code.value:<4} {code.name}" for code in ExitCode)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m ergon_actors", description="Durable flows on a supervised pool of worker processes.",
+        epilog=EXIT_CODES_HELP + f"\n\nThe store defaults to $ERGON_STORE or {DEFAULT_STORE}.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help, epilog=EXIT_CODES_HELP,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub.add_argument("--store", help="store URL: sqlite:///FILE, redis://HOST:PORT/DB, memory://")
+        return sub
+
+    run = command("run", "Run a supervised pool of workers serving MODULE's flow types.")
+    run.add_argument("modules", nargs="+", metavar="MODULE", help="module(s) defining @flow_type classes")
+    run.add_argument("--workers", type=int, help="worker processes (default 2)")
+    run.add_argument("--concurrency", type=int, help="flows per worker at once (default 256)")
+    run.add_argument("--until-idle", action="store_true", help="exit 0 once no flow is running or due")
+    run.add_argument("--synchronous", choices=("OFF", "NORMAL", "FULL", "EXTRA"), help="SQLite durability")
+    run.add_argument("--lease", type=float, dest="lease_seconds", help="flow lease in seconds (default 15)")
+    run.add_argument("--grace", type=float, help="seconds steps in flight get to finish on shutdown")
+
+    schedule = command("schedule", "Queue a flow; prints its flow id as the last line.")
+    schedule.add_argument("target", metavar="MODULE:Class")
+    schedule.add_argument("--args", default="{}", help="the flow's fields as a JSON object")
+    schedule.add_argument("--id", dest="flow_id", help="flow id (idempotency key); default: a new UUID")
+    schedule.add_argument("--delay", type=float, help="run no sooner than this many seconds from now")
+
+    status = command("status", "Flows by status, and the workers holding flows.")
+    status.add_argument("--json", action="store_true", help="every flow's id, class, status, result or error")
+    status.add_argument("--limit", type=int, default=1000, help="flows listed with --json (default 1000)")
+
+    inspect = command("inspect", "One flow: its steps, attempts and results.")
+    inspect.add_argument("flow_id", metavar="FLOW_ID")
+    inspect.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)]
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("ergon_actors").setLevel(level)
+    try:
+        return asyncio.run(_COMMANDS[args.command](args))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
+    except (StoreError,) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return ExitCode.STORE
+    except (FlowNotFoundError, FlowDefinitionError, ModuleNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return ExitCode.NOT_FOUND
+    except RestartIntensityError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return ExitCode.GAVE_UP
+    except ErgonError as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return ExitCode.ERROR
+
+
+def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
+    return Settings.from_env(store=args.store, **extra)
+
+
+async def _run(args: argparse.Namespace) -> int:
+    from .runtime import Supervisor
+
+    settings = _settings(args, workers=args.workers, concurrency=args.concurrency,
+                         synchronous=args.synchronous, lease_seconds=args.lease_seconds, grace=args.grace)
+    from .runtime.worker import discover_flows
+    discover_flows(args.modules)  # fail here, with one clear message, rather than in every worker
+    sup = Supervisor(args.modules, settings)
+    await sup.start()
+    loop = asyncio.get_running_loop()
+    interrupted = asyncio.Event()
+
+    def on_signal() -> None:
+        if interrupted.is_set():
+            print("second interrupt: stopping now", file=sys.stderr)
+            asyncio.ensure_future(sup.shutdown(grace=0))
+            return
+        interrupted.set()
+        print(f"draining (up to {settings.grace:g}s); interrupt again to stop now", file=sys.stderr)
+        asyncio.ensure_future(sup.shutdown())
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal)
+    if args.until_idle:
+        idle = asyncio.ensure_future(sup.wait_until_idle())
+        closed = asyncio.ensure_future(sup.wait_closed())
+        await asyncio.wait({idle, closed}, return_when=asyncio.FIRST_COMPLETED)
+        if idle.done() and not closed.done():
+            await sup.shutdown()
+        idle.cancel()
+    await sup.wait_closed()
+    counts = await _counts(settings)
+    print("flows: " + ", ".join(f"{k.lower()} {v}" for k, v in sorted(counts.items()) if k != "due"))
+    return ExitCode.OK
+
+
+async def _counts(settings: Settings) -> dict[str, int]:
+    from .storage import open_store
+    store = await open_store(settings.store, synchronous=settings.synchronous)
+    try:
+        return await store.count_flows()
+    finally:
+        await store.close()
+
+
+def _flow_class(target: str) -> type:
+    module_name, sep, class_name = target.partition(":")
+    if not sep or not module_name or not class_name:
+        raise ConfigError(f"{target!r}: write MODULE:Class, e.g. examples.orders:OrderFlow")
+    module = importlib.import_module(module_name)
+    cls = getattr(module, class_name, None)
+    if cls is None:
+        raise FlowDefinitionError(f"module {module_name!r} has no class {class_name!r}")
+    definition_of(cls)
+    return cls
+
+
+async def _schedule(args: argparse.Namespace) -> int:
+    from .executor import Scheduler
+    from .storage import open_store
+
+    cls = _flow_class(args.target)
+    try:
+        fields = json.loads(args.args)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--args is not valid JSON: {exc}") from None
+    if not isinstance(fields, dict):
+        raise ConfigError("--args must be a JSON object of the flow's fields")
+    try:
+        instance = cls(**fields)
+    except TypeError as exc:
+        raise ConfigError(f"--args do not fit {cls.__name__}: {exc}") from None
+    settings = _settings(args)
+    store = await open_store(settings.store, synchronous=settings.synchronous)
+    try:
+        flow_id = await Scheduler(store).schedule(instance, args.flow_id, delay=args.delay)
+    finally:
+        await store.close()
+    print(flow_id)
+    return ExitCode.OK
+
+
+async def _status(args: argparse.Namespace) -> int:
+    from .storage import open_store
+
+    settings = _settings(args)
+    store = await open_store(settings.store, synchronous=settings.synchronous)
+    try:
+        counts = await store.count_flows()
+        flows = await store.list_flows(limit=args.limit) if args.json else []
+        running = await store.list_flows("RUNNING", limit=100_000)
+    finally:
+        await store.close()
+    workers: dict[str, int] = {}
+    for flow in running:
+        workers[flow.owner or "?"] = workers.get(flow.owner or "?", 0) + 1
+    if args.json:
+        print(json.dumps({"counts": counts, "workers": workers, "flows": [_flow_json(f) for f in flows]},
+                         indent=2, default=str))
+        return ExitCode.OK
+    total = sum(v for k, v in counts.items() if k != "due")
+    print(f"store: {settings.store}\nflows: {total}")
+    for status in ("PENDING", "RUNNING", "SUSPENDED", "COMPLETE", "FAILED", "CANCELLED"):
+        print(f"  {status.lower():<10} {counts.get(status, 0)}")
+    print(f"  {'due now':<10} {counts.get('due', 0)}")
+    print(f"workers holding flows: {len(workers)}")
+    for owner, n in sorted(workers.items()):
+        print(f"  {owner}: {n}")
+    return ExitCode.OK
+
+
+async def _inspect(args: argparse.Namespace) -> int:
+    from .storage import open_store
+
+    settings = _settings(args)
+    store = await open_store(settings.store, synchronous=settings.synchronous)
+    try:
+        flow = await store.get_flow(args.flow_id)
+        if flow is None:
+            raise FlowNotFoundError(args.flow_id)
+        steps = await store.load_steps(args.flow_id)
+    finally:
+        await store.close()
+    data = _flow_json(flow)
+    data.update(attempt=flow.attempt, epoch=flow.epoch, owner=flow.owner, version=flow.version,
+                args=_value(flow.args), parent_id=flow.parent_id)
+    data["steps"] = [{"position": s.position, "name": s.name, "status": s.status, "attempt": s.attempt,
+                      "result": _value(s.result) if s.result is not None else None,
+                      "error": f"{s.error.type_name}: {s.error.message}" if s.error else None}
+                     for s in steps]
+    if args.json:
+        print(json.dumps(data, indent=2, default=str))
+        return ExitCode.OK
+    print(f"flow {flow.flow_id} ({flow.flow_type}) {flow.status}, attempt {flow.attempt}, epoch {flow.epoch}")
+    print(f"  args: {data['args']!r}")
+    for s in data["steps"]:
+        outcome = repr(s["result"]) if s["error"] is None else s["error"]
+        print(f"  step {s['position']:>3} {s['name']:<24} {s['status']:<8} attempt {s['attempt']}: {outcome}")
+    if flow.status == "COMPLETE":
+        print(f"  result: {data['result']!r}")
+    elif flow.error is not None:
+        print(f"  error: {data['error']}")
+    return ExitCode.OK
+
+
+def _flow_json(flow: FlowRecord) -> dict[str, Any]:
+    return {"flow_id": flow.flow_id, "class": flow.flow_type, "status": flow.status,
+            "result": _value(flow.result) if flow.result is not None else None,
+            "error": f"{flow.error.type_name}: {flow.error.message}" if flow.error else None}
+
+
+def _value(data: bytes) -> Any:
+    try:
+        return codec.decode(data)
+    except ErgonError as exc:  # a type from a module this process did not import
+        return f"<{len(data)} bytes: {exc}>"
+
+
+_COMMANDS = {"run": _run, "schedule": _schedule, "status": _status, "inspect": _inspect}

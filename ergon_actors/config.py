@@ -1,0 +1,100 @@
+"""Settings: one frozen dataclass with the defaults, read from ERGON_* variables by from_env()."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, fields, replace
+
+from .errors import ConfigError
+
+__all__ = ["Settings", "DEFAULT_STORE"]
+
+DEFAULT_STORE = "sqlite:///ergon.db"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the runtime can be tuned by. Pass it explicitly; nothing reads globals.
+
+    Attributes:
+        store: store URL (sqlite:///ergon.db, memory://, redis://host:port/db).
+        synchronous: SQLite durability: FULL survives power loss, NORMAL survives process crashes.
+        workers: worker actor processes.
+        concurrency: flows each worker runs at once.
+        lease_seconds: a claim's lease; another host takes a flow over after it lapses.
+        heartbeat_interval: how often actors report to the supervisor.
+        hang_timeout: an actor silent this long is killed and restarted.
+        ready_timeout: how long a starting actor may take to report READY.
+        max_restarts, restart_period: restart intensity: more than max_restarts restarts within
+            restart_period seconds stops the supervisor (exit non-zero).
+        grace: seconds in-flight steps get to finish on shutdown before actors are killed.
+        resend_after: seconds a journal request waits for its answer before it is sent again.
+        high_water_mark: ZeroMQ queue bound per socket (messages): backpressure beyond it.
+        transport: "ipc" (one host) or "tcp" (loopback or configured interface).
+        fault_plan: actor faults for chaos tests, e.g. "journal:die_after_commits=50".
+    """
+
+    store: str = DEFAULT_STORE
+    synchronous: str = "FULL"
+    workers: int = 2
+    concurrency: int = 256
+    lease_seconds: float = 15.0
+    heartbeat_interval: float = 0.5
+    hang_timeout: float = 10.0
+    ready_timeout: float = 20.0
+    max_restarts: int = 10
+    restart_period: float = 30.0
+    grace: float = 10.0
+    resend_after: float = 2.0
+    high_water_mark: int = 10_000
+    transport: str = "ipc"
+    fault_plan: str = ""
+
+    def __post_init__(self) -> None:
+        positive = ("workers", "concurrency", "lease_seconds", "heartbeat_interval", "hang_timeout",
+                    "ready_timeout", "max_restarts", "restart_period", "resend_after", "high_water_mark")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"setting {name} must be > 0, got {getattr(self, name)!r}")
+        if self.grace < 0:
+            raise ConfigError(f"setting grace must be >= 0, got {self.grace!r}")
+        if self.transport not in ("ipc", "tcp"):
+            raise ConfigError(f"setting transport must be 'ipc' or 'tcp', got {self.transport!r}")
+        if self.synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise ConfigError(f"setting synchronous must be OFF, NORMAL, FULL or EXTRA, got {self.synchronous!r}")
+        from .storage import check_store_url
+        check_store_url(self.store)
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: object) -> Settings:
+        """Defaults, then ERGON_<NAME> variables (e.g. ERGON_STORE, ERGON_WORKERS), then overrides."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = environ.get(f"ERGON_{f.name.upper()}")
+            if raw is not None:
+                values[f.name] = _parse(f.name, f.type, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> Settings:
+        return cls(**json.loads(text))
+
+
+def _parse(name: str, kind: str, raw: str) -> object:
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except ValueError:
+        raise ConfigError(f"ERGON_{name.upper()}={raw!r} is not a valid {kind}") from None
+    return raw

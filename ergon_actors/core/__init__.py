@@ -1,0 +1,166 @@
+"""Plain types shared by every layer: statuses, journal records, failures, retry policy."""
+
+from __future__ import annotations
+
+import builtins
+import traceback
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import ClassVar
+
+from .. import codec
+from ..errors import StepError
+
+__all__ = [
+    "FlowStatus", "TaskStatus", "StepStatus", "TERMINAL", "Failure", "FlowRecord", "StepRecord",
+    "RetryPolicy", "RetryableError",
+]
+
+
+class FlowStatus(StrEnum):
+    """Where a flow is in its life. PENDING, SUSPENDED (timer, signal, retry) and RUNNING are live."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUSPENDED = "SUSPENDED"
+    COMPLETE = "COMPLETE"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+TaskStatus = FlowStatus  # PyErgon's name for the same thing
+TERMINAL = frozenset({FlowStatus.COMPLETE, FlowStatus.FAILED, FlowStatus.CANCELLED})
+
+
+class StepStatus(StrEnum):
+    """Outcome of one journaled step."""
+
+    COMPLETE = "COMPLETE"
+    FAILED = "FAILED"
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """An exception as data: it crosses the wire and sits in the store, never pickled."""
+
+    type: str
+    message: str
+    retryable: bool | None = None
+    traceback: str = ""
+    args: bytes | None = None  # codec-encoded exception args, when they encode
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> Failure:
+        kind = type(exc)
+        retryable = None
+        check = getattr(exc, "is_retryable", None)
+        if callable(check):
+            retryable = bool(check())
+        try:
+            args = codec.encode(tuple(exc.args))
+        except Exception:
+            args = None
+        tb = "".join(traceback.format_exception(exc)) if exc.__traceback__ else ""
+        return cls(f"{kind.__module__}:{kind.__qualname__}", str(exc), retryable, tb[-8000:], args)
+
+    def to_exception(self) -> BaseException:
+        """Rebuild the exception if its class is a builtin or registered; else a StepError."""
+        module, _, qualname = self.type.partition(":")
+        kind = getattr(builtins, qualname, None) if module == "builtins" else codec.resolve_class(self.type)
+        if isinstance(kind, type) and issubclass(kind, Exception):
+            try:
+                args = codec.decode(self.args) if self.args is not None else (self.message,)
+                return kind(*args)
+            except Exception:
+                pass
+        return StepError(self.type, self.message, self.retryable)
+
+    @property
+    def type_name(self) -> str:
+        return self.type.rpartition(":")[2]
+
+
+@dataclass(frozen=True, slots=True)
+class FlowRecord:
+    """One flow as the store holds it."""
+
+    flow_id: str
+    flow_type: str
+    args: bytes
+    status: str = FlowStatus.PENDING
+    version: str | None = None
+    attempt: int = 1
+    epoch: int = 0
+    owner: str | None = None
+    lease_expires: float | None = None
+    ready_at: float | None = None
+    result: bytes | None = None
+    error: Failure | None = None
+    parent_id: str | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+    @property
+    def value(self) -> object:
+        """The decoded result of a COMPLETE flow (None otherwise)."""
+        return None if self.result is None else codec.decode(self.result)
+
+
+@dataclass(frozen=True, slots=True)
+class StepRecord:
+    """One journaled step, keyed by its position in the flow."""
+
+    position: int
+    name: str
+    args_hash: int
+    status: str = StepStatus.COMPLETE
+    result: bytes | None = None
+    error: Failure | None = None
+    attempt: int = 1
+    completed_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often and how fast a failed flow is tried again.
+
+    Attempt n (1-based) that failed waits initial_delay * multiplier**(n-1), at most max_delay.
+    """
+
+    max_attempts: int = 1
+    initial_delay: float = 1.0
+    multiplier: float = 2.0
+    max_delay: float = 60.0
+
+    NONE: ClassVar[RetryPolicy]
+    STANDARD: ClassVar[RetryPolicy]
+    AGGRESSIVE: ClassVar[RetryPolicy]
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
+        if self.initial_delay < 0 or self.max_delay < 0 or self.multiplier < 1:
+            raise ValueError("delays must be >= 0 and multiplier >= 1")
+
+    def delay_for(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt `attempt` (1-based) before the next one."""
+        return min(self.initial_delay * self.multiplier ** (attempt - 1), self.max_delay)
+
+    def should_retry(self, attempt: int, exc: BaseException) -> bool:
+        """True when `exc` from attempt `attempt` may be retried under this policy."""
+        if attempt >= self.max_attempts:
+            return False
+        check = getattr(exc, "is_retryable", None)
+        return bool(check()) if callable(check) else True
+
+
+RetryPolicy.NONE = RetryPolicy(max_attempts=1)
+RetryPolicy.STANDARD = RetryPolicy(max_attempts=3, initial_delay=1.0, multiplier=2.0, max_delay=30.0)
+RetryPolicy.AGGRESSIVE = RetryPolicy(max_attempts=10, initial_delay=0.1, multiplier=1.5, max_delay=10.0)
+
+
+class RetryableError(Exception):
+    """Base for user errors that decide whether a retry may help; retryable unless overridden."""
+
+    def is_retryable(self) -> bool:
+        return True

@@ -1,0 +1,151 @@
+"""Every exception ergon_actors raises. This module imports nothing internal."""
+
+from __future__ import annotations
+
+
+class ErgonError(Exception):
+    """Root of every error raised by ergon_actors."""
+
+
+class ConfigError(ErgonError, ValueError):
+    """Raised when a setting, a store URL or a command-line argument is invalid."""
+
+
+class SerializationError(ErgonError, TypeError):
+    """Raised when a value cannot be encoded: names the type and, where known, the flow and step."""
+
+    def __init__(self, message: str, *, type_name: str | None = None,
+                 flow_id: str | None = None, step: str | None = None) -> None:
+        super().__init__(message)
+        self.type_name = type_name
+        self.flow_id = flow_id
+        self.step = step
+
+
+class DecodeError(ErgonError, ValueError):
+    """Raised when stored or received bytes cannot be decoded into a value."""
+
+
+class StoreError(ErgonError):
+    """Raised when the store cannot be opened or used (corrupt, foreign or newer schema)."""
+
+
+class SchemaVersionError(StoreError):
+    """Raised when a store was written by a newer schema version than this code knows."""
+
+    def __init__(self, message: str, *, found: int, supported: int) -> None:
+        super().__init__(message)
+        self.found = found
+        self.supported = supported
+
+
+class FlowNotFoundError(ErgonError, LookupError):
+    """Raised when no flow has the given flow_id."""
+
+    def __init__(self, flow_id: str) -> None:
+        super().__init__(f"no flow with flow_id {flow_id!r}")
+        self.flow_id = flow_id
+
+
+class FencedError(ErgonError):
+    """Raised when a write carries a lease epoch the store no longer accepts (the flow moved on)."""
+
+    def __init__(self, flow_id: str, epoch: int, reason: str = "stale lease epoch") -> None:
+        super().__init__(f"write for flow {flow_id!r} at epoch {epoch} refused: {reason}")
+        self.flow_id = flow_id
+        self.epoch = epoch
+        self.reason = reason
+
+
+class FlowBusyError(ErgonError):
+    """Raised when a flow cannot be claimed because another worker holds a live lease on it."""
+
+    def __init__(self, flow_id: str) -> None:
+        super().__init__(f"flow {flow_id!r} is held by another worker")
+        self.flow_id = flow_id
+
+
+class UnknownFlowTypeError(ErgonError, LookupError):
+    """Raised when a flow type name is not registered with the worker or the registry."""
+
+    def __init__(self, flow_type: str, known: tuple[str, ...] = ()) -> None:
+        hint = f"; registered: {', '.join(known)}" if known else "; none registered"
+        super().__init__(f"unknown flow type {flow_type!r}{hint}")
+        self.flow_type = flow_type
+        self.known = known
+
+
+class FlowDefinitionError(ErgonError, TypeError):
+    """Raised when a class used as a flow is not a valid flow (not a dataclass, no @flow, ...)."""
+
+
+class NondeterminismError(ErgonError):
+    """Raised when replay calls a different step (or arguments) than the journal recorded."""
+
+    def __init__(self, flow_id: str, position: int, recorded: str, called: str) -> None:
+        super().__init__(
+            f"flow {flow_id!r} diverged from its journal at step position {position}: "
+            f"recorded {recorded}, called {called}")
+        self.flow_id = flow_id
+        self.position = position
+        self.recorded = recorded
+        self.called = called
+
+
+class FlowFailedError(ErgonError):
+    """Raised when awaiting the result of a flow that ended FAILED or CANCELLED."""
+
+    def __init__(self, flow_id: str, status: str, error_type: str, message: str) -> None:
+        super().__init__(f"flow {flow_id!r} ended {status}: {error_type}: {message}")
+        self.flow_id = flow_id
+        self.status = status
+        self.error_type = error_type
+        self.error_message = message
+
+
+class StepError(ErgonError):
+    """Raised on replay for a recorded step failure whose exception type cannot be rebuilt."""
+
+    def __init__(self, error_type: str, message: str, retryable: bool | None = None) -> None:
+        super().__init__(f"{error_type}: {message}")
+        self.error_type = error_type
+        self.error_message = message
+        self.retryable = retryable
+
+    def is_retryable(self) -> bool:
+        return bool(self.retryable)
+
+
+class TimeoutExpired(ErgonError, TimeoutError):
+    """Raised when waiting for a flow, a reply or a process took longer than its deadline."""
+
+
+class ActorStoppedError(ErgonError):
+    """Raised for a pending request when the actor (or client) it was sent to was closed by us."""
+
+
+class BrokenActorError(ErgonError):
+    """Raised when a child actor process died or failed its READY handshake."""
+
+    def __init__(self, message: str, *, actor: str | None = None, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.actor = actor
+        self.exit_code = exit_code
+
+
+class RestartIntensityError(ErgonError):
+    """Raised when actors restarted more often than the restart intensity allows."""
+
+    def __init__(self, actor: str, restarts: int, period: float, exit_codes: tuple[int, ...]) -> None:
+        codes = ", ".join(str(c) for c in exit_codes)
+        super().__init__(
+            f"actor {actor!r} restarted {restarts} times within {period:g}s "
+            f"(exit codes: {codes}); giving up")
+        self.actor = actor
+        self.restarts = restarts
+        self.period = period
+        self.exit_codes = exit_codes
+
+
+class ProtocolError(ErgonError, ValueError):
+    """Raised when a message on the wire is malformed, of an unknown kind or another version."""

@@ -1,0 +1,145 @@
+"""Run one claimed flow to its next resting point: complete, failed, suspended or retrying."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+from .. import codec
+from ..core import Failure, FlowRecord, FlowStatus
+from ..decorators import FlowDefinition, build_flow, definition_of, encode_args
+from ..errors import FencedError, FlowFailedError, SerializationError
+from ..storage.base import LogBase
+from ..wire import Claim
+from .context import FlowContext, Suspend, enter, leave
+
+__all__ = ["Executor", "Outcome", "run_claim"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """Where a run left the flow: COMPLETE with a result, FAILED with an error, or SUSPENDED."""
+
+    flow_id: str
+    status: str
+    result: Any = None
+    error: Failure | None = None
+
+    @property
+    def is_complete(self) -> bool:
+        return self.status == FlowStatus.COMPLETE
+
+    @property
+    def is_suspended(self) -> bool:
+        return self.status == FlowStatus.SUSPENDED
+
+    def unwrap(self) -> Any:
+        """The result; raises FlowFailedError if the flow did not complete."""
+        if self.status != FlowStatus.COMPLETE:
+            error = self.error or Failure("", "")
+            raise FlowFailedError(self.flow_id, self.status, error.type_name, error.message)
+        return self.result
+
+    @classmethod
+    def of(cls, record: FlowRecord) -> Outcome:
+        return cls(record.flow_id, record.status, record.value, record.error)
+
+
+async def run_claim(store: LogBase, claim: Claim, definition: FlowDefinition,
+                    instance: object | None = None,
+                    entry: Callable[[Any], Awaitable[Any]] | None = None,
+                    halt: asyncio.Event | None = None) -> Outcome:
+    """Replay and continue a claimed flow, then journal where it ended.
+
+    Raises:
+        FencedError: the lease moved to another worker; nothing more was written.
+        Halted: `halt` was set and the flow stopped before its next step; nothing was written.
+    """
+    flow = claim.flow
+    ctx = FlowContext(flow.flow_id, flow.flow_type, flow.epoch, flow.attempt, store,
+                      {s.position: s for s in claim.steps}, halt)
+    token = enter(ctx)
+    try:
+        try:
+            if instance is None:
+                instance = build_flow(definition, flow.args)
+            if entry is None:
+                value = await getattr(instance, definition.entry)()
+            else:
+                value = await entry(instance)
+            if ctx.fenced is not None:
+                raise ctx.fenced
+            data = _encode_result(flow, value)
+        except Suspend as pause:
+            await store.suspend_flow(flow.flow_id, flow.epoch, pause.ready_at)
+            return Outcome(flow.flow_id, FlowStatus.SUSPENDED)
+        except FencedError:
+            raise
+        except Exception as exc:
+            if ctx.fenced is not None:
+                raise ctx.fenced from exc
+            return await _failed(store, flow, definition, exc)
+        await store.finish_flow(flow.flow_id, flow.epoch, FlowStatus.COMPLETE, result=data)
+        return Outcome(flow.flow_id, FlowStatus.COMPLETE, value)
+    finally:
+        leave(token)
+
+
+def _encode_result(flow: FlowRecord, value: Any) -> bytes:
+    try:
+        return codec.encode(value)
+    except SerializationError as exc:
+        raise SerializationError(
+            f"flow {flow.flow_type} {flow.flow_id!r} returned a value ergon_actors cannot store: {exc}",
+            type_name=exc.type_name, flow_id=flow.flow_id) from None
+
+
+async def _failed(store: LogBase, flow: FlowRecord, definition: FlowDefinition, exc: Exception) -> Outcome:
+    failure = Failure.from_exception(exc)
+    policy = definition.retry_policy
+    if policy is not None and policy.should_retry(flow.attempt, exc):
+        delay = policy.delay_for(flow.attempt)
+        log.info("flow %s attempt %d failed (%s); retrying in %.3gs", flow.flow_id, flow.attempt,
+                 failure.type_name, delay)
+        await store.suspend_flow(flow.flow_id, flow.epoch, time.time() + delay,
+                                 attempt=flow.attempt + 1, error=failure)
+        return Outcome(flow.flow_id, FlowStatus.SUSPENDED, error=failure)
+    log.info("flow %s failed: %s: %s", flow.flow_id, failure.type_name, failure.message)
+    await store.finish_flow(flow.flow_id, flow.epoch, FlowStatus.FAILED, error=failure)
+    return Outcome(flow.flow_id, FlowStatus.FAILED, error=failure)
+
+
+class Executor:
+    """Runs one flow in this process, durably: `await Executor(flow, store, flow_id).run(lambda f: f.run())`.
+
+    The flow is created in the store if new (flow_id is its idempotency key) and taken over if
+    another run of it was interrupted; completed steps replay from the journal.
+    """
+
+    def __init__(self, flow: object, storage: LogBase, flow_id: str | None = None, *,
+                 lease_seconds: float = 60.0) -> None:
+        self.definition = definition_of(type(flow))
+        self.flow = flow
+        self.storage = storage
+        self.flow_id = flow_id or str(uuid.uuid4())
+        self.lease_seconds = lease_seconds
+        self.worker_id = f"executor-{uuid.uuid4().hex[:12]}"
+
+    async def run(self, entry: Callable[[Any], Awaitable[Any]] | None = None) -> Outcome:
+        """Run (or resume) the flow until it completes, fails or suspends.
+
+        Args:
+            entry: called with the flow instance; defaults to its @flow method.
+        """
+        await self.storage.schedule_flow(self.flow_id, self.definition.name, encode_args(self.flow))
+        claims = await self.storage.claim(self.worker_id, 1, self.lease_seconds,
+                                          flow_id=self.flow_id, steal=True)
+        if not claims:  # already finished: the journal has the answer
+            return Outcome.of(await self.storage.get_flow(self.flow_id))
+        return await run_claim(self.storage, claims[0], self.definition, self.flow, entry)

@@ -1,0 +1,171 @@
+"""Worker: claims flows from a store and runs many of them at once on this event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+
+from ..decorators import FlowDefinition, definition_of
+from ..errors import FencedError, UnknownFlowTypeError
+from ..storage.base import LogBase
+from ..wire import Claim
+from .context import Halted
+from .execution import run_claim
+
+__all__ = ["Worker", "WorkerHandle", "WorkerStatistics"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStatistics:
+    worker_id: str
+    running: int
+    started: int
+    finished: int
+    abandoned: int
+    halted: int
+
+
+class Worker:
+    """Runs registered flow types from a store (the same code runs inside worker actors).
+
+    Args:
+        storage: the store, or the journal client inside a worker actor.
+        name: the worker_id written as the lease owner; unique per running worker.
+        concurrency: flows run at once.
+        lease_seconds: how long a claim stays ours without renewal; renewed every third of it.
+        poll_interval: how long an idle worker waits before looking for work again.
+    """
+
+    def __init__(self, storage: LogBase, name: str | None = None, *, enable_timers: bool = True,
+                 concurrency: int = 64, lease_seconds: float = 30.0, poll_interval: float = 0.05) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        self.storage = storage
+        self.worker_id = name or f"worker-{uuid.uuid4().hex[:12]}"
+        self.concurrency = concurrency
+        self.lease_seconds = lease_seconds
+        self.poll_interval = poll_interval
+        self._registry: dict[str, FlowDefinition] = {}
+        self._running: dict[str, asyncio.Task] = {}
+        self._wake = asyncio.Event()
+        self._halt = asyncio.Event()
+        self._stopping = False
+        self._counts = {"started": 0, "finished": 0, "abandoned": 0, "halted": 0}
+
+    async def register(self, cls: type) -> None:
+        """Serve this @flow_type class. Raises FlowDefinitionError for an invalid flow class."""
+        definition = definition_of(cls)
+        known = self._registry.get(definition.name)
+        if known is not None and known.cls is not cls:
+            raise ValueError(f"two flow classes named {definition.name!r}: "
+                             f"{known.cls.__module__} and {cls.__module__}")
+        self._registry[definition.name] = definition
+
+    @property
+    def flow_types(self) -> tuple[str, ...]:
+        return tuple(self._registry)
+
+    async def start(self) -> WorkerHandle:
+        """Start claiming and running flows in a background task."""
+        if not self._registry:
+            raise UnknownFlowTypeError("(none)", ())
+        return WorkerHandle(self, asyncio.get_running_loop().create_task(self.run(), name=self.worker_id))
+
+    def statistics(self) -> WorkerStatistics:
+        return WorkerStatistics(self.worker_id, len(self._running), **self._counts)
+
+    async def run(self) -> None:
+        """Claim and run flows until stop() is called."""
+        renew_at = time.monotonic() + self.lease_seconds / 3
+        batch = max(1, self.concurrency // 4)  # claim in batches while busy, at once while idle
+        while not self._stopping:
+            self._wake.clear()
+            free = self.concurrency - len(self._running)
+            got = 0
+            if free >= batch or (free > 0 and len(self._running) < batch):
+                claims = await self.storage.claim(self.worker_id, free, self.lease_seconds,
+                                                  flow_types=self.flow_types)
+                for claim in claims:
+                    self._spawn(claim)
+                got = len(claims)
+            if self._running and time.monotonic() >= renew_at:
+                await self.storage.renew_leases(self.worker_id, self.lease_seconds)
+                renew_at = time.monotonic() + self.lease_seconds / 3
+            if got < free or free == 0:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                except TimeoutError:
+                    pass
+
+    def _spawn(self, claim: Claim) -> None:
+        flow_id = claim.flow.flow_id
+        old = self._running.get(flow_id)
+        if old is not None:  # our earlier run of it was fenced off but has not unwound yet
+            old.cancel()
+        self._counts["started"] += 1
+        task = asyncio.get_running_loop().create_task(self._run_flow(claim), name=flow_id)
+        self._running[flow_id] = task
+
+    async def _run_flow(self, claim: Claim) -> None:
+        flow = claim.flow
+        try:
+            await run_claim(self.storage, claim, self._registry[flow.flow_type], halt=self._halt)
+            self._counts["finished"] += 1
+        except Halted:
+            self._counts["halted"] += 1
+        except FencedError as exc:
+            self._counts["abandoned"] += 1
+            log.warning("worker %s abandoned flow %s: %s", self.worker_id, flow.flow_id, exc)
+        except Exception:
+            self._counts["abandoned"] += 1
+            log.exception("worker %s could not journal flow %s; its lease will lapse",
+                          self.worker_id, flow.flow_id)
+        finally:
+            if self._running.get(flow.flow_id) is asyncio.current_task():
+                del self._running[flow.flow_id]
+            self._wake.set()
+
+    def stop(self) -> None:
+        """Stop claiming; flows already running go on."""
+        self._stopping = True
+        self._wake.set()
+
+    async def drain(self, grace: float) -> int:
+        """Let steps in flight finish (up to `grace` seconds), stop each flow at its next step
+        boundary, cancel what is still running, and release every flow of this worker.
+
+        Returns the number of flows cancelled mid-step (their step runs again elsewhere).
+        """
+        self.stop()
+        self._halt.set()
+        tasks = list(self._running.values())
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace)
+        late = [t for t in tasks if not t.done()]
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.gather(*late, return_exceptions=True)
+            log.warning("worker %s cancelled %d flows still running after %.3gs; releasing them",
+                        self.worker_id, len(late), grace)
+        await self.storage.release_worker(self.worker_id)
+        return len(late)
+
+
+class WorkerHandle:
+    """A started worker: `await handle.shutdown()` drains it."""
+
+    def __init__(self, worker: Worker, task: asyncio.Task) -> None:
+        self.worker = worker
+        self.task = task
+
+    async def shutdown(self, grace: float = 10.0) -> None:
+        """Stop claiming, let running flows finish within `grace` seconds, release the rest."""
+        self.worker.stop()
+        await self.task
+        await self.worker.drain(grace)

@@ -1,0 +1,119 @@
+"""JournalClient: an ExecutionLog whose commands go to the journal actor over ZeroMQ.
+
+Commands issued in the same event-loop turn leave in one message. A request unanswered after
+`resend_after` seconds is sent again (the journal's commands are idempotent), so a journal
+restart costs latency, never a write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from typing import Sequence
+
+import zmq
+import zmq.asyncio
+
+from ..errors import ActorStoppedError, ProtocolError
+from ..storage.base import LogBase
+from ..wire import Command, pack, unpack
+from .transport import make_socket
+
+__all__ = ["JournalClient"]
+
+log = logging.getLogger(__name__)
+
+
+class JournalClient(LogBase):
+    """Sends commands to the journal at `address` and resolves each with its answer."""
+
+    def __init__(self, ctx: zmq.asyncio.Context, address: str, *, hwm: int = 10_000,
+                 resend_after: float = 2.0) -> None:
+        self.address = address
+        self.resend_after = resend_after
+        self._sock = make_socket(ctx, zmq.DEALER, hwm)
+        self._sock.connect(address)
+        self._ids = itertools.count(1)
+        self._pending: dict[int, tuple[asyncio.Future, Command, float]] = {}
+        self._outbox: list[tuple[int, Command]] = []
+        self._closed = False
+        self.resent = 0
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._receive()), loop.create_task(self._resend())]
+
+    async def execute(self, commands: Sequence[Command]) -> list[object]:
+        if self._closed:
+            raise ActorStoppedError("journal client is closed")
+        loop = asyncio.get_running_loop()
+        futures = []
+        now = time.monotonic()
+        if not self._outbox:
+            loop.call_soon(self._flush)
+        for command in commands:
+            request_id = next(self._ids)
+            future = loop.create_future()
+            self._pending[request_id] = (future, command, now)
+            self._outbox.append((request_id, command))
+            futures.append(future)
+        if len(futures) == 1:
+            return [await futures[0]]
+        return list(await asyncio.gather(*futures))
+
+    def _flush(self) -> None:
+        batch, self._outbox = self._outbox, []
+        if batch and not self._closed:
+            self._send(batch)
+
+    def _send(self, batch: list[tuple[int, Command]]) -> None:
+        # zmq.asyncio queues sends in order while the high-water mark is reached (backpressure).
+        self._sock.send(pack("req", batch)).add_done_callback(_log_send_error)
+
+    async def _receive(self) -> None:
+        while True:
+            frame = await self._sock.recv()
+            try:
+                kind, body = unpack(frame)
+                if kind != "rep":
+                    raise ProtocolError(f"unexpected {kind!r} from the journal")
+                for request_id, result in body:
+                    entry = self._pending.pop(request_id, None)
+                    if entry is not None and not entry[0].done():
+                        entry[0].set_result(result)
+            except (ProtocolError, TypeError, ValueError) as exc:
+                log.warning("journal client dropped a malformed reply: %s", exc)
+
+    async def _resend(self) -> None:
+        while True:
+            await asyncio.sleep(self.resend_after / 2)
+            cutoff = time.monotonic() - self.resend_after
+            late = [(rid, cmd) for rid, (fut, cmd, sent) in self._pending.items() if sent <= cutoff]
+            if not late:
+                continue
+            now = time.monotonic()
+            for rid, cmd in late:
+                future, _, _ = self._pending[rid]
+                self._pending[rid] = (future, cmd, now)
+            self.resent += len(late)
+            log.info("journal client resending %d unanswered requests to %s", len(late), self.address)
+            self._send(sorted(late, key=lambda item: item[0]))
+
+    async def close(self) -> None:
+        """Fail every pending request with ActorStoppedError and close the socket."""
+        if self._closed:
+            return
+        self._closed = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for future, _, _ in self._pending.values():
+            if not future.done():
+                future.set_exception(ActorStoppedError("journal client closed before the answer came"))
+        self._pending.clear()
+        self._sock.close(linger=0)
+
+
+def _log_send_error(future: asyncio.Future) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("journal client send failed: %s", future.exception())

@@ -1,0 +1,71 @@
+"""ZeroMQ sockets, endpoints and the parent-death guard shared by every actor process."""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+
+import zmq
+import zmq.asyncio
+
+__all__ = ["endpoint", "make_socket", "die_with_parent", "free_tcp_port"]
+
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+
+
+def endpoint(transport: str, run_dir: str, name: str) -> str:
+    """The address an actor binds: ipc://RUN_DIR/NAME.sock, or a free loopback TCP port."""
+    if transport == "ipc":
+        return f"ipc://{os.path.join(run_dir, name)}.sock"
+    return f"tcp://127.0.0.1:{free_tcp_port()}"
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_socket(ctx: zmq.asyncio.Context, kind: int, hwm: int, identity: bytes | None = None) -> zmq.asyncio.Socket:
+    """A socket that never lingers on close and bounds its queues at `hwm` messages."""
+    sock = ctx.socket(kind)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.SNDHWM, hwm)
+    sock.setsockopt(zmq.RCVHWM, hwm)
+    if identity is not None:
+        sock.setsockopt(zmq.IDENTITY, identity)
+    if kind == zmq.ROUTER:
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 0)  # a reply to a vanished peer is dropped, not an error
+    return sock
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Make this process exit within a second of its parent's death, whatever killed the parent.
+
+    Linux delivers SIGKILL on the parent's death (prctl); a watcher thread covers other systems
+    and the race where the parent died before prctl took effect.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except OSError:
+            pass
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent_pid:
+                os._exit(70)  # orphaned: the supervisor is gone, nothing here is worth keeping
+            time.sleep(0.25)
+
+    if os.getppid() != parent_pid:
+        os._exit(70)
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()

@@ -1,0 +1,116 @@
+"""The ExecutionLog protocol: one async `execute(commands)`, and the named helpers built on it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Protocol, Sequence, runtime_checkable
+
+from ..core import TERMINAL, Failure, FlowRecord, StepRecord
+from ..errors import FlowNotFoundError, TimeoutExpired
+from ..wire import (AppendStep, Claim, ClaimFlows, Command, CountFlows, FinishFlow, GetFlow,
+                    ListFlows, LoadSteps, ReleaseWorker, RenewLeases, Scheduled, ScheduleFlow,
+                    SuspendFlow)
+
+__all__ = ["ExecutionLog", "LogBase"]
+
+
+@runtime_checkable
+class ExecutionLog(Protocol):
+    """What the durable layer needs from a store (local, remote or the journal actor)."""
+
+    async def execute(self, commands: Sequence[Command]) -> list[object]:
+        """Apply commands in order, as one transaction where the store has them.
+
+        Returns one result per command; a refused command (fenced, not found, busy) yields its
+        ErgonError instance in place of a result instead of raising, so one refusal never
+        fails the others. Raises only when the store itself fails (nothing was applied).
+        """
+        ...
+
+    async def close(self) -> None: ...
+
+
+class LogBase:
+    """Named operations over `execute`, shared by every store and by the journal client."""
+
+    poll_interval = 0.05  # how often wait_for_completion looks for writes by other processes
+
+    async def execute(self, commands: Sequence[Command]) -> list[object]:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        pass
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def _one(self, command: Command) -> object:
+        (result,) = await self.execute([command])
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    async def schedule_flow(self, flow_id: str, flow_type: str, args: bytes, *,
+                            version: str | None = None, ready_at: float | None = None,
+                            parent_id: str | None = None) -> Scheduled:
+        return await self._one(ScheduleFlow(flow_id, flow_type, args, version, ready_at, parent_id))
+
+    async def claim(self, worker_id: str, limit: int, lease_seconds: float, *,
+                    flow_types: tuple[str, ...] | None = None, flow_id: str | None = None,
+                    steal: bool = False) -> list[Claim]:
+        command = ClaimFlows(worker_id, uuid.uuid4().hex, limit, lease_seconds, flow_types, flow_id, steal)
+        return await self._one(command)
+
+    async def renew_leases(self, worker_id: str, lease_seconds: float) -> int:
+        return await self._one(RenewLeases(worker_id, lease_seconds))
+
+    async def release_worker(self, worker_id: str) -> int:
+        return await self._one(ReleaseWorker(worker_id))
+
+    async def append_step(self, flow_id: str, epoch: int, step: StepRecord) -> None:
+        await self._one(AppendStep(flow_id, epoch, step))
+
+    async def finish_flow(self, flow_id: str, epoch: int, status: str, *,
+                          result: bytes | None = None, error: Failure | None = None) -> None:
+        await self._one(FinishFlow(flow_id, epoch, status, result, error))
+
+    async def suspend_flow(self, flow_id: str, epoch: int, ready_at: float | None, *,
+                           attempt: int | None = None, error: Failure | None = None) -> None:
+        await self._one(SuspendFlow(flow_id, epoch, ready_at, attempt, error))
+
+    async def get_flow(self, flow_id: str) -> FlowRecord | None:
+        return await self._one(GetFlow(flow_id))
+
+    async def load_steps(self, flow_id: str) -> list[StepRecord]:
+        return await self._one(LoadSteps(flow_id))
+
+    async def list_flows(self, status: str | None = None, limit: int = 1000) -> list[FlowRecord]:
+        return await self._one(ListFlows(status, limit))
+
+    async def count_flows(self) -> dict[str, int]:
+        return await self._one(CountFlows())
+
+    async def wait_for_completion(self, flow_id: str, timeout: float | None = None) -> FlowRecord:
+        """Wait until the flow is COMPLETE, FAILED or CANCELLED and return its record.
+
+        Raises:
+            FlowNotFoundError: no such flow.
+            TimeoutExpired: still live after `timeout` seconds.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.002
+        while True:
+            record = await self.get_flow(flow_id)
+            if record is None:
+                raise FlowNotFoundError(flow_id)
+            if record.status in TERMINAL:
+                return record
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutExpired(f"flow {flow_id!r} still {record.status} after {timeout}s")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.poll_interval)

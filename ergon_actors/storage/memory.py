@@ -1,0 +1,157 @@
+"""In-memory store: the reference semantics of every command, for tests and small uses."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Sequence
+
+from ..core import TERMINAL, FlowRecord, FlowStatus, StepRecord, StepStatus
+from ..errors import FencedError, FlowBusyError, FlowNotFoundError
+from ..wire import (AppendStep, Claim, ClaimFlows, Command, CountFlows, FinishFlow, GetFlow,
+                    ListFlows, LoadSteps, ReleaseWorker, RenewLeases, Scheduled, ScheduleFlow,
+                    SuspendFlow)
+from .base import LogBase
+
+__all__ = ["InMemoryExecutionLog"]
+
+
+def runnable(flow: FlowRecord, now: float) -> bool:
+    """True when a worker may claim this flow now."""
+    if flow.status == FlowStatus.PENDING or flow.status == FlowStatus.SUSPENDED:
+        return flow.ready_at is not None and flow.ready_at <= now
+    if flow.status == FlowStatus.RUNNING:
+        return flow.lease_expires is not None and flow.lease_expires <= now
+    return False
+
+
+def fence(flow: FlowRecord | None, flow_id: str, epoch: int) -> Exception | None:
+    """Why a write at `epoch` is refused, or None when the epoch still owns the flow."""
+    if flow is None:
+        return FlowNotFoundError(flow_id)
+    if flow.epoch != epoch:
+        return FencedError(flow_id, epoch, f"flow is at epoch {flow.epoch}")
+    if flow.status != FlowStatus.RUNNING:
+        return FencedError(flow_id, epoch, f"flow is {flow.status}")
+    return None
+
+
+class InMemoryExecutionLog(LogBase):
+    """Keeps flows and steps in dicts; `execute` is atomic because it never awaits."""
+
+    def __init__(self) -> None:
+        self._flows: dict[str, FlowRecord] = {}
+        self._steps: dict[str, dict[int, StepRecord]] = {}
+        self._last_claim: dict[str, tuple[str, list[str]]] = {}  # worker -> (request_id, flow ids)
+
+    async def execute(self, commands: Sequence[Command]) -> list[object]:
+        now = time.time()
+        results: list[object] = []
+        for command in commands:
+            handler = getattr(self, "_" + type(command).__name__)
+            try:
+                results.append(handler(command, now))
+            except (FencedError, FlowNotFoundError, FlowBusyError) as exc:
+                results.append(exc)
+        return results
+
+    def _ScheduleFlow(self, c: ScheduleFlow, now: float) -> Scheduled:
+        if c.flow_id in self._flows:
+            return Scheduled(c.flow_id, False)
+        ready = now if c.ready_at is None else c.ready_at
+        self._flows[c.flow_id] = FlowRecord(
+            c.flow_id, c.flow_type, c.args, FlowStatus.PENDING, c.version, ready_at=ready,
+            parent_id=c.parent_id, created_at=now, updated_at=now)
+        self._steps[c.flow_id] = {}
+        return Scheduled(c.flow_id, True)
+
+    def _ClaimFlows(self, c: ClaimFlows, now: float) -> list[Claim]:
+        last = self._last_claim.get(c.worker_id)
+        if last is not None and last[0] == c.request_id:  # a re-sent claim: answer it again
+            ids = [i for i in last[1] if self._flows[i].owner == c.worker_id
+                   and self._flows[i].status == FlowStatus.RUNNING]
+        else:
+            ids = self._claimable(c, now)
+            for flow_id in ids:
+                flow = self._flows[flow_id]
+                self._flows[flow_id] = replace(
+                    flow, status=FlowStatus.RUNNING, epoch=flow.epoch + 1, owner=c.worker_id,
+                    lease_expires=now + c.lease_seconds, updated_at=now)
+            self._last_claim[c.worker_id] = (c.request_id, ids)
+        return [Claim(self._flows[i], tuple(sorted(self._steps[i].values(), key=lambda s: s.position)))
+                for i in ids]
+
+    def _claimable(self, c: ClaimFlows, now: float) -> list[str]:
+        if c.flow_id is not None:
+            flow = self._flows.get(c.flow_id)
+            if flow is None:
+                raise FlowNotFoundError(c.flow_id)
+            if flow.status in TERMINAL:
+                return []
+            if flow.status == FlowStatus.RUNNING and not runnable(flow, now) and not c.steal:
+                raise FlowBusyError(c.flow_id)
+            return [c.flow_id]
+        types = None if c.flow_types is None else set(c.flow_types)
+        due = [f for f in self._flows.values() if runnable(f, now) and (types is None or f.flow_type in types)]
+        due.sort(key=lambda f: (f.ready_at or 0.0, f.created_at))
+        return [f.flow_id for f in due[:c.limit]]
+
+    def _RenewLeases(self, c: RenewLeases, now: float) -> int:
+        owned = [f for f in self._flows.values() if f.owner == c.worker_id and f.status == FlowStatus.RUNNING]
+        for flow in owned:
+            self._flows[flow.flow_id] = replace(flow, lease_expires=now + c.lease_seconds)
+        return len(owned)
+
+    def _ReleaseWorker(self, c: ReleaseWorker, now: float) -> int:
+        owned = [f for f in self._flows.values() if f.owner == c.worker_id and f.status == FlowStatus.RUNNING]
+        for flow in owned:
+            self._flows[flow.flow_id] = replace(
+                flow, status=FlowStatus.PENDING, owner=None, lease_expires=None, ready_at=now, updated_at=now)
+        return len(owned)
+
+    def _AppendStep(self, c: AppendStep, now: float) -> None:
+        flow = self._flows.get(c.flow_id)
+        steps = self._steps.get(c.flow_id, {})
+        existing = steps.get(c.step.position)
+        if existing is not None and existing.status == StepStatus.COMPLETE and flow.epoch == c.epoch:
+            return None  # recorded once: a re-sent append changes nothing
+        refused = fence(flow, c.flow_id, c.epoch)
+        if refused is not None:
+            raise refused
+        steps[c.step.position] = replace(c.step, completed_at=now)
+
+    def _finish(self, flow_id: str, epoch: int, now: float, **changes: object) -> None:
+        flow = self._flows.get(flow_id)
+        refused = fence(flow, flow_id, epoch)
+        if refused is not None:
+            if flow is not None and flow.epoch == epoch and flow.status == changes["status"]:
+                return  # a re-sent finish after its commit
+            raise refused
+        self._flows[flow_id] = replace(flow, owner=None, lease_expires=None, updated_at=now, **changes)
+
+    def _FinishFlow(self, c: FinishFlow, now: float) -> None:
+        self._finish(c.flow_id, c.epoch, now, status=c.status, result=c.result, error=c.error, ready_at=None)
+
+    def _SuspendFlow(self, c: SuspendFlow, now: float) -> None:
+        flow = self._flows.get(c.flow_id)
+        attempt = c.attempt if c.attempt is not None else (flow.attempt if flow else 1)
+        error = c.error if c.error is not None else (flow.error if flow else None)
+        self._finish(c.flow_id, c.epoch, now, status=FlowStatus.SUSPENDED, ready_at=c.ready_at,
+                     attempt=attempt, error=error)
+
+    def _GetFlow(self, c: GetFlow, now: float) -> FlowRecord | None:
+        return self._flows.get(c.flow_id)
+
+    def _LoadSteps(self, c: LoadSteps, now: float) -> list[StepRecord]:
+        return sorted(self._steps.get(c.flow_id, {}).values(), key=lambda s: s.position)
+
+    def _ListFlows(self, c: ListFlows, now: float) -> list[FlowRecord]:
+        flows = [f for f in self._flows.values() if c.status is None or f.status == c.status]
+        return sorted(flows, key=lambda f: f.created_at)[:c.limit]
+
+    def _CountFlows(self, c: CountFlows, now: float) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for flow in self._flows.values():
+            counts[flow.status] = counts.get(flow.status, 0) + 1
+        counts["due"] = sum(1 for f in self._flows.values() if runnable(f, now))
+        return counts

@@ -1,0 +1,295 @@
+"""SQLite store (aiosqlite): WAL, a schema-version row, one transaction per batch of commands."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import aiosqlite
+
+from ..core import TERMINAL, FlowRecord, FlowStatus, StepRecord, StepStatus
+from ..errors import (ConfigError, FencedError, FlowBusyError, FlowNotFoundError,
+                      SchemaVersionError, StoreError)
+from ..wire import (AppendStep, Claim, ClaimFlows, Command, CountFlows, FinishFlow, GetFlow,
+                    ListFlows, LoadSteps, ReleaseWorker, RenewLeases, Scheduled, ScheduleFlow,
+                    SuspendFlow, dumps, loads)
+from .base import LogBase
+from .memory import fence
+
+__all__ = ["SqliteExecutionLog", "SCHEMA_VERSION"]
+
+SCHEMA_VERSION = 1
+APPLICATION_ID = 0x45524731  # "ERG1": marks a file as ours before we touch its tables
+SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+_FLOW_COLUMNS = ("flow_id, flow_type, args, status, version, attempt, epoch, owner, lease_expires, "
+                 "ready_at, result, error, parent_id, created_at, updated_at")
+_STEP_COLUMNS = "position, name, args_hash, status, result, error, attempt, completed_at"
+_SCHEMA = f"""
+CREATE TABLE ergon_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE flows (
+    flow_id TEXT PRIMARY KEY, flow_type TEXT NOT NULL, args BLOB NOT NULL, status TEXT NOT NULL,
+    version TEXT, attempt INTEGER NOT NULL, epoch INTEGER NOT NULL, owner TEXT,
+    lease_expires REAL, ready_at REAL, result BLOB, error BLOB, parent_id TEXT,
+    created_at REAL NOT NULL, updated_at REAL NOT NULL, claim_request TEXT);
+CREATE INDEX flows_ready ON flows (status, ready_at);
+CREATE INDEX flows_lease ON flows (status, lease_expires);
+CREATE INDEX flows_owner ON flows (owner) WHERE owner IS NOT NULL;
+CREATE TABLE steps (
+    flow_id TEXT NOT NULL, position INTEGER NOT NULL, name TEXT NOT NULL,
+    args_hash INTEGER NOT NULL, status TEXT NOT NULL, result BLOB, error BLOB,
+    attempt INTEGER NOT NULL, completed_at REAL NOT NULL,
+    PRIMARY KEY (flow_id, position)) WITHOUT ROWID;
+INSERT INTO ergon_meta VALUES ('schema_version', '{SCHEMA_VERSION}');
+PRAGMA application_id = {APPLICATION_ID};
+"""
+# Runnable flows, oldest first per kind; each branch walks an index (no sort of the whole queue).
+_CLAIMABLE = """
+SELECT flow_id FROM (SELECT flow_id FROM flows WHERE status = 'RUNNING' AND lease_expires <= :now {types} LIMIT :n)
+UNION ALL SELECT flow_id FROM (SELECT flow_id FROM flows WHERE status = 'SUSPENDED' AND ready_at <= :now {types} ORDER BY ready_at LIMIT :n)
+UNION ALL SELECT flow_id FROM (SELECT flow_id FROM flows WHERE status = 'PENDING' AND ready_at <= :now {types} ORDER BY ready_at LIMIT :n)
+LIMIT :n"""
+
+
+def _flow(row: tuple) -> FlowRecord:
+    values = list(row)
+    if values[11] is not None:
+        values[11] = loads(values[11])
+    return FlowRecord(*values)
+
+
+def _step(row: tuple) -> StepRecord:
+    values = list(row)
+    if values[5] is not None:
+        values[5] = loads(values[5])
+    return StepRecord(*values)
+
+
+class SqliteExecutionLog(LogBase):
+    """A store in one SQLite file.
+
+    Args:
+        path: the database file (created if missing), or ":memory:".
+        synchronous: OFF, NORMAL, FULL (default: an answered commit survives power loss) or EXTRA.
+    """
+
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
+        if synchronous.upper() not in SYNCHRONOUS:
+            raise ConfigError(f"synchronous must be one of {', '.join(SYNCHRONOUS)}, got {synchronous!r}")
+        self.path = str(path)
+        self.synchronous = synchronous.upper()
+        self._db: aiosqlite.Connection | None = None
+        # worker -> its last claim request_id (as the memory store keeps it): a re-send whose
+        # first answer holds no running flow any more must still claim nothing new.
+        self._last_claim: dict[str, str] = {}
+        self._batch_claims: dict[str, str] = {}  # this batch's claims, kept once it commits
+
+    @classmethod
+    async def in_memory(cls) -> SqliteExecutionLog:
+        """A connected store in a private in-memory database."""
+        store = cls(":memory:")
+        await store.connect()
+        return store
+
+    async def connect(self) -> SqliteExecutionLog:
+        """Open the file and check it is ours, creating the schema in a new file.
+
+        Raises:
+            StoreError: not a SQLite file, or a SQLite file of another application.
+            SchemaVersionError: written by a newer version of ergon_actors.
+        """
+        if self._db is not None:
+            return self
+        try:
+            self._db = await aiosqlite.connect(self.path, isolation_level=None)
+            await self._run(self._open)
+        except sqlite3.DatabaseError as exc:
+            await self.close()
+            raise StoreError(f"cannot open {self.path!r} as an ergon_actors store: {exc}") from exc
+        except Exception:
+            await self.close()
+            raise
+        return self
+
+    async def close(self) -> None:
+        db, self._db = self._db, None
+        if db is not None:
+            await db.close()
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], object]) -> object:
+        # The whole batch runs as one call on aiosqlite's connection thread: one thread hop per
+        # batch instead of one per statement, which is what makes group commit pay.
+        if self._db is None:
+            raise StoreError("store is not connected: await store.connect() first")
+        return await self._db._execute(fn, self._db._conn)
+
+    def _open(self, db: sqlite3.Connection) -> None:
+        app_id = db.execute("PRAGMA application_id").fetchone()[0]
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not tables and app_id == 0:
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("BEGIN IMMEDIATE")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute("COMMIT")
+        elif app_id != APPLICATION_ID or "ergon_meta" not in tables:
+            raise StoreError(f"{self.path!r} is a SQLite file of another application "
+                             f"(tables: {', '.join(sorted(tables)) or 'none'}); refusing to touch it")
+        found = int(db.execute("SELECT value FROM ergon_meta WHERE key = 'schema_version'").fetchone()[0])
+        if found > SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"{self.path!r} has schema version {found}; this ergon_actors supports up to "
+                f"{SCHEMA_VERSION}: upgrade ergon_actors", found=found, supported=SCHEMA_VERSION)
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute(f"PRAGMA synchronous = {self.synchronous}")
+        db.execute("PRAGMA busy_timeout = 10000")
+
+    async def execute(self, commands: Sequence[Command]) -> list[object]:
+        return await self._run(lambda db: self._apply(db, commands))
+
+    def _apply(self, db: sqlite3.Connection, commands: Sequence[Command]) -> list[object]:
+        now = time.time()
+        results: list[object] = []
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for command in commands:
+                try:
+                    results.append(getattr(self, "_" + type(command).__name__)(db, command, now))
+                except (FencedError, FlowNotFoundError, FlowBusyError) as exc:
+                    results.append(exc)
+            db.execute("COMMIT")
+        except BaseException:
+            self._batch_claims.clear()
+            db.execute("ROLLBACK")
+            raise
+        self._last_claim.update(self._batch_claims)
+        self._batch_claims.clear()
+        return results
+
+    @staticmethod
+    def _get(db: sqlite3.Connection, flow_id: str) -> FlowRecord | None:
+        row = db.execute(f"SELECT {_FLOW_COLUMNS} FROM flows WHERE flow_id = ?", (flow_id,)).fetchone()
+        return None if row is None else _flow(row)
+
+    def _ScheduleFlow(self, db, c: ScheduleFlow, now: float) -> Scheduled:
+        cursor = db.execute(
+            "INSERT INTO flows VALUES (?, ?, ?, 'PENDING', ?, 1, 0, NULL, NULL, ?, NULL, NULL, ?, ?, ?, NULL) "
+            "ON CONFLICT (flow_id) DO NOTHING",
+            (c.flow_id, c.flow_type, c.args, c.version, now if c.ready_at is None else c.ready_at,
+             c.parent_id, now, now))
+        return Scheduled(c.flow_id, cursor.rowcount == 1)
+
+    def _ClaimFlows(self, db, c: ClaimFlows, now: float) -> list[Claim]:
+        again = db.execute(f"SELECT {_FLOW_COLUMNS} FROM flows WHERE owner = ? AND claim_request = ? "
+                           "AND status = 'RUNNING'", (c.worker_id, c.request_id)).fetchall()
+        last = self._batch_claims.get(c.worker_id, self._last_claim.get(c.worker_id))
+        if again or last == c.request_id:  # a re-sent claim: answer it again, claim nothing new
+            return self._with_steps(db, [_flow(r) for r in again])
+        if c.flow_id is not None:
+            flow = self._get(db, c.flow_id)
+            if flow is None:
+                raise FlowNotFoundError(c.flow_id)
+            if flow.status == FlowStatus.RUNNING and flow.lease_expires > now and not c.steal:
+                raise FlowBusyError(c.flow_id)
+            ids = [] if flow.status in TERMINAL else [c.flow_id]
+        else:
+            types, params = "", {"now": now, "n": c.limit}
+            if c.flow_types is not None:
+                names = [f":t{i}" for i in range(len(c.flow_types))]
+                types = f"AND flow_type IN ({', '.join(names)})"
+                params.update({name[1:]: t for name, t in zip(names, c.flow_types)})
+            ids = [r[0] for r in db.execute(_CLAIMABLE.format(types=types), params)]
+        self._batch_claims[c.worker_id] = c.request_id
+        if not ids:
+            return []
+        marks = ", ".join("?" * len(ids))
+        rows = db.execute(
+            f"UPDATE flows SET status = 'RUNNING', epoch = epoch + 1, owner = ?, lease_expires = ?, "
+            f"updated_at = ?, claim_request = ? WHERE flow_id IN ({marks}) RETURNING {_FLOW_COLUMNS}",
+            (c.worker_id, now + c.lease_seconds, now, c.request_id, *ids)).fetchall()
+        return self._with_steps(db, [_flow(r) for r in rows])
+
+    @staticmethod
+    def _with_steps(db, flows: list[FlowRecord]) -> list[Claim]:
+        steps: dict[str, list[StepRecord]] = {f.flow_id: [] for f in flows}
+        resumed = [f.flow_id for f in flows if f.epoch > 1]  # a first claim has no steps yet
+        if resumed:
+            marks = ", ".join("?" * len(resumed))
+            for row in db.execute(f"SELECT flow_id, {_STEP_COLUMNS} FROM steps WHERE flow_id IN ({marks}) "
+                                  "ORDER BY flow_id, position", resumed):
+                steps[row[0]].append(_step(row[1:]))
+        return [Claim(f, tuple(steps[f.flow_id])) for f in flows]
+
+    def _RenewLeases(self, db, c: RenewLeases, now: float) -> int:
+        return db.execute("UPDATE flows SET lease_expires = ? WHERE owner = ? AND status = 'RUNNING'",
+                          (now + c.lease_seconds, c.worker_id)).rowcount
+
+    def _ReleaseWorker(self, db, c: ReleaseWorker, now: float) -> int:
+        return db.execute("UPDATE flows SET status = 'PENDING', owner = NULL, lease_expires = NULL, "
+                          "ready_at = ?, updated_at = ? WHERE owner = ? AND status = 'RUNNING'",
+                          (now, now, c.worker_id)).rowcount
+
+    def _AppendStep(self, db, c: AppendStep, now: float) -> None:
+        row = db.execute("SELECT epoch, status FROM flows WHERE flow_id = ?", (c.flow_id,)).fetchone()
+        if row is not None and row[0] == c.epoch and row[1] != FlowStatus.RUNNING:
+            done = db.execute("SELECT status FROM steps WHERE flow_id = ? AND position = ?",
+                              (c.flow_id, c.step.position)).fetchone()
+            if done is not None and done[0] == StepStatus.COMPLETE:
+                return None  # a re-sent append after the flow moved on
+        if row is None:
+            raise FlowNotFoundError(c.flow_id)
+        if row[0] != c.epoch:
+            raise FencedError(c.flow_id, c.epoch, f"flow is at epoch {row[0]}")
+        if row[1] != FlowStatus.RUNNING:
+            raise FencedError(c.flow_id, c.epoch, f"flow is {row[1]}")
+        s = c.step
+        db.execute(
+            "INSERT INTO steps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (flow_id, position) DO UPDATE SET "
+            "name = excluded.name, args_hash = excluded.args_hash, status = excluded.status, "
+            "result = excluded.result, error = excluded.error, attempt = excluded.attempt, "
+            "completed_at = excluded.completed_at WHERE steps.status != 'COMPLETE'",
+            (c.flow_id, s.position, s.name, s.args_hash, s.status, s.result,
+             None if s.error is None else dumps(s.error), s.attempt, now))
+        return None
+
+    def _end(self, db, flow_id: str, epoch: int, status: str, sets: str, params: tuple) -> None:
+        cursor = db.execute(
+            f"UPDATE flows SET status = ?, owner = NULL, lease_expires = NULL, {sets} "
+            "WHERE flow_id = ? AND epoch = ? AND status = 'RUNNING'", (status, *params, flow_id, epoch))
+        if cursor.rowcount == 1:
+            return
+        flow = self._get(db, flow_id)
+        if flow is not None and flow.epoch == epoch and flow.status == status:
+            return  # a re-sent finish after its commit
+        raise fence(flow, flow_id, epoch) or FencedError(flow_id, epoch)
+
+    def _FinishFlow(self, db, c: FinishFlow, now: float) -> None:
+        self._end(db, c.flow_id, c.epoch, c.status, "result = ?, error = ?, ready_at = NULL, updated_at = ?",
+                  (c.result, None if c.error is None else dumps(c.error), now))
+
+    def _SuspendFlow(self, db, c: SuspendFlow, now: float) -> None:
+        self._end(db, c.flow_id, c.epoch, FlowStatus.SUSPENDED,
+                  "ready_at = ?, attempt = coalesce(?, attempt), error = coalesce(?, error), updated_at = ?",
+                  (c.ready_at, c.attempt, None if c.error is None else dumps(c.error), now))
+
+    def _GetFlow(self, db, c: GetFlow, now: float) -> FlowRecord | None:
+        return self._get(db, c.flow_id)
+
+    def _LoadSteps(self, db, c: LoadSteps, now: float) -> list[StepRecord]:
+        rows = db.execute(f"SELECT {_STEP_COLUMNS} FROM steps WHERE flow_id = ? ORDER BY position", (c.flow_id,))
+        return [_step(r) for r in rows]
+
+    def _ListFlows(self, db, c: ListFlows, now: float) -> list[FlowRecord]:
+        where, params = ("WHERE status = ?", (c.status,)) if c.status is not None else ("", ())
+        rows = db.execute(f"SELECT {_FLOW_COLUMNS} FROM flows {where} ORDER BY created_at LIMIT ?",
+                          (*params, c.limit))
+        return [_flow(r) for r in rows]
+
+    def _CountFlows(self, db, c: CountFlows, now: float) -> dict[str, int]:
+        counts = dict(db.execute("SELECT status, count(*) FROM flows GROUP BY status").fetchall())
+        due = f"SELECT count(*) FROM ({_CLAIMABLE.format(types='')})"
+        counts["due"] = db.execute(due, {"now": now, "n": -1}).fetchone()[0]
+        return counts
