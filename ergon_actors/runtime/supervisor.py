@@ -335,6 +335,11 @@ class Supervisor:
                 raise TimeoutExpired(f"flows still busy after {timeout}s: {counts}")
             await asyncio.sleep(poll)
 
+    @property
+    def journal_address(self) -> str:
+        """The ZeroMQ address the journal actor listens on."""
+        return next(a.spec["address"] for a in self._actors if a.role == "journal")
+
     def pids(self) -> dict[str, int]:
         """The pid of every live actor, by name."""
         return {a.name: a.proc.pid for a in self._actors if a.proc is not None and a.proc.returncode is None}
