@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The test command: installs the package with its test extra (and Debian's redis-server when
+# it is missing and this user can install it), then runs the whole suite. Arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+if ! command -v redis-server >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "installing redis-server (needed by the Redis store tests)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+fi
+exec python -m pytest "$@"

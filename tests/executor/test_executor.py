@@ -1,0 +1,267 @@
+"""The durable layer in one process: replay, positions, nondeterminism, failures, retries."""
+
+from dataclasses import dataclass
+
+import pytest
+
+from ergon_actors import (Executor, FlowDefinitionError, InMemoryExecutionLog,
+                          RetryableError, RetryPolicy, Scheduler, SerializationError,
+                          SqliteExecutionLog, Worker, flow, flow_type, step)
+from ergon_actors.core import Failure, StepRecord
+from tests.helpers import run
+
+pytestmark = pytest.mark.timeout(30)
+
+CALLS: list[str] = []
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def make_store(request, tmp_path):
+    async def make():
+        if request.param == "memory":
+            return InMemoryExecutionLog()
+        return await SqliteExecutionLog(tmp_path / "flows.db").connect()
+    CALLS.clear()
+    return make
+
+
+@dataclass
+@flow_type
+class Counter:
+    n: int
+
+    @step
+    async def add(self, value: int, amount: int) -> int:
+        CALLS.append(f"add{amount}")
+        return value + amount
+
+    @flow
+    async def run(self) -> int:
+        total = 0
+        for i in range(self.n):  # the same step in a loop: one journal entry per call
+            total = await self.add(total, i)
+        return total
+
+
+def test_steps_in_a_loop_are_separate_positions_and_replay_without_running(make_store):
+    async def body():
+        store = await make_store()
+        outcome = await Executor(Counter(4), store, "c1").run()
+        assert (outcome.status, outcome.result) == ("COMPLETE", 6)
+        steps = await store.load_steps("c1")
+        assert [(s.position, s.name) for s in steps] == [(0, "add"), (1, "add"), (2, "add"), (3, "add")]
+        CALLS.clear()
+        again = await Executor(Counter(4), store, "c1").run()  # finished: answered from the journal
+        assert (again.status, again.result, CALLS) == ("COMPLETE", 6, [])
+        await store.close()
+    run(body())
+
+
+def test_an_interrupted_flow_replays_recorded_steps_and_runs_the_rest(make_store):
+    async def body():
+        store = await make_store()
+        await Scheduler(store).schedule(Counter(3), "c2")
+        claim, = await store.claim("dead-worker", 1, 60.0, flow_id="c2")
+        await store.append_step("c2", claim.flow.epoch, StepRecord(0, "add", _hash(0, 0), result=_enc(0)))
+        await store.append_step("c2", claim.flow.epoch, StepRecord(1, "add", _hash(0, 1), result=_enc(1)))
+        outcome = await Executor(Counter(3), store, "c2").run()  # takes over the live lease
+        assert (outcome.status, outcome.result) == ("COMPLETE", 3)
+        assert CALLS == ["add2"]  # positions 0 and 1 replayed, only 2 ran
+        await store.close()
+    run(body())
+
+
+@dataclass
+@flow_type(name="Changing")
+class ChangingV2:
+    @step
+    async def renamed(self) -> int:
+        return 1
+
+    @flow
+    async def run(self) -> int:
+        return await self.renamed()
+
+
+def test_replay_of_changed_code_raises_nondeterminism_naming_position_and_steps(make_store):
+    async def body():
+        store = await make_store()
+        await store.schedule_flow("n1", "Changing", _enc({}))
+        claim, = await store.claim("w", 1, 60.0, flow_id="n1")
+        await store.append_step("n1", claim.flow.epoch, StepRecord(0, "original", 0, result=_enc(1)))
+        outcome = await Executor(ChangingV2(), store, "n1").run()
+        assert outcome.status == "FAILED"
+        assert outcome.error.type_name == "NondeterminismError"
+        assert "position 0" in outcome.error.message
+        assert "recorded original" in outcome.error.message and "called renamed" in outcome.error.message
+        await store.close()
+    run(body())
+
+
+def test_replay_with_different_arguments_is_nondeterminism(make_store):
+    async def body():
+        store = await make_store()
+        await Scheduler(store).schedule(Counter(1), "n2")
+        claim, = await store.claim("w", 1, 60.0, flow_id="n2")
+        await store.append_step("n2", claim.flow.epoch, StepRecord(0, "add", _hash(5, 0), result=_enc(5)))
+        outcome = await Executor(Counter(1), store, "n2").run()
+        assert outcome.error.type_name == "NondeterminismError"
+        assert "position 0" in outcome.error.message and "add(args #" in outcome.error.message
+        assert CALLS == []  # the step body did not run
+        await store.close()
+    run(body())
+
+
+class Declined(RetryableError):
+    def is_retryable(self) -> bool:
+        return False
+
+
+class Flaky(RetryableError):
+    pass
+
+
+@dataclass
+@flow_type
+class Payment:
+    failures: int
+    permanent: bool = False
+
+    @step
+    async def charge(self) -> str:
+        CALLS.append("charge")
+        if self.permanent:
+            raise Declined("card declined")
+        if CALLS.count("charge") <= self.failures:
+            raise Flaky(f"timeout {CALLS.count('charge')}")
+        return "charged"
+
+    @flow(retry_policy=RetryPolicy(max_attempts=3, initial_delay=0.01, multiplier=1.0))
+    async def run(self) -> str:
+        return await self.charge()
+
+
+def test_retryable_errors_are_retried_with_attempts_journaled(make_store):
+    async def body():
+        store = await make_store()
+        worker = Worker(store, "w1", poll_interval=0.01)
+        await worker.register(Payment)
+        handle = await worker.start()
+        flow_id = await Scheduler(store).schedule(Payment(failures=2))
+        record = await store.wait_for_completion(flow_id, timeout=10)
+        await handle.shutdown()
+        assert (record.status, record.value, record.attempt) == ("COMPLETE", "charged", 3)
+        assert CALLS == ["charge"] * 3
+        await store.close()
+    run(body())
+
+
+def test_a_permanent_error_fails_at_once_and_is_recorded_as_data(make_store):
+    async def body():
+        store = await make_store()
+        outcome = await Executor(Payment(failures=0, permanent=True), store, "p1").run()
+        assert outcome.status == "FAILED"
+        assert (outcome.error.type, outcome.error.message, outcome.error.retryable) == (
+            f"{__name__}:Declined", "card declined", False)
+        record = await store.get_flow("p1")
+        assert record.error == outcome.error  # stored as data, read back equal
+        assert isinstance(record.error.to_exception(), Declined)  # its module is registered
+        assert CALLS == ["charge"]
+        await store.close()
+    run(body())
+
+
+def test_exhausted_retries_fail_with_the_last_error(make_store):
+    async def body():
+        store = await make_store()
+        worker = Worker(store, "w1", poll_interval=0.01)
+        await worker.register(Payment)
+        handle = await worker.start()
+        flow_id = await Scheduler(store).schedule(Payment(failures=10))
+        record = await store.wait_for_completion(flow_id, timeout=10)
+        await handle.shutdown()
+        assert (record.status, record.attempt, record.error.message) == ("FAILED", 3, "timeout 3")
+        await store.close()
+    run(body())
+
+
+@dataclass
+@flow_type
+class Leaky:
+    @step
+    async def make(self) -> object:
+        return object()
+
+    @flow
+    async def run(self) -> object:
+        return await self.make()
+
+
+def test_an_unstorable_step_result_fails_the_flow_naming_flow_step_and_type(make_store):
+    async def body():
+        store = await make_store()
+        outcome = await Executor(Leaky(), store, "l1").run()
+        assert outcome.status == "FAILED" and outcome.error.type_name == "SerializationError"
+        for part in ("'make'", "Leaky", "'l1'", "object"):
+            assert part in outcome.error.message
+        assert await store.load_steps("l1") == [] or (await store.load_steps("l1"))[0].status != "COMPLETE"
+        await store.close()
+    run(body())
+
+
+@dataclass
+@flow_type
+class Holder:
+    thing: object
+
+    @flow
+    async def run(self) -> None:
+        return None
+
+
+def test_unstorable_arguments_fail_at_schedule_time_with_a_clear_error(make_store):
+    async def body():
+        store = await make_store()
+        with pytest.raises(SerializationError) as info:
+            await Scheduler(store).schedule(Holder(object()))
+        assert "Holder" in str(info.value) and "'thing'" in str(info.value) and "object" in str(info.value)
+        assert await store.list_flows() == []
+        await store.close()
+    run(body())
+
+
+class NotADataclass:
+    @flow
+    async def run(self) -> None:
+        return None
+
+
+def test_invalid_flow_classes_are_refused_with_the_reason():
+    with pytest.raises(FlowDefinitionError, match="not a flow"):
+        Executor(NotADataclass(), InMemoryExecutionLog())
+    plain = flow_type(NotADataclass)
+    with pytest.raises(FlowDefinitionError, match="not a dataclass"):
+        Executor(plain(), InMemoryExecutionLog())
+
+    @dataclass
+    @flow_type
+    class NoEntry:
+        x: int = 0
+    with pytest.raises(FlowDefinitionError, match="exactly one @flow"):
+        Executor(NoEntry(), InMemoryExecutionLog())
+
+
+def test_failure_roundtrip_rebuilds_builtin_exceptions():
+    failure = Failure.from_exception(KeyError("k"))
+    rebuilt = failure.to_exception()
+    assert isinstance(rebuilt, KeyError) and rebuilt.args == ("k",)
+
+
+def _enc(value):
+    from ergon_actors import codec
+    return codec.encode(value)
+
+
+def _hash(*args):
+    from ergon_actors import codec
+    return codec.args_hash(args, {})
