@@ -149,3 +149,48 @@ class RestartIntensityError(ErgonError):
 
 class ProtocolError(ErgonError, ValueError):
     """Raised when a message on the wire is malformed, of an unknown kind or another version."""
+
+
+class FlowCancelledError(ErgonError):
+    """Raised for writes of a flow that was cancelled; the flow then ends CANCELLED."""
+
+    def __init__(self, flow_id: str) -> None:
+        super().__init__(f"flow {flow_id!r} was cancelled")
+        self.flow_id = flow_id
+
+
+class ChildFlowError(FlowFailedError):
+    """Raised in a parent flow when the child flow it awaited failed or was cancelled."""
+
+
+class StepTimeoutError(TimeoutExpired):
+    """Raised when a step ran longer than its timeout; retryable."""
+
+    def __init__(self, step: str, timeout: float) -> None:
+        super().__init__(f"step {step!r} ran longer than {timeout:g}s")
+        self.step = step
+        self.timeout = timeout
+
+    def is_retryable(self) -> bool:
+        return True
+
+
+class FlowTimeoutError(TimeoutExpired):
+    """Raised when a flow ran (or waited) past its timeout; not retried."""
+
+    def __init__(self, flow_id: str, timeout: float) -> None:
+        super().__init__(f"flow {flow_id!r} did not finish within {timeout:g}s")
+        self.flow_id = flow_id
+        self.timeout = timeout
+
+    def is_retryable(self) -> bool:
+        return False
+
+
+class SignalTimeoutError(TimeoutExpired):
+    """Raised in a flow when the signal it awaited did not arrive within its timeout."""
+
+    def __init__(self, signal: str, timeout: float) -> None:
+        super().__init__(f"signal {signal!r} did not arrive within {timeout:g}s")
+        self.signal = signal
+        self.timeout = timeout

@@ -53,10 +53,15 @@ class ClaimFlows:
 
 @dataclass(frozen=True, slots=True)
 class RenewLeases:
-    """Extend the lease of every RUNNING flow owned by worker_id. Result: number renewed."""
+    """Extend the leases of worker_id's RUNNING flows among flow_ids (all of them if None).
+
+    Result: number renewed. Workers name the flows they run, so a flow leased by an answer
+    that never reached its worker is not kept alive: its lease lapses and it runs elsewhere.
+    """
 
     worker_id: str
     lease_seconds: float
+    flow_ids: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +104,59 @@ class SuspendFlow:
     ready_at: float | None
     attempt: int | None = None
     error: Failure | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AwaitSignal:
+    """Take the signal `signal` for the step at step.position, or suspend the flow until it comes.
+
+    Result: the journaled StepRecord (the signal's payload as its result), or None when the flow
+    is now SUSPENDED waiting for it (until ready_at, if set: the wait's timeout).
+    """
+
+    flow_id: str
+    epoch: int
+    step: StepRecord
+    signal: str
+    ready_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SendSignal:
+    """Store a signal and wake the flow waiting for it. Result: False if the name was already
+    sent (a signal is delivered once)."""
+
+    name: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class InvokeChild:
+    """Schedule `child` (unless it exists) and wait for it at step.position.
+
+    Result: the journaled StepRecord once the child has ended (its result, or its error as a
+    FAILED step), or None when the parent is now SUSPENDED until the child ends.
+    """
+
+    flow_id: str
+    epoch: int
+    step: StepRecord
+    child: ScheduleFlow
+
+
+@dataclass(frozen=True, slots=True)
+class CancelFlow:
+    """Cancel a flow and its live children. Result: the flow's status afterwards (RUNNING means
+    cancel requested: it stops at its next step boundary)."""
+
+    flow_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingSignals:
+    """Result: the names of the signals that suspended flows wait for."""
+
+    limit: int = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,13 +203,15 @@ class Claim:
 
 
 Command = (ScheduleFlow | ClaimFlows | RenewLeases | ReleaseWorker | AppendStep | FinishFlow
-           | SuspendFlow | GetFlow | LoadSteps | ListFlows | CountFlows)
+           | SuspendFlow | AwaitSignal | SendSignal | InvokeChild | CancelFlow | WaitingSignals
+           | GetFlow | LoadSteps | ListFlows | CountFlows)
 
 # Order is the ext code: append only, never reorder (it is the wire format).
 _WIRE_TYPES: tuple[type, ...] = (
     Failure, FlowRecord, StepRecord, Scheduled, Claim,
     ScheduleFlow, ClaimFlows, RenewLeases, ReleaseWorker, AppendStep, FinishFlow, SuspendFlow,
     GetFlow, LoadSteps, ListFlows, CountFlows,
+    AwaitSignal, SendSignal, InvokeChild, CancelFlow, WaitingSignals,
 )
 _EXT_BASE = 64
 _CODE = {cls: _EXT_BASE + i for i, cls in enumerate(_WIRE_TYPES)}

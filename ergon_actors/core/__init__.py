@@ -99,6 +99,8 @@ class FlowRecord:
     parent_id: str | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
+    waiting_on: str | None = None  # "signal:NAME" or "child:FLOW_ID" while SUSPENDED on it
+    cancel_requested: bool = False
 
     @property
     def value(self) -> object:
@@ -118,6 +120,8 @@ class StepRecord:
     error: Failure | None = None
     attempt: int = 1
     completed_at: float = 0.0
+    tries: int = 1  # runs of this step in this attempt (step retry policy)
+    retry_at: float | None = None  # on a FAILED step: when its next try is due
 
 
 @dataclass(frozen=True, slots=True)

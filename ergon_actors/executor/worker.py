@@ -94,7 +94,7 @@ class Worker:
                     self._spawn(claim)
                 got = len(claims)
             if self._running and time.monotonic() >= renew_at:
-                await self.storage.renew_leases(self.worker_id, self.lease_seconds)
+                await self.storage.renew_leases(self.worker_id, self.lease_seconds, tuple(self._running))
                 renew_at = time.monotonic() + self.lease_seconds / 3
             if got < free or free == 0:
                 try:

@@ -9,9 +9,9 @@ from typing import Protocol, Sequence, runtime_checkable
 
 from ..core import TERMINAL, Failure, FlowRecord, StepRecord
 from ..errors import FlowNotFoundError, TimeoutExpired
-from ..wire import (AppendStep, Claim, ClaimFlows, Command, CountFlows, FinishFlow, GetFlow,
-                    ListFlows, LoadSteps, ReleaseWorker, RenewLeases, Scheduled, ScheduleFlow,
-                    SuspendFlow)
+from ..wire import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows,
+                    FinishFlow, GetFlow, InvokeChild, ListFlows, LoadSteps, ReleaseWorker,
+                    RenewLeases, Scheduled, ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals)
 
 __all__ = ["ExecutionLog", "LogBase"]
 
@@ -66,8 +66,9 @@ class LogBase:
         command = ClaimFlows(worker_id, uuid.uuid4().hex, limit, lease_seconds, flow_types, flow_id, steal)
         return await self._one(command)
 
-    async def renew_leases(self, worker_id: str, lease_seconds: float) -> int:
-        return await self._one(RenewLeases(worker_id, lease_seconds))
+    async def renew_leases(self, worker_id: str, lease_seconds: float,
+                           flow_ids: tuple[str, ...] | None = None) -> int:
+        return await self._one(RenewLeases(worker_id, lease_seconds, flow_ids))
 
     async def release_worker(self, worker_id: str) -> int:
         return await self._one(ReleaseWorker(worker_id))
@@ -82,6 +83,25 @@ class LogBase:
     async def suspend_flow(self, flow_id: str, epoch: int, ready_at: float | None, *,
                            attempt: int | None = None, error: Failure | None = None) -> None:
         await self._one(SuspendFlow(flow_id, epoch, ready_at, attempt, error))
+
+    async def await_signal(self, flow_id: str, epoch: int, step: StepRecord, signal: str,
+                           ready_at: float | None = None) -> StepRecord | None:
+        return await self._one(AwaitSignal(flow_id, epoch, step, signal, ready_at))
+
+    async def send_signal(self, name: str, payload: bytes) -> bool:
+        """Deliver a signal (payload: codec-encoded); False if this name was already sent."""
+        return await self._one(SendSignal(name, payload))
+
+    async def invoke_child(self, flow_id: str, epoch: int, step: StepRecord,
+                           child: ScheduleFlow) -> StepRecord | None:
+        return await self._one(InvokeChild(flow_id, epoch, step, child))
+
+    async def cancel_flow(self, flow_id: str) -> str:
+        """Cancel a flow and its live children; returns its status (RUNNING: stops at its next step)."""
+        return await self._one(CancelFlow(flow_id))
+
+    async def waiting_signals(self, limit: int = 1000) -> list[str]:
+        return await self._one(WaitingSignals(limit))
 
     async def get_flow(self, flow_id: str) -> FlowRecord | None:
         return await self._one(GetFlow(flow_id))

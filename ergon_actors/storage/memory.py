@@ -6,11 +6,11 @@ import time
 from dataclasses import replace
 from typing import Sequence
 
-from ..core import TERMINAL, FlowRecord, FlowStatus, StepRecord, StepStatus
-from ..errors import FencedError, FlowBusyError, FlowNotFoundError
-from ..wire import (AppendStep, Claim, ClaimFlows, Command, CountFlows, FinishFlow, GetFlow,
-                    ListFlows, LoadSteps, ReleaseWorker, RenewLeases, Scheduled, ScheduleFlow,
-                    SuspendFlow)
+from ..core import TERMINAL, Failure, FlowRecord, FlowStatus, StepRecord, StepStatus
+from ..errors import FencedError, FlowBusyError, FlowCancelledError, FlowNotFoundError
+from ..wire import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows,
+                    FinishFlow, GetFlow, InvokeChild, ListFlows, LoadSteps, ReleaseWorker,
+                    RenewLeases, Scheduled, ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals)
 from .base import LogBase
 
 __all__ = ["InMemoryExecutionLog"]
@@ -25,7 +25,10 @@ def runnable(flow: FlowRecord, now: float) -> bool:
     return False
 
 
-def fence(flow: FlowRecord | None, flow_id: str, epoch: int) -> Exception | None:
+REFUSALS = (FencedError, FlowNotFoundError, FlowBusyError, FlowCancelledError)
+
+
+def fence(flow: FlowRecord | None, flow_id: str, epoch: int, cancelling: bool = False) -> Exception | None:
     """Why a write at `epoch` is refused, or None when the epoch still owns the flow."""
     if flow is None:
         return FlowNotFoundError(flow_id)
@@ -33,7 +36,21 @@ def fence(flow: FlowRecord | None, flow_id: str, epoch: int) -> Exception | None
         return FencedError(flow_id, epoch, f"flow is at epoch {flow.epoch}")
     if flow.status != FlowStatus.RUNNING:
         return FencedError(flow_id, epoch, f"flow is {flow.status}")
+    if flow.cancel_requested and not cancelling:
+        return FlowCancelledError(flow_id)
     return None
+
+
+def cancelled_failure(flow_id: str) -> Failure:
+    return Failure("ergon_actors.errors:FlowCancelledError", f"flow {flow_id!r} was cancelled")
+
+
+def child_outcome(step: StepRecord, child: FlowRecord, now: float) -> StepRecord:
+    """The parent's journal entry for a child that ended: its result, or its error as a failure."""
+    if child.status == FlowStatus.COMPLETE:
+        return replace(step, status=StepStatus.COMPLETE, result=child.result, completed_at=now)
+    return replace(step, status=StepStatus.FAILED, completed_at=now,
+                   error=child.error or cancelled_failure(child.flow_id))
 
 
 class InMemoryExecutionLog(LogBase):
@@ -43,6 +60,8 @@ class InMemoryExecutionLog(LogBase):
         self._flows: dict[str, FlowRecord] = {}
         self._steps: dict[str, dict[int, StepRecord]] = {}
         self._last_claim: dict[str, tuple[str, list[str]]] = {}  # worker -> (request_id, flow ids)
+        self._signals: dict[str, bytes] = {}
+        self._consumed: set[str] = set()
 
     async def execute(self, commands: Sequence[Command]) -> list[object]:
         now = time.time()
@@ -51,7 +70,7 @@ class InMemoryExecutionLog(LogBase):
             handler = getattr(self, "_" + type(command).__name__)
             try:
                 results.append(handler(command, now))
-            except (FencedError, FlowNotFoundError, FlowBusyError) as exc:
+            except REFUSALS as exc:
                 results.append(exc)
         return results
 
@@ -76,7 +95,7 @@ class InMemoryExecutionLog(LogBase):
                 flow = self._flows[flow_id]
                 self._flows[flow_id] = replace(
                     flow, status=FlowStatus.RUNNING, epoch=flow.epoch + 1, owner=c.worker_id,
-                    lease_expires=now + c.lease_seconds, updated_at=now)
+                    lease_expires=now + c.lease_seconds, waiting_on=None, updated_at=now)
             self._last_claim[c.worker_id] = (c.request_id, ids)
         return [Claim(self._flows[i], tuple(sorted(self._steps[i].values(), key=lambda s: s.position)))
                 for i in ids]
@@ -97,7 +116,8 @@ class InMemoryExecutionLog(LogBase):
         return [f.flow_id for f in due[:c.limit]]
 
     def _RenewLeases(self, c: RenewLeases, now: float) -> int:
-        owned = [f for f in self._flows.values() if f.owner == c.worker_id and f.status == FlowStatus.RUNNING]
+        owned = [f for f in self._flows.values() if f.owner == c.worker_id and f.status == FlowStatus.RUNNING
+                 and (c.flow_ids is None or f.flow_id in c.flow_ids)]
         for flow in owned:
             self._flows[flow.flow_id] = replace(flow, lease_expires=now + c.lease_seconds)
         return len(owned)
@@ -109,35 +129,110 @@ class InMemoryExecutionLog(LogBase):
                 flow, status=FlowStatus.PENDING, owner=None, lease_expires=None, ready_at=now, updated_at=now)
         return len(owned)
 
+    def _recorded(self, flow_id: str, epoch: int, position: int) -> StepRecord | None:
+        """The step already journaled at this position by this epoch (a re-sent request)."""
+        step = self._steps.get(flow_id, {}).get(position)
+        flow = self._flows.get(flow_id)
+        return step if step is not None and flow is not None and flow.epoch == epoch else None
+
     def _AppendStep(self, c: AppendStep, now: float) -> None:
-        flow = self._flows.get(c.flow_id)
-        steps = self._steps.get(c.flow_id, {})
-        existing = steps.get(c.step.position)
-        if existing is not None and existing.status == StepStatus.COMPLETE and flow.epoch == c.epoch:
+        done = self._recorded(c.flow_id, c.epoch, c.step.position)
+        if done is not None and done.status == StepStatus.COMPLETE:
             return None  # recorded once: a re-sent append changes nothing
-        refused = fence(flow, c.flow_id, c.epoch)
+        refused = fence(self._flows.get(c.flow_id), c.flow_id, c.epoch)
         if refused is not None:
             raise refused
-        steps[c.step.position] = replace(c.step, completed_at=now)
+        self._steps[c.flow_id][c.step.position] = replace(c.step, completed_at=now)
 
-    def _finish(self, flow_id: str, epoch: int, now: float, **changes: object) -> None:
+    def _finish(self, flow_id: str, epoch: int, now: float, **changes: object) -> FlowRecord:
         flow = self._flows.get(flow_id)
-        refused = fence(flow, flow_id, epoch)
+        refused = fence(flow, flow_id, epoch, cancelling=changes["status"] == FlowStatus.CANCELLED)
         if refused is not None:
             if flow is not None and flow.epoch == epoch and flow.status == changes["status"]:
-                return  # a re-sent finish after its commit
+                return flow  # a re-sent command after its commit
             raise refused
-        self._flows[flow_id] = replace(flow, owner=None, lease_expires=None, updated_at=now, **changes)
+        flow = self._flows[flow_id] = replace(flow, owner=None, lease_expires=None, updated_at=now, **changes)
+        if flow.status in TERMINAL:
+            self._wake(flow.parent_id, f"child:{flow_id}", now)
+        return flow
+
+    def _wake(self, flow_id: str | None, waiting_on: str, now: float) -> None:
+        flow = self._flows.get(flow_id) if flow_id is not None else None
+        if flow is not None and flow.status == FlowStatus.SUSPENDED and flow.waiting_on == waiting_on:
+            self._flows[flow_id] = replace(flow, ready_at=now)
 
     def _FinishFlow(self, c: FinishFlow, now: float) -> None:
-        self._finish(c.flow_id, c.epoch, now, status=c.status, result=c.result, error=c.error, ready_at=None)
+        self._finish(c.flow_id, c.epoch, now, status=c.status, result=c.result, error=c.error,
+                     ready_at=None, waiting_on=None)
 
     def _SuspendFlow(self, c: SuspendFlow, now: float) -> None:
         flow = self._flows.get(c.flow_id)
         attempt = c.attempt if c.attempt is not None else (flow.attempt if flow else 1)
         error = c.error if c.error is not None else (flow.error if flow else None)
         self._finish(c.flow_id, c.epoch, now, status=FlowStatus.SUSPENDED, ready_at=c.ready_at,
-                     attempt=attempt, error=error)
+                     attempt=attempt, error=error, waiting_on=None)
+
+    def _AwaitSignal(self, c: AwaitSignal, now: float) -> StepRecord | None:
+        done = self._recorded(c.flow_id, c.epoch, c.step.position)
+        if done is not None:
+            return done
+        refused = fence(self._flows.get(c.flow_id), c.flow_id, c.epoch)
+        if refused is not None:
+            raise refused
+        if c.signal in self._signals and c.signal not in self._consumed:
+            self._consumed.add(c.signal)
+            step = self._steps[c.flow_id][c.step.position] = replace(
+                c.step, status=StepStatus.COMPLETE, result=self._signals[c.signal], completed_at=now)
+            return step
+        self._finish(c.flow_id, c.epoch, now, status=FlowStatus.SUSPENDED, ready_at=c.ready_at,
+                     waiting_on=f"signal:{c.signal}")
+        return None
+
+    def _SendSignal(self, c: SendSignal, now: float) -> bool:
+        if c.name in self._signals:
+            return False
+        self._signals[c.name] = c.payload
+        for flow in list(self._flows.values()):
+            self._wake(flow.flow_id, f"signal:{c.name}", now)
+        return True
+
+    def _InvokeChild(self, c: InvokeChild, now: float) -> StepRecord | None:
+        done = self._recorded(c.flow_id, c.epoch, c.step.position)
+        if done is not None:
+            return done
+        refused = fence(self._flows.get(c.flow_id), c.flow_id, c.epoch)
+        if refused is not None:
+            raise refused
+        self._ScheduleFlow(replace(c.child, parent_id=c.flow_id), now)
+        child = self._flows[c.child.flow_id]
+        if child.status in TERMINAL:
+            step = self._steps[c.flow_id][c.step.position] = child_outcome(c.step, child, now)
+            return step
+        self._finish(c.flow_id, c.epoch, now, status=FlowStatus.SUSPENDED, ready_at=None,
+                     waiting_on=f"child:{child.flow_id}")
+        return None
+
+    def _CancelFlow(self, c: CancelFlow, now: float) -> str:
+        flow = self._flows.get(c.flow_id)
+        if flow is None:
+            raise FlowNotFoundError(c.flow_id)
+        if flow.status in TERMINAL:
+            return flow.status
+        if flow.status == FlowStatus.RUNNING:
+            self._flows[c.flow_id] = replace(flow, cancel_requested=True, updated_at=now)
+        else:
+            self._flows[c.flow_id] = replace(
+                flow, status=FlowStatus.CANCELLED, ready_at=None, waiting_on=None,
+                error=cancelled_failure(c.flow_id), updated_at=now)
+            self._wake(flow.parent_id, f"child:{c.flow_id}", now)
+        for child in [f for f in self._flows.values() if f.parent_id == c.flow_id]:
+            self._CancelFlow(CancelFlow(child.flow_id), now)
+        return self._flows[c.flow_id].status
+
+    def _WaitingSignals(self, c: WaitingSignals, now: float) -> list[str]:
+        names = {f.waiting_on[7:] for f in self._flows.values()
+                 if f.status == FlowStatus.SUSPENDED and (f.waiting_on or "").startswith("signal:")}
+        return sorted(names - set(self._signals))[:c.limit]
 
     def _GetFlow(self, c: GetFlow, now: float) -> FlowRecord | None:
         return self._flows.get(c.flow_id)

@@ -10,13 +10,14 @@ from typing import Callable, Sequence
 import aiosqlite
 
 from ..core import TERMINAL, FlowRecord, FlowStatus, StepRecord, StepStatus
-from ..errors import (ConfigError, FencedError, FlowBusyError, FlowNotFoundError,
-                      SchemaVersionError, StoreError)
-from ..wire import (AppendStep, Claim, ClaimFlows, Command, CountFlows, FinishFlow, GetFlow,
-                    ListFlows, LoadSteps, ReleaseWorker, RenewLeases, Scheduled, ScheduleFlow,
-                    SuspendFlow, dumps, loads)
+from ..errors import (ConfigError, FencedError, FlowBusyError, FlowCancelledError,
+                      FlowNotFoundError, SchemaVersionError, StoreError)
+from ..wire import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows,
+                    FinishFlow, GetFlow, InvokeChild, ListFlows, LoadSteps, ReleaseWorker,
+                    RenewLeases, Scheduled, ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals,
+                    dumps, loads)
 from .base import LogBase
-from .memory import fence
+from .memory import REFUSALS, cancelled_failure, child_outcome, fence
 
 __all__ = ["SqliteExecutionLog", "SCHEMA_VERSION"]
 
@@ -25,22 +26,27 @@ APPLICATION_ID = 0x45524731  # "ERG1": marks a file as ours before we touch its 
 SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 _FLOW_COLUMNS = ("flow_id, flow_type, args, status, version, attempt, epoch, owner, lease_expires, "
-                 "ready_at, result, error, parent_id, created_at, updated_at")
-_STEP_COLUMNS = "position, name, args_hash, status, result, error, attempt, completed_at"
+                 "ready_at, result, error, parent_id, created_at, updated_at, waiting_on, cancel_requested")
+_STEP_COLUMNS = "position, name, args_hash, status, result, error, attempt, completed_at, tries, retry_at"
 _SCHEMA = f"""
 CREATE TABLE ergon_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE flows (
     flow_id TEXT PRIMARY KEY, flow_type TEXT NOT NULL, args BLOB NOT NULL, status TEXT NOT NULL,
     version TEXT, attempt INTEGER NOT NULL, epoch INTEGER NOT NULL, owner TEXT,
     lease_expires REAL, ready_at REAL, result BLOB, error BLOB, parent_id TEXT,
-    created_at REAL NOT NULL, updated_at REAL NOT NULL, claim_request TEXT);
+    created_at REAL NOT NULL, updated_at REAL NOT NULL, waiting_on TEXT,
+    cancel_requested INTEGER NOT NULL DEFAULT 0, claim_request TEXT);
 CREATE INDEX flows_ready ON flows (status, ready_at);
 CREATE INDEX flows_lease ON flows (status, lease_expires);
 CREATE INDEX flows_owner ON flows (owner) WHERE owner IS NOT NULL;
+CREATE INDEX flows_parent ON flows (parent_id) WHERE parent_id IS NOT NULL;
+CREATE INDEX flows_waiting ON flows (waiting_on) WHERE waiting_on IS NOT NULL;
+CREATE TABLE signals (name TEXT PRIMARY KEY, payload BLOB NOT NULL, created_at REAL NOT NULL,
+    consumer TEXT);
 CREATE TABLE steps (
     flow_id TEXT NOT NULL, position INTEGER NOT NULL, name TEXT NOT NULL,
     args_hash INTEGER NOT NULL, status TEXT NOT NULL, result BLOB, error BLOB,
-    attempt INTEGER NOT NULL, completed_at REAL NOT NULL,
+    attempt INTEGER NOT NULL, completed_at REAL NOT NULL, tries INTEGER NOT NULL, retry_at REAL,
     PRIMARY KEY (flow_id, position)) WITHOUT ROWID;
 INSERT INTO ergon_meta VALUES ('schema_version', '{SCHEMA_VERSION}');
 PRAGMA application_id = {APPLICATION_ID};
@@ -57,6 +63,7 @@ def _flow(row: tuple) -> FlowRecord:
     values = list(row)
     if values[11] is not None:
         values[11] = loads(values[11])
+    values[16] = bool(values[16])
     return FlowRecord(*values)
 
 
@@ -158,7 +165,7 @@ class SqliteExecutionLog(LogBase):
             for command in commands:
                 try:
                     results.append(getattr(self, "_" + type(command).__name__)(db, command, now))
-                except (FencedError, FlowNotFoundError, FlowBusyError) as exc:
+                except REFUSALS as exc:
                     results.append(exc)
             db.execute("COMMIT")
         except BaseException:
@@ -176,7 +183,7 @@ class SqliteExecutionLog(LogBase):
 
     def _ScheduleFlow(self, db, c: ScheduleFlow, now: float) -> Scheduled:
         cursor = db.execute(
-            "INSERT INTO flows VALUES (?, ?, ?, 'PENDING', ?, 1, 0, NULL, NULL, ?, NULL, NULL, ?, ?, ?, NULL) "
+            "INSERT INTO flows VALUES (?, ?, ?, 'PENDING', ?, 1, 0, NULL, NULL, ?, NULL, NULL, ?, ?, ?, NULL, 0, NULL) "
             "ON CONFLICT (flow_id) DO NOTHING",
             (c.flow_id, c.flow_type, c.args, c.version, now if c.ready_at is None else c.ready_at,
              c.parent_id, now, now))
@@ -208,7 +215,8 @@ class SqliteExecutionLog(LogBase):
         marks = ", ".join("?" * len(ids))
         rows = db.execute(
             f"UPDATE flows SET status = 'RUNNING', epoch = epoch + 1, owner = ?, lease_expires = ?, "
-            f"updated_at = ?, claim_request = ? WHERE flow_id IN ({marks}) RETURNING {_FLOW_COLUMNS}",
+            f"updated_at = ?, claim_request = ?, waiting_on = NULL WHERE flow_id IN ({marks}) "
+            f"RETURNING {_FLOW_COLUMNS}",
             (c.worker_id, now + c.lease_seconds, now, c.request_id, *ids)).fetchall()
         return self._with_steps(db, [_flow(r) for r in rows])
 
@@ -224,56 +232,145 @@ class SqliteExecutionLog(LogBase):
         return [Claim(f, tuple(steps[f.flow_id])) for f in flows]
 
     def _RenewLeases(self, db, c: RenewLeases, now: float) -> int:
-        return db.execute("UPDATE flows SET lease_expires = ? WHERE owner = ? AND status = 'RUNNING'",
-                          (now + c.lease_seconds, c.worker_id)).rowcount
+        sql = "UPDATE flows SET lease_expires = ? WHERE owner = ? AND status = 'RUNNING'"
+        if c.flow_ids is None:
+            return db.execute(sql, (now + c.lease_seconds, c.worker_id)).rowcount
+        marks = ", ".join("?" * len(c.flow_ids))
+        return db.execute(f"{sql} AND flow_id IN ({marks})",
+                          (now + c.lease_seconds, c.worker_id, *c.flow_ids)).rowcount
 
     def _ReleaseWorker(self, db, c: ReleaseWorker, now: float) -> int:
         return db.execute("UPDATE flows SET status = 'PENDING', owner = NULL, lease_expires = NULL, "
                           "ready_at = ?, updated_at = ? WHERE owner = ? AND status = 'RUNNING'",
                           (now, now, c.worker_id)).rowcount
 
-    def _AppendStep(self, db, c: AppendStep, now: float) -> None:
-        row = db.execute("SELECT epoch, status FROM flows WHERE flow_id = ?", (c.flow_id,)).fetchone()
-        if row is not None and row[0] == c.epoch and row[1] != FlowStatus.RUNNING:
-            done = db.execute("SELECT status FROM steps WHERE flow_id = ? AND position = ?",
-                              (c.flow_id, c.step.position)).fetchone()
-            if done is not None and done[0] == StepStatus.COMPLETE:
-                return None  # a re-sent append after the flow moved on
-        if row is None:
-            raise FlowNotFoundError(c.flow_id)
-        if row[0] != c.epoch:
-            raise FencedError(c.flow_id, c.epoch, f"flow is at epoch {row[0]}")
-        if row[1] != FlowStatus.RUNNING:
-            raise FencedError(c.flow_id, c.epoch, f"flow is {row[1]}")
-        s = c.step
+    def _recorded(self, db, flow_id: str, epoch: int, position: int) -> StepRecord | None:
+        """The step already journaled at this position by this epoch (a re-sent request)."""
+        columns = ", ".join(f"steps.{c}" for c in _STEP_COLUMNS.split(", "))
+        row = db.execute(f"SELECT {columns} FROM steps JOIN flows USING (flow_id) "
+                         "WHERE flow_id = ? AND position = ? AND epoch = ?", (flow_id, position, epoch)).fetchone()
+        return None if row is None else _step(row)
+
+    def _fence(self, db, flow_id: str, epoch: int) -> FlowRecord:
+        flow = self._get(db, flow_id)
+        refused = fence(flow, flow_id, epoch)
+        if refused is not None:
+            raise refused
+        return flow
+
+    @staticmethod
+    def _insert_step(db, flow_id: str, s: StepRecord, now: float) -> StepRecord:
         db.execute(
-            "INSERT INTO steps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (flow_id, position) DO UPDATE SET "
+            "INSERT INTO steps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (flow_id, position) DO UPDATE SET "
             "name = excluded.name, args_hash = excluded.args_hash, status = excluded.status, "
             "result = excluded.result, error = excluded.error, attempt = excluded.attempt, "
-            "completed_at = excluded.completed_at WHERE steps.status != 'COMPLETE'",
-            (c.flow_id, s.position, s.name, s.args_hash, s.status, s.result,
-             None if s.error is None else dumps(s.error), s.attempt, now))
+            "completed_at = excluded.completed_at, tries = excluded.tries, retry_at = excluded.retry_at "
+            "WHERE steps.status != 'COMPLETE'",
+            (flow_id, s.position, s.name, s.args_hash, s.status, s.result,
+             None if s.error is None else dumps(s.error), s.attempt, now, s.tries, s.retry_at))
+        return StepRecord(s.position, s.name, s.args_hash, s.status, s.result, s.error, s.attempt, now,
+                          s.tries, s.retry_at)
+
+    def _AppendStep(self, db, c: AppendStep, now: float) -> None:
+        done = self._recorded(db, c.flow_id, c.epoch, c.step.position)
+        if done is not None and done.status == StepStatus.COMPLETE:
+            return None  # recorded once: a re-sent append changes nothing
+        self._fence(db, c.flow_id, c.epoch)
+        self._insert_step(db, c.flow_id, c.step, now)
         return None
 
     def _end(self, db, flow_id: str, epoch: int, status: str, sets: str, params: tuple) -> None:
+        cancel = "" if status == FlowStatus.CANCELLED else "AND cancel_requested = 0 "
         cursor = db.execute(
-            f"UPDATE flows SET status = ?, owner = NULL, lease_expires = NULL, {sets} "
-            "WHERE flow_id = ? AND epoch = ? AND status = 'RUNNING'", (status, *params, flow_id, epoch))
-        if cursor.rowcount == 1:
+            f"UPDATE flows SET status = ?, owner = NULL, lease_expires = NULL, updated_at = ?, {sets} "
+            f"WHERE flow_id = ? AND epoch = ? AND status = 'RUNNING' {cancel}RETURNING parent_id",
+            (status, time.time(), *params, flow_id, epoch))
+        row = cursor.fetchone()
+        if row is not None:
+            if status in TERMINAL and row[0] is not None:
+                self._wake(db, row[0], f"child:{flow_id}")
             return
         flow = self._get(db, flow_id)
         if flow is not None and flow.epoch == epoch and flow.status == status:
-            return  # a re-sent finish after its commit
+            return  # a re-sent command after its commit
         raise fence(flow, flow_id, epoch) or FencedError(flow_id, epoch)
 
+    @staticmethod
+    def _wake(db, flow_id: str | None, waiting_on: str) -> None:
+        db.execute("UPDATE flows SET ready_at = ? WHERE flow_id = ? AND status = 'SUSPENDED' AND waiting_on = ?",
+                   (time.time(), flow_id, waiting_on))
+
     def _FinishFlow(self, db, c: FinishFlow, now: float) -> None:
-        self._end(db, c.flow_id, c.epoch, c.status, "result = ?, error = ?, ready_at = NULL, updated_at = ?",
-                  (c.result, None if c.error is None else dumps(c.error), now))
+        self._end(db, c.flow_id, c.epoch, c.status, "result = ?, error = ?, ready_at = NULL, waiting_on = NULL",
+                  (c.result, None if c.error is None else dumps(c.error)))
 
     def _SuspendFlow(self, db, c: SuspendFlow, now: float) -> None:
         self._end(db, c.flow_id, c.epoch, FlowStatus.SUSPENDED,
-                  "ready_at = ?, attempt = coalesce(?, attempt), error = coalesce(?, error), updated_at = ?",
-                  (c.ready_at, c.attempt, None if c.error is None else dumps(c.error), now))
+                  "ready_at = ?, attempt = coalesce(?, attempt), error = coalesce(?, error), waiting_on = NULL",
+                  (c.ready_at, c.attempt, None if c.error is None else dumps(c.error)))
+
+    def _AwaitSignal(self, db, c: AwaitSignal, now: float) -> StepRecord | None:
+        done = self._recorded(db, c.flow_id, c.epoch, c.step.position)
+        if done is not None:
+            return done
+        self._fence(db, c.flow_id, c.epoch)
+        row = db.execute("UPDATE signals SET consumer = ? WHERE name = ? AND consumer IS NULL RETURNING payload",
+                         (c.flow_id, c.signal)).fetchone()
+        if row is not None:
+            step = StepRecord(c.step.position, c.step.name, c.step.args_hash, StepStatus.COMPLETE, row[0],
+                              attempt=c.step.attempt)
+            return self._insert_step(db, c.flow_id, step, now)
+        self._end(db, c.flow_id, c.epoch, FlowStatus.SUSPENDED, "ready_at = ?, waiting_on = ?",
+                  (c.ready_at, f"signal:{c.signal}"))
+        return None
+
+    def _SendSignal(self, db, c: SendSignal, now: float) -> bool:
+        cursor = db.execute("INSERT INTO signals VALUES (?, ?, ?, NULL) ON CONFLICT (name) DO NOTHING",
+                            (c.name, c.payload, now))
+        if cursor.rowcount == 0:
+            return False
+        db.execute("UPDATE flows SET ready_at = ? WHERE waiting_on = ? AND status = 'SUSPENDED'",
+                   (now, f"signal:{c.name}"))
+        return True
+
+    def _InvokeChild(self, db, c: InvokeChild, now: float) -> StepRecord | None:
+        done = self._recorded(db, c.flow_id, c.epoch, c.step.position)
+        if done is not None:
+            return done
+        self._fence(db, c.flow_id, c.epoch)
+        child = c.child
+        self._ScheduleFlow(db, ScheduleFlow(child.flow_id, child.flow_type, child.args, child.version,
+                                            child.ready_at, c.flow_id), now)
+        record = self._get(db, child.flow_id)
+        if record.status in TERMINAL:
+            return self._insert_step(db, c.flow_id, child_outcome(c.step, record, now), now)
+        self._end(db, c.flow_id, c.epoch, FlowStatus.SUSPENDED, "ready_at = NULL, waiting_on = ?",
+                  (f"child:{child.flow_id}",))
+        return None
+
+    def _CancelFlow(self, db, c: CancelFlow, now: float) -> str:
+        flow = self._get(db, c.flow_id)
+        if flow is None:
+            raise FlowNotFoundError(c.flow_id)
+        if flow.status in TERMINAL:
+            return flow.status
+        if flow.status == FlowStatus.RUNNING:
+            db.execute("UPDATE flows SET cancel_requested = 1, updated_at = ? WHERE flow_id = ?", (now, c.flow_id))
+        else:
+            db.execute("UPDATE flows SET status = 'CANCELLED', ready_at = NULL, waiting_on = NULL, error = ?, "
+                       "updated_at = ? WHERE flow_id = ?", (dumps(cancelled_failure(c.flow_id)), now, c.flow_id))
+            if flow.parent_id is not None:
+                self._wake(db, flow.parent_id, f"child:{c.flow_id}")
+        for (child_id,) in db.execute("SELECT flow_id FROM flows WHERE parent_id = ? AND status NOT IN "
+                                      "('COMPLETE', 'FAILED', 'CANCELLED')", (c.flow_id,)).fetchall():
+            self._CancelFlow(db, CancelFlow(child_id), now)
+        return self._get(db, c.flow_id).status
+
+    def _WaitingSignals(self, db, c: WaitingSignals, now: float) -> list[str]:
+        rows = db.execute("SELECT DISTINCT substr(waiting_on, 8) FROM flows WHERE status = 'SUSPENDED' "
+                          "AND waiting_on LIKE 'signal:%' AND substr(waiting_on, 8) NOT IN (SELECT name FROM signals) "
+                          "ORDER BY 1 LIMIT ?", (c.limit,))
+        return [r[0] for r in rows]
 
     def _GetFlow(self, db, c: GetFlow, now: float) -> FlowRecord | None:
         return self._get(db, c.flow_id)

@@ -1,0 +1,261 @@
+"""What only the SQLite store promises: a durable file, WAL, and refusing files that are not ours."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from ergon_actors.core import FlowStatus, StepRecord
+from ergon_actors.errors import ConfigError, SchemaVersionError, StoreError
+from ergon_actors.storage import InMemoryExecutionLog, SqliteExecutionLog, open_store
+from ergon_actors.storage.sqlite import SCHEMA_VERSION
+from ergon_actors.wire import ClaimFlows
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def raw(path: Path, sql: str, *params: object) -> list[tuple]:
+    """One statement on a plain sqlite3 connection, committed, connection closed."""
+    db = sqlite3.connect(path)
+    try:
+        rows = db.execute(sql, params).fetchall()
+        db.commit()
+        return rows
+    finally:
+        db.close()
+
+
+def snapshot(path: Path) -> bytes:
+    return path.read_bytes()
+
+
+def connect_refused(path: Path) -> None:
+    """Connect, expecting a refusal; a store that opens anyway is closed so nothing leaks."""
+    async def attempt():
+        log = await SqliteExecutionLog(path).connect()
+        await log.close()
+        pytest.fail(f"{path.name} was opened as a store")
+
+    run(attempt())
+
+
+def test_data_persists_across_close_and_reopen(tmp_path):
+    path = tmp_path / "store.db"
+
+    async def write():
+        log = await SqliteExecutionLog(path).connect()
+        try:
+            await log.schedule_flow("a", "Order", b"args", version="v1")
+            await log.schedule_flow("b", "Order", b"args-b")
+            (claim,) = await log.execute([ClaimFlows("w1", "req-1", 1, 30.0, flow_id="a")])
+            epoch = claim[0].flow.epoch
+            await log.append_step("a", epoch, StepRecord(0, "charge", 42, result=b"paid"))
+            await log.finish_flow("a", epoch, FlowStatus.COMPLETE, result=b"done")
+            return await log.get_flow("a"), await log.load_steps("a"), await log.get_flow("b")
+        finally:
+            await log.close()
+
+    async def read():
+        log = await SqliteExecutionLog(path).connect()
+        try:
+            return await log.get_flow("a"), await log.load_steps("a"), await log.get_flow("b")
+        finally:
+            await log.close()
+
+    written = run(write())
+    assert written[0].status == FlowStatus.COMPLETE and written[1][0].result == b"paid"
+    assert run(read()) == written
+
+
+def test_wal_journal_mode_is_on(tmp_path):
+    path = tmp_path / "store.db"
+
+    async def open_and_close():
+        log = await SqliteExecutionLog(path).connect()
+        await log.schedule_flow("a", "Order", b"x")
+        await log.close()
+
+    run(open_and_close())
+    assert raw(path, "PRAGMA journal_mode") == [("wal",)]
+
+
+@pytest.mark.parametrize("setting, level", [("FULL", 2), ("NORMAL", 1), ("normal", 1), ("EXTRA", 3), ("OFF", 0)])
+def test_synchronous_setting_is_applied(tmp_path, setting, level):
+    async def body():
+        log = await SqliteExecutionLog(tmp_path / "store.db", synchronous=setting).connect()
+        try:
+            return await log._run(lambda db: db.execute("PRAGMA synchronous").fetchone()[0])
+        finally:
+            await log.close()
+
+    assert run(body()) == level
+
+
+def test_synchronous_defaults_to_full(tmp_path):
+    async def body():
+        log = await SqliteExecutionLog(tmp_path / "store.db").connect()
+        try:
+            return await log._run(lambda db: db.execute("PRAGMA synchronous").fetchone()[0])
+        finally:
+            await log.close()
+
+    assert run(body()) == 2
+
+
+def test_invalid_synchronous_is_a_config_error(tmp_path):
+    path = tmp_path / "store.db"
+    with pytest.raises(ConfigError, match="synchronous"):
+        SqliteExecutionLog(path, synchronous="SOMETIMES")
+    with pytest.raises(ConfigError, match="synchronous"):
+        run(open_store(f"sqlite:///{path}", synchronous="fast"))
+    assert not path.exists()
+
+
+def test_foreign_sqlite_file_is_refused_and_left_unchanged(tmp_path):
+    path = tmp_path / "app.db"
+    raw(path, "CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+    raw(path, "INSERT INTO users (name) VALUES ('ada')")
+    before = snapshot(path)
+    with pytest.raises(StoreError, match="another application"):
+        connect_refused(path)
+    assert snapshot(path) == before
+    assert raw(path, "SELECT name FROM sqlite_master WHERE type = 'table'") == [("users",)]
+    assert raw(path, "PRAGMA journal_mode") == [("delete",)]
+
+
+def test_non_database_file_is_refused_and_left_unchanged(tmp_path):
+    path = tmp_path / "notes.db"
+    path.write_bytes(b"these are not the pages you are looking for\n" * 50 + os.urandom(2048))
+    before = snapshot(path)
+    with pytest.raises(StoreError):
+        connect_refused(path)
+    assert snapshot(path) == before
+
+
+def test_newer_schema_version_is_refused_and_left_unchanged(tmp_path):
+    path = tmp_path / "store.db"
+
+    async def create():
+        log = await SqliteExecutionLog(path).connect()
+        await log.schedule_flow("a", "Order", b"x")
+        await log.close()
+
+    run(create())
+    raw(path, "UPDATE ergon_meta SET value = '99' WHERE key = 'schema_version'")
+    before = snapshot(path)
+    with pytest.raises(SchemaVersionError) as info:
+        connect_refused(path)
+    assert info.value.found == 99
+    assert info.value.supported == SCHEMA_VERSION
+    assert isinstance(info.value, StoreError)
+    assert snapshot(path) == before
+    assert raw(path, "SELECT value FROM ergon_meta WHERE key = 'schema_version'") == [("99",)]
+    assert raw(path, "SELECT flow_id, status FROM flows") == [("a", "PENDING")]
+
+
+@pytest.mark.parametrize("url", ["postgres://x", "sqlite://", "redis://"])
+def test_open_store_rejects_bad_urls_naming_them(url):
+    with pytest.raises(ConfigError) as info:
+        run(open_store(url))
+    assert repr(url) in str(info.value)
+
+
+def test_open_store_opens_sqlite_and_memory_urls(tmp_path):
+    path = tmp_path / "via-url.db"
+
+    async def body():
+        log = await open_store(f"sqlite:///{path}", synchronous="NORMAL")
+        try:
+            assert isinstance(log, SqliteExecutionLog)
+            await log.schedule_flow("a", "Order", b"x")
+            level = await log._run(lambda db: db.execute("PRAGMA synchronous").fetchone()[0])
+        finally:
+            await log.close()
+        memory = await open_store("memory://")
+        assert isinstance(memory, InMemoryExecutionLog)
+        return level
+
+    assert run(body()) == 1
+    assert raw(path, "SELECT flow_id FROM flows") == [("a",)]
+
+
+def test_in_memory_sqlite_store_works():
+    async def body():
+        log = await SqliteExecutionLog.in_memory()
+        try:
+            assert (await log.schedule_flow("a", "Order", b"x")).created
+            (claim,) = await log.claim("w1", 10, 30.0)
+            await log.finish_flow("a", claim.flow.epoch, FlowStatus.COMPLETE, result=b"ok")
+            return await log.get_flow("a")
+        finally:
+            await log.close()
+
+    flow = run(body())
+    assert (flow.status, flow.result) == (FlowStatus.COMPLETE, b"ok")
+
+
+def test_using_a_store_before_connect_is_a_store_error(tmp_path):
+    log = SqliteExecutionLog(tmp_path / "store.db")
+    with pytest.raises(StoreError, match="connect"):
+        run(log.get_flow("a"))
+
+
+def test_resent_claim_is_answered_again_after_reopen(tmp_path):
+    path = tmp_path / "store.db"
+    command = ClaimFlows("w1", "req-1", 1, 30.0)
+
+    async def first():
+        log = await SqliteExecutionLog(path).connect()
+        try:
+            await log.schedule_flow("a", "Order", b"x")
+            await log.schedule_flow("b", "Order", b"x")
+            (claims,) = await log.execute([command])
+            return claims
+        finally:
+            await log.close()
+
+    async def again():
+        log = await SqliteExecutionLog(path).connect()
+        try:
+            (claims,) = await log.execute([command])
+            return claims, await log.get_flow("b")
+        finally:
+            await log.close()
+
+    claims = run(first())
+    resent, b = run(again())
+    assert [c.flow for c in resent] == [c.flow for c in claims]
+    assert b.status == FlowStatus.PENDING
+
+
+def test_two_connections_to_one_file_never_claim_the_same_flow(tmp_path):
+    path = tmp_path / "store.db"
+
+    async def body():
+        one = await SqliteExecutionLog(path).connect()
+        two = await SqliteExecutionLog(path).connect()
+        try:
+            for i in range(20):
+                await one.schedule_flow(f"f{i}", "Order", b"x")
+            deadline = time.monotonic() + 30
+            claimed: list[str] = []
+            while len(claimed) < 20 and time.monotonic() < deadline:
+                batches = await asyncio.gather(*(log.claim(f"w{i}", 3, 30.0)
+                                                 for i, log in enumerate([one, two, one, two])))
+                claimed += [c.flow.flow_id for batch in batches for c in batch]
+            return claimed
+        finally:
+            await one.close()
+            await two.close()
+
+    claimed = run(body())
+    assert sorted(claimed) == sorted(f"f{i}" for i in range(20))
