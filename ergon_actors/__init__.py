@@ -4,10 +4,12 @@ import logging
 
 from .core import FlowStatus, RetryableError, RetryPolicy, TaskStatus
 from .decorators import flow, flow_type, step
-from .errors import (ConfigError, ErgonError, FencedError, FlowDefinitionError, FlowFailedError,
-                     FlowNotFoundError, NondeterminismError, SerializationError, StoreError,
-                     TimeoutExpired, UnknownFlowTypeError)
-from .executor import Executor, Outcome, Scheduler, Worker, WorkerHandle
+from .errors import (ChildFlowError, ConfigError, ErgonError, FencedError, FlowCancelledError,
+                     FlowDefinitionError, FlowFailedError, FlowNotFoundError, FlowTimeoutError,
+                     NondeterminismError, SerializationError, SignalTimeoutError, StepTimeoutError,
+                     StoreError, TimeoutExpired, UnknownFlowTypeError)
+from .executor import (DeferredRegistry, Executor, InMemorySignalSource, Outcome, Scheduler, Worker,
+                       WorkerHandle, await_external_signal, schedule_timer, schedule_timer_named, sleep)
 from .storage import ExecutionLog, InMemoryExecutionLog, SqliteExecutionLog, open_store
 
 __version__ = "0.1.0"
@@ -15,11 +17,14 @@ __version__ = "0.1.0"
 __all__ = [
     "flow", "flow_type", "step",
     "Executor", "Outcome", "Scheduler", "Worker", "WorkerHandle",
+    "sleep", "schedule_timer", "schedule_timer_named", "await_external_signal", "InMemorySignalSource",
+    "DeferredRegistry",
     "ExecutionLog", "InMemoryExecutionLog", "SqliteExecutionLog", "open_store",
     "FlowStatus", "TaskStatus", "RetryPolicy", "RetryableError",
     "ErgonError", "ConfigError", "FencedError", "FlowDefinitionError", "FlowFailedError",
     "FlowNotFoundError", "NondeterminismError", "SerializationError", "StoreError",
-    "TimeoutExpired", "UnknownFlowTypeError",
+    "TimeoutExpired", "UnknownFlowTypeError", "ChildFlowError", "FlowCancelledError",
+    "FlowTimeoutError", "SignalTimeoutError", "StepTimeoutError",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -1,4 +1,4 @@
-"""python -m ergon_actors: run, schedule, status, inspect. Parsing and output only."""
+"""python -m ergon_actors: run, schedule, status, inspect, signal, cancel. Parsing and output only."""
 
 from __future__ import annotations
 
@@ -70,6 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
     status = command("status", "Flows by status, and the workers holding flows.")
     status.add_argument("--json", action="store_true", help="every flow's id, class, status, result or error")
     status.add_argument("--limit", type=int, default=1000, help="flows listed with --json (default 1000)")
+
+    send = command("signal", "Send a signal to the flow waiting for NAME (kept until one waits).")
+    send.add_argument("name", metavar="NAME")
+    payload = send.add_mutually_exclusive_group()
+    payload.add_argument("--data", help="the payload as JSON")
+    payload.add_argument("--data-file", type=argparse.FileType("rb"), help="the payload: a file's bytes")
+
+    cancel = command("cancel", "Cancel a flow and its child flows.")
+    cancel.add_argument("flow_id", metavar="FLOW_ID")
 
     inspect = command("inspect", "One flow: its steps, attempts and results.")
     inspect.add_argument("flow_id", metavar="FLOW_ID")
@@ -250,6 +259,42 @@ async def _inspect(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+async def _signal(args: argparse.Namespace) -> int:
+    from .storage import open_store
+
+    if args.data_file is not None:
+        payload = args.data_file.read()
+    else:
+        try:
+            payload = None if args.data is None else json.loads(args.data)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--data is not valid JSON: {exc}") from None
+    settings = _settings(args)
+    store = await open_store(settings.store, synchronous=settings.synchronous)
+    try:
+        sent = await store.send_signal(args.name, codec.encode(payload))
+    finally:
+        await store.close()
+    print(f"signal {args.name!r} " + ("sent" if sent else "was already sent; this one was ignored"))
+    return ExitCode.OK if sent else ExitCode.ERROR
+
+
+async def _cancel(args: argparse.Namespace) -> int:
+    from .storage import open_store
+
+    settings = _settings(args)
+    store = await open_store(settings.store, synchronous=settings.synchronous)
+    try:
+        status = await store.cancel_flow(args.flow_id)
+    finally:
+        await store.close()
+    if status == "RUNNING":
+        print(f"flow {args.flow_id} is running: it stops at its next step boundary")
+    else:
+        print(f"flow {args.flow_id} is {status}")
+    return ExitCode.OK
+
+
 def _flow_json(flow: FlowRecord) -> dict[str, Any]:
     return {"flow_id": flow.flow_id, "class": flow.flow_type, "status": flow.status,
             "result": _value(flow.result) if flow.result is not None else None,
@@ -263,4 +308,5 @@ def _value(data: bytes) -> Any:
         return f"<{len(data)} bytes: {exc}>"
 
 
-_COMMANDS = {"run": _run, "schedule": _schedule, "status": _status, "inspect": _inspect}
+_COMMANDS = {"run": _run, "schedule": _schedule, "status": _status, "inspect": _inspect,
+             "signal": _signal, "cancel": _cancel}

@@ -22,6 +22,7 @@ class FlowDefinition:
     cls: type
     entry: str
     retry_policy: RetryPolicy | None
+    timeout: float | None = None
     invokable: object = None
 
 
@@ -34,33 +35,53 @@ def flow_type(cls: type | None = None, *, invokable: object = None, name: str | 
     def mark(cls: type) -> type:
         cls.__ergon_flow_type__ = name or cls.__name__
         cls.__ergon_invokable__ = invokable
+        if "invoke" not in vars(cls):
+            cls.invoke = _invoke
         codec.register_module(cls.__module__)
         return cls
     return mark if cls is None else mark(cls)
 
 
-def flow(fn: Callable | None = None, *, retry_policy: RetryPolicy | None = None):
-    """Mark the flow's entry method. With retry_policy, a failed run is tried again from its journal."""
+def _invoke(self: object, child: object):
+    """Start `child` as a child flow of this flow: `await self.invoke(child).result()`."""
+    from .executor.child import PendingChild  # executor imports this module
+    return PendingChild(child)
+
+
+def flow(fn: Callable | None = None, *, retry_policy: RetryPolicy | None = None,
+         timeout: float | None = None):
+    """Mark the flow's entry method.
+
+    Args:
+        retry_policy: a failed run is tried again (from its journal) as the policy allows.
+        timeout: seconds from scheduling after which the flow fails with FlowTimeoutError.
+    """
     def mark(fn: Callable) -> Callable:
-        fn.__ergon_flow__ = retry_policy
+        fn.__ergon_flow__ = (retry_policy, timeout)
         return fn
     return mark if fn is None else mark(fn)
 
 
-def step(fn: Callable | None = None, *, name: str | None = None):
+def step(fn: Callable | None = None, *, name: str | None = None,
+         retry_policy: RetryPolicy | None = None, timeout: float | None = None):
     """Mark an async method as a durable step: its result is journaled and replayed, never re-run.
 
     Called outside a running flow (or inside another step) the method runs as plain code.
+
+    Args:
+        name: the name journaled for the step (default: the method name).
+        retry_policy: a failing step is tried again (each try and its due time journaled).
+        timeout: seconds a single try may run before it fails with StepTimeoutError.
     """
     def wrap(fn: Callable) -> Callable:
-        from .executor.context import call_step  # executor imports this module
-        step_name = name or fn.__name__
+        from .executor.context import StepOptions, call_step  # executor imports this module
+        options = StepOptions(name or fn.__name__, retry_policy, timeout)
 
         @functools.wraps(fn)
         def call(self: Any, *args: Any, **kwargs: Any):
-            return call_step(step_name, fn, self, args, kwargs)
+            return call_step(options, fn, self, args, kwargs)
 
-        call.__ergon_step__ = step_name
+        call.__ergon_step__ = options
         return call
     return wrap if fn is None else wrap(fn)
 
@@ -84,8 +105,9 @@ def definition_of(cls: type) -> FlowDefinition:
         found = ", ".join(entries) or "none"
         raise FlowDefinitionError(f"{where} needs exactly one @flow method (found: {found})")
     entry = entries[0]
-    definition = FlowDefinition(cls.__ergon_flow_type__, cls, entry,
-                                getattr(cls, entry).__ergon_flow__, cls.__ergon_invokable__)
+    retry_policy, timeout = getattr(cls, entry).__ergon_flow__
+    definition = FlowDefinition(cls.__ergon_flow_type__, cls, entry, retry_policy, timeout,
+                                cls.__ergon_invokable__)
     cls.__ergon_definition__ = definition
     return definition
 

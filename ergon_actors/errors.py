@@ -30,6 +30,10 @@ class StoreError(ErgonError):
     """Raised when the store cannot be opened or used (corrupt, foreign or newer schema)."""
 
 
+class StoreUnavailableError(StoreError):
+    """Raised when the store cannot be reached right now; the same request may be sent again."""
+
+
 class SchemaVersionError(StoreError):
     """Raised when a store was written by a newer schema version than this code knows."""
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import ClassVar
 
-from .. import codec
+from .. import codec, errors
 from ..errors import StepError
 
 __all__ = [
@@ -64,8 +64,14 @@ class Failure:
         return cls(f"{kind.__module__}:{kind.__qualname__}", str(exc), retryable, tb[-8000:], args)
 
     def to_exception(self) -> BaseException:
-        """Rebuild the exception if its class is a builtin or registered; else a StepError."""
+        """Rebuild the exception if its class is a builtin, ours or registered; else a StepError."""
         module, _, qualname = self.type.partition(":")
+        if module == "ergon_actors.errors":  # ours: same class and message, attributes not kept
+            kind = getattr(errors, qualname, None)
+            if isinstance(kind, type) and issubclass(kind, errors.ErgonError):
+                exc = kind.__new__(kind)
+                exc.args = (self.message,)
+                return exc
         kind = getattr(builtins, qualname, None) if module == "builtins" else codec.resolve_class(self.type)
         if isinstance(kind, type) and issubclass(kind, Exception):
             try:

@@ -1,9 +1,16 @@
-"""Durable execution in this process: Executor, Scheduler, Worker."""
+"""Durable execution in this process: Executor, Scheduler, Worker, timers, signals, children, DAG."""
 
-from .context import FlowContext, Suspend, current
+from .child import PendingChild
+from .context import FlowContext, Halted, Suspend, current
+from .dag import DeferredRegistry, StepHandle
 from .execution import Executor, Outcome, run_claim
 from .scheduler import Scheduler
+from .signal import InMemorySignalSource, SignalSource, await_external_signal
+from .timer import parse_duration, schedule_timer, schedule_timer_named, sleep
 from .worker import Worker, WorkerHandle, WorkerStatistics
 
 __all__ = ["Executor", "Outcome", "Scheduler", "Worker", "WorkerHandle", "WorkerStatistics",
-           "FlowContext", "Suspend", "current", "run_claim"]
+           "FlowContext", "Suspend", "Halted", "current", "run_claim",
+           "sleep", "schedule_timer", "schedule_timer_named", "parse_duration",
+           "await_external_signal", "SignalSource", "InMemorySignalSource",
+           "PendingChild", "DeferredRegistry", "StepHandle"]

@@ -3,35 +3,52 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from contextvars import ContextVar
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, TypeVar
 
 from .. import codec
-from ..core import Failure, StepRecord, StepStatus
-from ..errors import FencedError, NondeterminismError, SerializationError
+from ..core import Failure, RetryPolicy, StepRecord, StepStatus
+from ..errors import (ErgonError, FencedError, FlowCancelledError, NondeterminismError,
+                      SerializationError, StepTimeoutError)
 from ..storage.base import LogBase
 
-__all__ = ["FlowContext", "Suspend", "Halted", "current", "call_step"]
+__all__ = ["FlowContext", "StepOptions", "Suspend", "Halted", "current", "require", "call_step"]
+
+T = TypeVar("T")
 
 
 class Suspend(BaseException):
-    """Unwinds a flow that must wait (timer, signal, child); BaseException so `except Exception`
-    in user code cannot swallow it."""
+    """Unwinds a flow that must wait (timer, signal, child, retry backoff); BaseException so
+    `except Exception` in user code cannot swallow it.
 
-    def __init__(self, ready_at: float | None, reason: str) -> None:
+    `ready_at` is when the flow may run again (None: when woken). `recorded` means the store
+    already suspended the flow (a signal or child wait), so nothing more is written.
+    """
+
+    def __init__(self, ready_at: float | None, reason: str, recorded: bool = False) -> None:
         super().__init__(reason)
         self.ready_at = ready_at
         self.reason = reason
+        self.recorded = recorded
 
 
 class Halted(BaseException):
     """Unwinds a flow at a step boundary because its worker is draining; nothing is written."""
 
 
+@dataclass(frozen=True, slots=True)
+class StepOptions:
+    name: str
+    retry_policy: RetryPolicy | None = None
+    timeout: float | None = None
+
+
 class FlowContext:
     """One run of one flow: its lease epoch, its journal so far and the next step position."""
 
-    __slots__ = ("flow_id", "flow_type", "epoch", "attempt", "store", "steps", "position", "fenced",
+    __slots__ = ("flow_id", "flow_type", "epoch", "attempt", "store", "steps", "position", "refused",
                  "halt")
 
     def __init__(self, flow_id: str, flow_type: str, epoch: int, attempt: int, store: LogBase,
@@ -43,24 +60,41 @@ class FlowContext:
         self.store = store
         self.steps = steps
         self.position = 0
-        self.fenced: FencedError | None = None
+        self.refused: ErgonError | None = None  # fenced or cancelled: the flow must stop
         self.halt = halt
 
     def next_position(self) -> int:
+        forced = _forced.get()
+        if forced is not None:  # a DAG node: its position was reserved in declaration order
+            _forced.set(None)
+            return forced
         position = self.position
         self.position += 1
         return position
 
-    async def record(self, step: StepRecord) -> None:
+    def replayed(self, position: int, name: str, digest: int) -> StepRecord | None:
+        """The journal entry at this position, checked against what the code calls now."""
+        recorded = self.steps.get(position)
+        if recorded is not None and (recorded.name != name or recorded.args_hash != digest):
+            raise NondeterminismError(self.flow_id, position, f"{recorded.name}(args #{recorded.args_hash:x})",
+                                      f"{name}(args #{digest:x})")
+        return recorded
+
+    async def write(self, awaitable: Awaitable[T]) -> T:
+        """Await a store write; a refusal is remembered, as user code may catch and ignore it."""
         try:
-            await self.store.append_step(self.flow_id, self.epoch, step)
-        except FencedError as exc:
-            self.fenced = exc  # remembered: user code may catch it, the flow still stops
+            return await awaitable
+        except (FencedError, FlowCancelledError) as exc:
+            self.refused = exc
             raise
+
+    async def record(self, step: StepRecord) -> None:
+        await self.write(self.store.append_step(self.flow_id, self.epoch, step))
 
 
 _current: ContextVar[FlowContext | None] = ContextVar("ergon_flow", default=None)
 _in_step: ContextVar[bool] = ContextVar("ergon_in_step", default=False)
+_forced: ContextVar[int | None] = ContextVar("ergon_forced_position", default=None)
 
 
 def current() -> FlowContext | None:
@@ -68,36 +102,44 @@ def current() -> FlowContext | None:
     return _current.get()
 
 
-def call_step(name: str, fn: Callable, obj: Any, args: tuple, kwargs: dict):
+def require(what: str) -> FlowContext:
+    ctx = _current.get()
+    if ctx is None:
+        raise RuntimeError(f"{what} must be called inside a running flow")
+    return ctx
+
+
+def call_step(options: StepOptions, fn: Callable, obj: Any, args: tuple, kwargs: dict):
     """Called by a @step method: takes the next position now (call order decides it), returns
     the awaitable that replays or runs the step."""
     ctx = _current.get()
     if ctx is None or _in_step.get():
         return fn(obj, *args, **kwargs)
-    return _run_step(ctx, ctx.next_position(), name, fn, obj, args, kwargs)
+    return _run_step(ctx, ctx.next_position(), options, fn, obj, args, kwargs)
 
 
-async def _run_step(ctx: FlowContext, position: int, name: str, fn: Callable, obj: Any,
+async def _run_step(ctx: FlowContext, position: int, options: StepOptions, fn: Callable, obj: Any,
                     args: tuple, kwargs: dict) -> Any:
+    name = options.name
     digest = codec.args_hash(args, kwargs)
-    recorded = ctx.steps.get(position)
+    recorded = ctx.replayed(position, name, digest)
+    tries = 1
     if recorded is not None:
-        if recorded.name != name or recorded.args_hash != digest:
-            raise NondeterminismError(ctx.flow_id, position,
-                                      f"{recorded.name}(args #{recorded.args_hash:x})",
-                                      f"{name}(args #{digest:x})")
         if recorded.status == StepStatus.COMPLETE:
             return codec.decode(recorded.result)
-        if recorded.attempt == ctx.attempt:  # failed in this attempt: fail the same way again
-            raise recorded.error.to_exception()
+        if recorded.attempt == ctx.attempt:
+            if recorded.retry_at is None:  # failed for good in this attempt: fail the same way
+                raise recorded.error.to_exception()
+            if recorded.retry_at > time.time():  # woken early: keep the journaled backoff
+                raise Suspend(recorded.retry_at, f"step {name} retries at {recorded.retry_at}")
+            tries = recorded.tries + 1
     if ctx.halt is not None and ctx.halt.is_set():
         raise Halted()
     token = _in_step.set(True)
     try:
-        value = await fn(obj, *args, **kwargs)
+        value = await _with_timeout(options, fn(obj, *args, **kwargs))
     except Exception as exc:
-        await ctx.record(StepRecord(position, name, digest, StepStatus.FAILED, None,
-                                    Failure.from_exception(exc), ctx.attempt))
+        await _failed(ctx, position, options, digest, tries, exc)
         raise
     finally:
         _in_step.reset(token)
@@ -107,8 +149,36 @@ async def _run_step(ctx: FlowContext, position: int, name: str, fn: Callable, ob
         raise SerializationError(
             f"step {name!r} of flow {ctx.flow_type} {ctx.flow_id!r} returned a value ergon_actors "
             f"cannot store: {exc}", type_name=exc.type_name, flow_id=ctx.flow_id, step=name) from None
-    await ctx.record(StepRecord(position, name, digest, StepStatus.COMPLETE, data, None, ctx.attempt))
+    await ctx.record(StepRecord(position, name, digest, StepStatus.COMPLETE, data, None, ctx.attempt, tries=tries))
     return value
+
+
+async def _with_timeout(options: StepOptions, coro: Awaitable[Any]) -> Any:
+    if options.timeout is None:
+        return await coro
+    try:
+        async with asyncio.timeout(options.timeout) as scope:
+            return await coro
+    except TimeoutError:
+        if scope.expired():
+            raise StepTimeoutError(options.name, options.timeout) from None
+        raise
+
+
+async def _failed(ctx: FlowContext, position: int, options: StepOptions, digest: int, tries: int,
+                  exc: Exception) -> None:
+    """Journal a step failure; with a retry policy that allows another try, suspend until it."""
+    if ctx.refused is not None:
+        return
+    failure = Failure.from_exception(exc)
+    policy = options.retry_policy
+    retry_at = None
+    if policy is not None and policy.should_retry(tries, exc):
+        retry_at = time.time() + policy.delay_for(tries)
+    await ctx.record(StepRecord(position, options.name, digest, StepStatus.FAILED, None, failure,
+                                ctx.attempt, tries=tries, retry_at=retry_at))
+    if retry_at is not None:
+        raise Suspend(retry_at, f"step {options.name} try {tries} failed; retrying") from exc
 
 
 def enter(ctx: FlowContext):
@@ -118,3 +188,12 @@ def enter(ctx: FlowContext):
 
 def leave(token) -> None:
     _current.reset(token)
+
+
+def forced_position(position: int):
+    """Make the next journaled call in this context take `position` (used by the DAG runner)."""
+    return _forced.set(position)
+
+
+def release_position(token) -> None:
+    _forced.reset(token)

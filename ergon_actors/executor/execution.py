@@ -12,7 +12,9 @@ from typing import Any, Awaitable, Callable
 from .. import codec
 from ..core import Failure, FlowRecord, FlowStatus
 from ..decorators import FlowDefinition, build_flow, definition_of, encode_args
-from ..errors import FencedError, FlowFailedError, SerializationError
+from ..errors import (FencedError, FlowCancelledError, FlowFailedError, FlowTimeoutError,
+                      SerializationError)
+from ..storage.memory import cancelled_failure
 from ..storage.base import LogBase
 from ..wire import Claim
 from .context import FlowContext, Suspend, enter, leave
@@ -64,31 +66,64 @@ async def run_claim(store: LogBase, claim: Claim, definition: FlowDefinition,
     flow = claim.flow
     ctx = FlowContext(flow.flow_id, flow.flow_type, flow.epoch, flow.attempt, store,
                       {s.position: s for s in claim.steps}, halt)
+    deadline = None if definition.timeout is None else flow.created_at + definition.timeout
     token = enter(ctx)
     try:
         try:
+            if flow.cancel_requested:
+                raise FlowCancelledError(flow.flow_id)
             if instance is None:
                 instance = build_flow(definition, flow.args)
-            if entry is None:
-                value = await getattr(instance, definition.entry)()
-            else:
-                value = await entry(instance)
-            if ctx.fenced is not None:
-                raise ctx.fenced
+            call = entry(instance) if entry is not None else getattr(instance, definition.entry)()
+            value = await _within(call, deadline, flow.flow_id, definition.timeout)
+            if ctx.refused is not None:
+                raise ctx.refused
             data = _encode_result(flow, value)
         except Suspend as pause:
-            await store.suspend_flow(flow.flow_id, flow.epoch, pause.ready_at)
+            if ctx.refused is not None:
+                raise ctx.refused from None
+            if not pause.recorded:
+                ready_at = pause.ready_at if deadline is None else min(pause.ready_at or deadline, deadline)
+                await ctx.write(store.suspend_flow(flow.flow_id, flow.epoch, ready_at))
             return Outcome(flow.flow_id, FlowStatus.SUSPENDED)
         except FencedError:
             raise
         except Exception as exc:
-            if ctx.fenced is not None:
-                raise ctx.fenced from exc
+            if isinstance(ctx.refused, FencedError):
+                raise ctx.refused from exc
+            if isinstance(exc, FlowCancelledError) or ctx.refused is not None:
+                return await _cancelled(store, flow)
             return await _failed(store, flow, definition, exc)
         await store.finish_flow(flow.flow_id, flow.epoch, FlowStatus.COMPLETE, result=data)
         return Outcome(flow.flow_id, FlowStatus.COMPLETE, value)
+    except FlowCancelledError:  # a cancel that arrived while the flow was suspending or failing
+        return await _cancelled(store, flow)
     finally:
         leave(token)
+
+
+async def _within(call: Awaitable[Any], deadline: float | None, flow_id: str, timeout: float | None) -> Any:
+    """Await the flow's entry, failing it with FlowTimeoutError once its deadline passes."""
+    if deadline is None:
+        return await call
+    remaining = deadline - time.time()
+    if remaining <= 0:
+        call.close()
+        raise FlowTimeoutError(flow_id, timeout)
+    try:
+        async with asyncio.timeout(remaining) as scope:
+            return await call
+    except TimeoutError:
+        if scope.expired():
+            raise FlowTimeoutError(flow_id, timeout) from None
+        raise
+
+
+async def _cancelled(store: LogBase, flow: FlowRecord) -> Outcome:
+    failure = cancelled_failure(flow.flow_id)
+    log.info("flow %s cancelled", flow.flow_id)
+    await store.finish_flow(flow.flow_id, flow.epoch, FlowStatus.CANCELLED, error=failure)
+    return Outcome(flow.flow_id, FlowStatus.CANCELLED, error=failure)
 
 
 def _encode_result(flow: FlowRecord, value: Any) -> bytes:

@@ -8,6 +8,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from .. import codec
 from ..decorators import FlowDefinition, definition_of
 from ..errors import FencedError, UnknownFlowTypeError
 from ..storage.base import LogBase
@@ -56,6 +57,8 @@ class Worker:
         self._halt = asyncio.Event()
         self._stopping = False
         self._counts = {"started": 0, "finished": 0, "abandoned": 0, "halted": 0}
+        self._signal_source = None
+        self._signal_poll = 0.5
 
     async def register(self, cls: type) -> None:
         """Serve this @flow_type class. Raises FlowDefinitionError for an invalid flow class."""
@@ -65,6 +68,23 @@ class Worker:
             raise ValueError(f"two flow classes named {definition.name!r}: "
                              f"{known.cls.__module__} and {cls.__module__}")
         self._registry[definition.name] = definition
+
+    def with_signals(self, source: object, poll_interval: float = 0.5) -> Worker:
+        """Also deliver signals from `source` (poll_for_signal/consume_signal) to waiting flows."""
+        self._signal_source = source
+        self._signal_poll = poll_interval
+        return self
+
+    async def _poll_signals(self) -> None:
+        while not self._stopping:
+            for name in await self.storage.waiting_signals():
+                payload = await self._signal_source.poll_for_signal(name)
+                if payload is not None:
+                    await self.storage.send_signal(name, codec.encode(payload))
+                    consume = getattr(self._signal_source, "consume_signal", None)
+                    if consume is not None:
+                        await consume(name)
+            await asyncio.sleep(self._signal_poll)
 
     @property
     def flow_types(self) -> tuple[str, ...]:
@@ -81,6 +101,15 @@ class Worker:
 
     async def run(self) -> None:
         """Claim and run flows until stop() is called."""
+        if self._signal_source is None:
+            return await self._run()
+        poller = asyncio.get_running_loop().create_task(self._poll_signals())
+        try:
+            await self._run()
+        finally:
+            poller.cancel()
+
+    async def _run(self) -> None:
         renew_at = time.monotonic() + self.lease_seconds / 3
         batch = max(1, self.concurrency // 4)  # claim in batches while busy, at once while idle
         while not self._stopping:

@@ -24,6 +24,7 @@ import psutil
 import zmq
 import zmq.asyncio
 
+from .. import codec
 from ..config import Settings
 from ..core import FlowRecord
 from ..errors import BrokenActorError, ProtocolError, RestartIntensityError, TimeoutExpired
@@ -323,6 +324,14 @@ class Supervisor:
     async def result(self, flow_id: str, timeout: float | None = None) -> Any:
         """The flow's result once it completes; FlowFailedError if it failed or was cancelled."""
         return Outcome.of(await self.wait_for(flow_id, timeout)).unwrap()
+
+    async def send_signal(self, name: str, payload: Any = None) -> bool:
+        """Deliver a signal to the flow waiting for `name` (now or later); False if already sent."""
+        return await self.client.send_signal(name, codec.encode(payload))
+
+    async def cancel(self, flow_id: str) -> str:
+        """Cancel a flow and its children; returns its status (RUNNING: stops at its next step)."""
+        return await self.client.cancel_flow(flow_id)
 
     async def wait_until_idle(self, timeout: float | None = None, poll: float = 0.05) -> None:
         """Return once no flow is running and none is due (pending, or a timer that fired)."""

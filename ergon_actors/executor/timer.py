@@ -1,0 +1,72 @@
+"""Durable timers: a flow sleeps in the store, holding no worker, and wakes when due.
+
+`await sleep("10m")` in a flow (or `schedule_timer(seconds)` in a step) journals its due time
+at the next position and suspends the flow until then, also across restarts of every process.
+Inside a step, the code before the timer runs again when the flow resumes: give the timer its
+own step, or call it from the flow.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime, timedelta
+
+from .. import codec
+from ..core import StepRecord, StepStatus
+from .context import Suspend, require
+
+__all__ = ["sleep", "schedule_timer", "schedule_timer_named", "parse_duration"]
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+
+
+def parse_duration(duration: float | int | str | timedelta) -> float:
+    """Seconds from 30, 1.5, "30s", "10m", "2h", "3d", "1h30m", "250ms" or a timedelta.
+
+    Raises:
+        ValueError: a string that is not a duration, or a negative duration.
+    """
+    if isinstance(duration, timedelta):
+        seconds = duration.total_seconds()
+    elif isinstance(duration, (int, float)) and not isinstance(duration, bool):
+        seconds = float(duration)
+    elif isinstance(duration, str) and duration.strip():
+        text = duration.strip().replace(" ", "")
+        parts = _PART.findall(text)
+        if "".join(n + u for n, u in parts) != text:
+            raise ValueError(f"not a duration: {duration!r} (write e.g. 30s, 10m, 2h, 3d, 1h30m)")
+        seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    else:
+        raise ValueError(f"not a duration: {duration!r}")
+    if seconds < 0:
+        raise ValueError(f"a duration cannot be negative: {duration!r}")
+    return seconds
+
+
+async def sleep(duration: float | int | str | timedelta | datetime, name: str = "sleep") -> None:
+    """Suspend the flow durably for `duration`, or until a datetime (naive means local time)."""
+    ctx = require("sleep()")
+    position = ctx.next_position()
+    step_name = f"timer:{name}"
+    digest = codec.args_hash((name,), {})
+    recorded = ctx.replayed(position, step_name, digest)
+    if recorded is not None:
+        fire_at = codec.decode(recorded.result)
+    else:
+        fire_at = duration.timestamp() if isinstance(duration, datetime) else time.time() + parse_duration(duration)
+        await ctx.record(StepRecord(position, step_name, digest, StepStatus.COMPLETE, codec.encode(fire_at),
+                                    attempt=ctx.attempt))
+    if fire_at > time.time():
+        raise Suspend(fire_at, f"timer {name} until {fire_at}")
+
+
+async def schedule_timer(seconds: float) -> None:
+    """PyErgon's timer: wait `seconds` durably."""
+    await sleep(seconds, "timer")
+
+
+async def schedule_timer_named(seconds: float, name: str) -> None:
+    """PyErgon's named timer: wait `seconds` durably; the name shows in the journal."""
+    await sleep(seconds, name)
