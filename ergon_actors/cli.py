@@ -121,22 +121,29 @@ async def _run(args: argparse.Namespace) -> int:
                          synchronous=args.synchronous, lease_seconds=args.lease_seconds, grace=args.grace)
     from .runtime.worker import discover_flows
     discover_flows(args.modules)  # fail here, with one clear message, rather than in every worker
+    await _counts(settings)  # likewise for a store that cannot be opened
     sup = Supervisor(args.modules, settings)
-    await sup.start()
     loop = asyncio.get_running_loop()
-    interrupted = asyncio.Event()
+    interrupted, forced = asyncio.Event(), asyncio.Event()
+    started = False
 
     def on_signal() -> None:
         if interrupted.is_set():
+            forced.set()
             print("second interrupt: stopping now", file=sys.stderr)
             asyncio.ensure_future(sup.shutdown(grace=0))
             return
         interrupted.set()
         print(f"draining (up to {settings.grace:g}s); interrupt again to stop now", file=sys.stderr)
-        asyncio.ensure_future(sup.shutdown())
+        if started:
+            asyncio.ensure_future(sup.shutdown())
 
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in (signal.SIGINT, signal.SIGTERM):  # before start: workers claim as soon as ready
         loop.add_signal_handler(signum, on_signal)
+    await sup.start()
+    started = True
+    if interrupted.is_set():
+        await sup.shutdown()
     if args.until_idle:
         idle = asyncio.ensure_future(sup.wait_until_idle())
         closed = asyncio.ensure_future(sup.wait_closed())
@@ -147,7 +154,7 @@ async def _run(args: argparse.Namespace) -> int:
     await sup.wait_closed()
     counts = await _counts(settings)
     print("flows: " + ", ".join(f"{k.lower()} {v}" for k, v in sorted(counts.items()) if k != "due"))
-    return ExitCode.OK
+    return ExitCode.INTERRUPTED if forced.is_set() else ExitCode.OK
 
 
 async def _counts(settings: Settings) -> dict[str, int]:

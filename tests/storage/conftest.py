@@ -14,12 +14,17 @@ event loop (aiosqlite binds its connection to the loop that opened it):
 from __future__ import annotations
 
 import asyncio
+import itertools
 from pathlib import Path
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Iterator
 
 import pytest
+import redis.asyncio as aioredis
 
 from ergon_actors.storage import InMemoryExecutionLog, LogBase, SqliteExecutionLog
+from ergon_actors.storage.redis import RedisExecutionLog
+
+from ..redis_server import RedisServer
 
 
 async def _memory(tmp_path: Path) -> LogBase:
@@ -30,14 +35,44 @@ async def _sqlite(tmp_path: Path) -> LogBase:
     return await SqliteExecutionLog(tmp_path / "store.db").connect()
 
 
+_REDIS_URL: list[str] = []  # the session's redis-server, once the redis_server fixture started it
+_PREFIXES = itertools.count()
+
+
+async def _redis(tmp_path: Path) -> LogBase:
+    """A store under a key prefix of its own, emptied first, on the session's redis-server."""
+    (url,) = _REDIS_URL
+    prefix = f"test{next(_PREFIXES)}"
+    raw = aioredis.Redis.from_url(url)
+    try:
+        stale = [key async for key in raw.scan_iter(match=f"{prefix}:*", count=1000)]
+        if stale:
+            await raw.delete(*stale)
+    finally:
+        await raw.aclose()
+    return await RedisExecutionLog(url, prefix=prefix).connect()
+
+
 # name -> async factory(tmp_path) returning a connected, empty store. Add a store here and every
 # contract test runs against it.
 STORE_FACTORIES: dict[str, Callable[[Path], Awaitable[LogBase]]] = {
     "memory": _memory,
     "sqlite": _sqlite,
-    # "redis": _redis,  # later: connect to a test Redis DB (skip when none is reachable) and
-    #                   # flush it here so each test starts from an empty store.
+    "redis": _redis,  # needs redis-server on PATH: the session fixture starts one (never skipped)
 }
+MARKS = {"redis": [pytest.mark.redis]}
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One redis-server (AOF, appendfsync always) on a free loopback port for the whole session."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    _REDIS_URL[:] = [server.url]
+    try:
+        yield server
+    finally:
+        _REDIS_URL.clear()
+        server.stop()
 
 
 class StoreHarness:
@@ -59,7 +94,9 @@ class StoreHarness:
         return asyncio.run(main())
 
 
-@pytest.fixture(params=list(STORE_FACTORIES))
+@pytest.fixture(params=[pytest.param(name, marks=MARKS.get(name, ())) for name in STORE_FACTORIES])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreHarness:
     """One StoreHarness per store kind; `store.run(body)` runs `body(log)` on a new store."""
+    if request.param == "redis":
+        request.getfixturevalue("redis_server")
     return StoreHarness(request.param, tmp_path)

@@ -1,0 +1,300 @@
+"""What only the Redis store promises: AOF durability across a crash of Redis, StoreUnavailableError
+when Redis cannot be reached, indexes that always agree with the flows, claims that never scan."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import statistics
+import time
+
+import pytest
+import redis.asyncio as aioredis
+
+from ergon_actors.core import FlowStatus, StepRecord
+from ergon_actors.errors import ConfigError, StoreUnavailableError
+from ergon_actors.storage import open_store
+from ergon_actors.storage.redis import RedisExecutionLog
+from ergon_actors.wire import ClaimFlows, ScheduleFlow
+
+from ..redis_server import RedisServer, free_port
+
+pytestmark = [pytest.mark.timeout(120), pytest.mark.redis]
+
+LEASE = 30.0
+
+
+def step(position: int, result: bytes = b"r") -> StepRecord:
+    return StepRecord(position, f"step{position}", 7 << 60 | position, result=result)
+
+
+def without_time(s: StepRecord) -> StepRecord:
+    return StepRecord(s.position, s.name, s.args_hash, s.status, s.result, s.error, s.attempt, 0.0,
+                      s.tries, s.retry_at)
+
+
+async def empty_store(url: str, prefix: str) -> RedisExecutionLog:
+    raw = aioredis.Redis.from_url(url)
+    try:
+        stale = [key async for key in raw.scan_iter(match=f"{prefix}:*", count=1000)]
+        if stale:
+            await raw.delete(*stale)
+    finally:
+        await raw.aclose()
+    return await RedisExecutionLog(url, prefix=prefix).connect()
+
+
+@pytest.fixture
+def own_server(tmp_path):
+    """A redis-server of this test alone, which it may kill and restart."""
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        yield server
+    finally:
+        if server.pid is not None:
+            os.kill(server.pid, signal.SIGCONT)  # in case the test paused it
+        server.stop()
+
+
+def test_data_survives_a_redis_sigkill_and_restart(own_server):
+    async def body():
+        log = await RedisExecutionLog(own_server.url).connect()
+        try:
+            await log.schedule_flow("a", "Order", b"args-a", version="v1")
+            await log.schedule_flow("b", "Order", b"args-b")
+            (claims,) = await log.execute([ClaimFlows("w1", "req-1", 1, LEASE, flow_id="a")])
+            epoch = claims[0].flow.epoch
+            await log.append_step("a", epoch, step(0, b"zero"))
+            assert await log.send_signal("go", b"payload") is True
+            flow_a, steps_a = await log.get_flow("a"), await log.load_steps("a")
+            flow_b = await log.get_flow("b")
+
+            own_server.kill()  # nothing gets to shut down cleanly: only what the AOF fsynced is left
+            own_server.start()
+
+            # the same store carries on: it reconnects, and reloads its scripts (Redis forgot them)
+            await log.append_step("a", epoch, step(1, b"one"))
+            assert [without_time(s) for s in await log.load_steps("a")] == [step(0, b"zero"), step(1, b"one")]
+        finally:
+            await log.close()
+
+        fresh = await RedisExecutionLog(own_server.url).connect()
+        try:
+            assert await fresh.get_flow("a") == flow_a
+            assert await fresh.get_flow("b") == flow_b
+            steps = await fresh.load_steps("a")
+            assert steps[0] == steps_a[0] and len(steps) == 2
+            (again,) = await fresh.execute([ClaimFlows("w1", "req-1", 1, LEASE, flow_id="a")])
+            assert [c.flow for c in again] == [flow_a]  # the re-sent claim is still recognised
+            assert await fresh.send_signal("go", b"other") is False
+            (claim_b,) = await fresh.claim("w2", 10, LEASE)
+            assert (claim_b.flow.flow_id, claim_b.flow.epoch) == ("b", 1)
+        finally:
+            await fresh.close()
+
+    asyncio.run(body())
+
+
+def test_connect_to_unreachable_redis_is_store_unavailable():
+    url = f"redis://127.0.0.1:{free_port()}/0"
+
+    async def body():
+        with pytest.raises(StoreUnavailableError) as info:
+            await RedisExecutionLog(url).connect()
+        assert url in str(info.value)
+        with pytest.raises(StoreUnavailableError):
+            await open_store(url)
+
+    asyncio.run(body())
+
+
+def test_execute_after_redis_died_is_store_unavailable_and_recovers(own_server):
+    async def body():
+        log = await RedisExecutionLog(own_server.url).connect()
+        try:
+            await log.schedule_flow("a", "Order", b"x")
+            own_server.kill()
+            with pytest.raises(StoreUnavailableError) as info:
+                await log.execute([ScheduleFlow("b", "Order", b"x")])
+            assert own_server.url in str(info.value)
+            with pytest.raises(StoreUnavailableError):
+                await log.get_flow("a")
+            own_server.start()
+            assert (await log.schedule_flow("b", "Order", b"x")).created is True  # nothing was applied
+            assert [f.flow_id for f in await log.list_flows()] == ["a", "b"]
+        finally:
+            await log.close()
+
+    asyncio.run(body())
+
+
+def test_a_redis_that_stops_answering_is_store_unavailable_after_the_timeout(own_server):
+    async def body():
+        log = await RedisExecutionLog(own_server.url, timeout=0.3).connect()
+        try:
+            os.kill(own_server.pid, signal.SIGSTOP)
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailableError) as info:
+                await log.schedule_flow("a", "Order", b"x")
+            assert time.monotonic() - started < 5
+            assert own_server.url in str(info.value)
+            os.kill(own_server.pid, signal.SIGCONT)
+            # the batch may or may not have been applied: sending it again is safe
+            await log.schedule_flow("a", "Order", b"x")
+            assert (await log.get_flow("a")).status == FlowStatus.PENDING
+        finally:
+            await log.close()
+
+    asyncio.run(body())
+
+
+def test_bad_urls_are_config_errors():
+    for url in ("redis://127.0.0.1:6379/x", "redis://127.0.0.1:port/0", "redis:///0", "sqlite:///x.db"):
+        with pytest.raises(ConfigError):
+            RedisExecutionLog(url)
+
+
+def test_open_store_opens_a_redis_url(redis_server):
+    async def body():
+        raw = aioredis.Redis.from_url(redis_server.url)
+        try:
+            stale = [key async for key in raw.scan_iter(match="ergon:*")]
+            if stale:
+                await raw.delete(*stale)
+            log = await open_store(redis_server.url)
+            try:
+                assert isinstance(log, RedisExecutionLog)
+                await log.schedule_flow("a", "Order", b"x")
+                assert (await log.get_flow("a")).status == FlowStatus.PENDING
+                assert await raw.exists("ergon:flow:a") == 1  # the default prefix
+            finally:
+                await log.close()
+        finally:
+            await raw.aclose()
+
+    asyncio.run(body())
+
+
+def test_a_batch_is_one_transaction_of_one_script_call_per_command(redis_server):
+    async def body():
+        log = await empty_store(redis_server.url, "batch")
+        raw = aioredis.Redis.from_url(redis_server.url)
+        try:
+            await log.get_flow("warm-up")  # the pooled connection exists before counting
+            await raw.config_resetstat()
+            results = await log.execute([ScheduleFlow("a", "Order", b"x"), ScheduleFlow("b", "Order", b"x"),
+                                         ClaimFlows("w1", "req-1", 1, LEASE, flow_id="a"),
+                                         ScheduleFlow("a", "Order", b"x")])
+            assert [r.created for r in (results[0], results[1], results[3])] == [True, True, False]
+            stats = await raw.info("commandstats")
+            calls = {name[8:]: s["calls"] for name, s in stats.items()}
+            assert (calls["multi"], calls["exec"], calls["evalsha"]) == (1, 1, 4)
+            # no preflight round trip (SCRIPT EXISTS / LOAD) and no plain command outside the scripts
+            assert not [name for name in calls if name.startswith(("script", "eval|", "client"))], calls
+            assert calls.get("eval", 0) == 0
+        finally:
+            await raw.aclose()
+            await log.close()
+
+    asyncio.run(body())
+
+
+async def assert_indexes_agree(url: str, prefix: str) -> None:
+    """Every index key holds exactly what the flow hashes say it should."""
+    raw = aioredis.Redis.from_url(url, decode_responses=True)
+    try:
+        keys = [k async for k in raw.scan_iter(match=f"{prefix}:*", count=1000)]
+        flows = {}
+        for key in keys:
+            if key.startswith(f"{prefix}:flow:"):
+                flows[key[len(prefix) + 6:]] = await raw.hgetall(key)
+        signals = set(await raw.hkeys(f"{prefix}:signals"))
+        want: dict[str, dict[str, float]] = {}  # index key -> {flow id: score}
+
+        def add(kind: str, name: str, flow_id: str, score: float = 0.0) -> None:
+            want.setdefault(f"{prefix}:{kind}:{name}", {})[flow_id] = score
+
+        for flow_id, f in flows.items():
+            add("status", f["status"], flow_id, float(f["seq"]))
+            if f["status"] in ("PENDING", "SUSPENDED") and "ready_at" in f:
+                add("ready", f["flow_type"], flow_id, float(f["ready_at"]))
+            if f["status"] == "RUNNING":
+                add("leases", f["flow_type"], flow_id, float(f["lease_expires"]))
+                add("owned", f["owner"], flow_id)
+            else:
+                assert "owner" not in f and "lease_expires" not in f, f
+            if f["status"] == "SUSPENDED" and f.get("waiting_on", "").startswith("signal:"):
+                add("waiting", f["waiting_on"][7:], flow_id)
+        for kind in ("status", "ready", "leases", "owned", "waiting"):
+            found = {}
+            for key in (k for k in keys if k.startswith(f"{prefix}:{kind}:")):
+                if kind in ("owned", "waiting"):
+                    found[key] = {m: 0.0 for m in await raw.smembers(key)}
+                else:
+                    found[key] = dict(await raw.zrange(key, 0, -1, withscores=True))
+            expected = {k: v for k, v in want.items() if k.startswith(f"{prefix}:{kind}:")}
+            assert {k: v for k, v in found.items() if v} == expected, kind
+        waiting = {k[len(prefix) + 9:] for k in want if k.startswith(f"{prefix}:waiting:")}
+        assert await raw.zrange(f"{prefix}:waitnames", 0, -1) == sorted(waiting - signals)
+    finally:
+        await raw.aclose()
+
+
+def test_indexes_agree_with_the_flows_after_a_mixed_workload(redis_server):
+    async def body():
+        url, prefix = redis_server.url, "indexes"
+        log = await empty_store(url, prefix)
+        try:
+            for i in range(8):
+                await log.schedule_flow(f"f{i}", "Order" if i % 2 else "Ship", b"x")
+            await log.schedule_flow("later", "Ship", b"x", ready_at=time.time() + 3600)
+            claims = {c.flow.flow_id: c.flow.epoch for c in await log.claim("w1", 6, LEASE)}
+            assert len(claims) == 6
+            f0, f1, f2, f3, f4, f5 = sorted(claims)
+            await log.append_step(f0, claims[f0], step(0))
+            await log.finish_flow(f0, claims[f0], FlowStatus.COMPLETE, result=b"ok")
+            await log.suspend_flow(f1, claims[f1], time.time() - 1, attempt=2)
+            assert await log.await_signal(f2, claims[f2], step(0), "sig-a") is None
+            assert await log.await_signal(f3, claims[f3], step(0), "sig-b") is None
+            assert await log.invoke_child(f4, claims[f4], step(0), ScheduleFlow("kid", "Kid", b"k")) is None
+            assert await log.cancel_flow(f5) == FlowStatus.RUNNING
+            await assert_indexes_agree(url, prefix)
+
+            assert await log.send_signal("sig-a", b"a") is True
+            assert await log.renew_leases("w1", 100, (f5,)) == 1
+            assert await log.cancel_flow(f3) == FlowStatus.CANCELLED
+            (kid,) = await log.claim("w2", 1, LEASE, flow_id="kid")
+            await log.finish_flow("kid", kid.flow.epoch, FlowStatus.FAILED)
+            await log.claim("w2", 3, LEASE)
+            assert await log.release_worker("w1") == 1  # f5
+            await assert_indexes_agree(url, prefix)
+        finally:
+            await log.close()
+
+    asyncio.run(body())
+
+
+@pytest.mark.slow
+def test_a_claim_does_not_slow_down_with_100k_queued_flows(redis_server):
+    async def body():
+        log = await empty_store(redis_server.url, "deep")
+        try:
+            async def claim_times(n: int) -> float:
+                times = []
+                for i in range(n):
+                    started = time.perf_counter()
+                    (claim,) = await log.claim("w", 1, LEASE, flow_types=("Order",))
+                    times.append(time.perf_counter() - started)
+                return statistics.median(times)
+
+            await log.execute([ScheduleFlow(f"s{i}", "Order", b"x") for i in range(50)])
+            shallow = await claim_times(20)
+            for start in range(0, 100_000, 5_000):
+                await log.execute([ScheduleFlow(f"d{i}", "Order", b"x") for i in range(start, start + 5_000)])
+            deep = await claim_times(50)
+            assert deep < max(10 * shallow, 0.005), (shallow, deep)
+        finally:
+            await log.close()
+
+    asyncio.run(body())
