@@ -11,8 +11,8 @@ import asyncio
 import os
 from dataclasses import dataclass
 
-from ergon_actors import flow, flow_type, step
-from tests.helpers import note
+from ergon_actors import RetryableError, RetryPolicy, await_external_signal, flow, flow_type, sleep, step
+from tests.helpers import note, read_ledger
 
 
 @dataclass
@@ -52,3 +52,58 @@ class LedgerFlow:
 
 def expected(key: str, steps: int = 3) -> str:
     return "|".join(f"{key}-{i}" for i in range(steps))
+
+
+@dataclass
+@flow_type
+class WaitingFlow:
+    """Step 0, then a wait ("timer:S", "signal:NAME" or "child"), then step 2."""
+
+    key: str
+    ledger: str
+    wait: str
+
+    @step
+    async def before(self) -> str:
+        note(self.ledger, self.key, 0, "start")
+        return "before"
+
+    @step
+    async def after(self, got: object) -> str:
+        note(self.ledger, self.key, 2, "start")
+        return f"after {got}"
+
+    @flow
+    async def run(self) -> str:
+        await self.before()
+        kind, _, arg = self.wait.partition(":")
+        if kind == "timer":
+            await sleep(float(arg))
+            got = "timer"
+        elif kind == "signal":
+            got = await await_external_signal(arg)
+        else:
+            got = await self.invoke(LedgerFlow(f"{self.key}-child", self.ledger, "sleep:0.5")).result()
+        return await self.after(got)
+
+
+@dataclass
+@flow_type
+class RetryingFlow:
+    """One step that fails `failures` times (counted in the ledger), retried 1 s apart."""
+
+    key: str
+    ledger: str
+    failures: int
+
+    @step(retry_policy=RetryPolicy(max_attempts=5, initial_delay=1.0, multiplier=1.0))
+    async def call(self) -> str:
+        tries = sum(1 for e in read_ledger(self.ledger) if e["key"] == self.key)
+        note(self.ledger, self.key, 0, "start")
+        if tries < self.failures:
+            raise RetryableError(f"try {tries + 1} failed")
+        return f"ok after {tries + 1}"
+
+    @flow
+    async def run(self) -> str:
+        return await self.call()
