@@ -29,3 +29,21 @@ def test_demo_kills_a_worker_and_loses_nothing(tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     assert "300 orders completed" in out.stdout
     assert "completed steps that ran twice: 0" in out.stdout
+
+
+@pytest.mark.parametrize("example, expected", [
+    ("timers.py", ["[ORD-002] Fraud check complete"]),
+    ("signals.py", ["flow is SUSPENDED while it waits", "Result: approved"]),
+    ("child_flows.py", ["Result: Order complete: PAYMENT-ORD-7"]),
+    ("retry_policies.py", ["book: COMPLETE after 3 attempt(s): paid for book",
+                           "missing: FAILED after 1 attempt(s): ItemNotFoundError: no such item: missing"]),
+    ("dag.py", ["journal: 0:fetch_user, 1:check_inventory, 2:get_pricing, 3:validate"]),
+    ("cancel_and_timeouts.py", ["report: FAILED: StepTimeoutError: step 'render' ran longer than 0.5s",
+                                "approval: CANCELLED"]),
+])
+def test_feature_examples(tmp_path, example, expected):
+    out = run([str(ROOT / "examples" / example)], tmp_path)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    for line in expected:
+        assert line in lines, out.stdout
