@@ -220,16 +220,28 @@ _FIELDS = {cls: tuple(f.name for f in fields(cls)) for cls in _WIRE_TYPES}
 _ERROR = _EXT_BASE - 1
 
 
-def _default(obj: Any) -> msgpack.ExtType:
+_SCALARS = frozenset({str, bytes, int, float, bool, type(None)})
+# One packer without a default hook: _plain() turns every wire dataclass into an ext type first,
+# depth-first, so packing never re-enters the packer (and no Packer is built per message).
+_PACKER = msgpack.Packer(use_bin_type=True)
+
+
+def _plain(obj: Any) -> Any:
     cls = type(obj)
+    if cls in _SCALARS:
+        return obj
     code = _CODE.get(cls)
     if code is not None:
-        return msgpack.ExtType(code, _pack([getattr(obj, name) for name in _FIELDS[cls]]))
+        return msgpack.ExtType(code, _PACKER.pack([_plain(getattr(obj, name)) for name in _FIELDS[cls]]))
+    if cls is list or cls is tuple or cls is set or cls is frozenset:
+        return [_plain(item) for item in obj]
+    if cls is dict:
+        return {key: _plain(value) for key, value in obj.items()}
+    if isinstance(obj, str):  # a StrEnum such as FlowStatus travels as its value
+        return str.__str__(obj)
     if isinstance(obj, ErgonError):
-        state = {k: v for k, v in vars(obj).items() if isinstance(v, (str, int, float, bool, type(None)))}
-        return msgpack.ExtType(_ERROR, _pack([cls.__name__, str(obj), state]))
-    if isinstance(obj, (tuple, frozenset, set)):
-        return list(obj)  # type: ignore[return-value]
+        state = {k: v for k, v in vars(obj).items() if type(v) in _SCALARS}
+        return msgpack.ExtType(_ERROR, _PACKER.pack([cls.__name__, str(obj), state]))
     raise TypeError(f"cannot send {cls.__qualname__} on the wire")
 
 
@@ -253,7 +265,7 @@ def _ext_hook(code: int, data: bytes) -> Any:
 
 
 def _pack(obj: Any) -> bytes:
-    return msgpack.packb(obj, default=_default, use_bin_type=True)
+    return _PACKER.pack(_plain(obj))
 
 
 def _unpack(data: bytes) -> Any:

@@ -67,8 +67,16 @@ class JournalClient(LogBase):
             self._send(batch)
 
     def _send(self, batch: list[tuple[int, Command]]) -> None:
+        try:
+            frame = pack("req", batch)
+        except TypeError as exc:  # a command that cannot be encoded fails its callers, not the rest
+            for request_id, _ in batch:
+                future = self._pending.pop(request_id)[0]
+                if not future.done():
+                    future.set_exception(ProtocolError(f"cannot encode request: {exc}"))
+            return
         # zmq.asyncio queues sends in order while the high-water mark is reached (backpressure).
-        self._sock.send(pack("req", batch)).add_done_callback(_log_send_error)
+        self._sock.send(frame).add_done_callback(_log_send_error)
 
     async def _receive(self) -> None:
         while True:
