@@ -53,7 +53,8 @@ class Worker:
         self.poll_interval = poll_interval
         self._registry: dict[str, FlowDefinition] = {}
         self._running: dict[str, asyncio.Task] = {}
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # a slot freed, new work committed, or stop
+        storage.listen(self._wake)
         self._halt = asyncio.Event()
         self._stopping = False
         self._counts = {"started": 0, "finished": 0, "abandoned": 0, "halted": 0}

@@ -83,6 +83,9 @@ class JournalClient(LogBase):
             frame = await self._sock.recv()
             try:
                 kind, body = unpack(frame)
+                if kind == "wake":  # the journal committed work a worker may claim now
+                    self.notify()
+                    continue
                 if kind != "rep":
                     raise ProtocolError(f"unexpected {kind!r} from the journal")
                 for request_id, result in body:

@@ -32,10 +32,25 @@ class ExecutionLog(Protocol):
     async def close(self) -> None: ...
 
 
+WAKING = (ScheduleFlow, ReleaseWorker, SendSignal, FinishFlow, CancelFlow, InvokeChild)
+"""Commands after which a flow may be runnable at once: workers are told to look."""
+
+
 class LogBase:
     """Named operations over `execute`, shared by every store and by the journal client."""
 
     poll_interval = 0.05  # how often wait_for_completion looks for writes by other processes
+
+    def listen(self, event: asyncio.Event) -> None:
+        """Set `event` whenever flows may have become runnable here (scheduled, released, woken)."""
+        self.__dict__.setdefault("_listeners", []).append(event)
+
+    def notify(self, commands: Sequence[Command] | None = None) -> None:
+        """Wake the listeners if `commands` (None: unknown) may have made a flow runnable."""
+        listeners = self.__dict__.get("_listeners")
+        if listeners and (commands is None or any(isinstance(c, WAKING) for c in commands)):
+            for event in listeners:
+                event.set()
 
     async def execute(self, commands: Sequence[Command]) -> list[object]:
         raise NotImplementedError

@@ -72,6 +72,7 @@ class InMemoryExecutionLog(LogBase):
                 results.append(handler(command, now))
             except REFUSALS as exc:
                 results.append(exc)
+        self.notify(commands)
         return results
 
     def _ScheduleFlow(self, c: ScheduleFlow, now: float) -> Scheduled:
