@@ -7,6 +7,7 @@ transaction (group commit), then every answer. An answer means the write is comm
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -18,10 +19,11 @@ import zmq
 import zmq.asyncio
 
 from ..config import Settings
+from ..core import FlowRecord
 from ..errors import ErgonError, FencedError, ProtocolError, StoreError
 from ..storage import open_store
-from ..storage.base import LogBase
-from ..wire import Command, pack, unpack
+from ..storage.base import WAKING, LogBase
+from ..wire import AppendStep, ClaimFlows, Command, FinishFlow, GetFlow, SuspendFlow, pack, unpack
 from .actor import SupervisorLink
 from .transport import make_socket
 
@@ -44,6 +46,11 @@ class Journal:
         self.settings = settings
         self.stopping = False
         self.stats = {"commits": 0, "commands": 0, "fenced": 0, "malformed": 0, "largest": 0}
+        self.claimers: dict[bytes, float] = {}  # clients that claim flows, by when they last did
+        self.faults = _journal_faults(settings.fault_plan)
+        self._appending_commits = 0
+        if self.faults:
+            log.warning("journal fault plan active (test only, deliberately broken): %s", self.faults)
 
     async def run(self) -> None:
         poller = zmq.asyncio.Poller()
@@ -90,7 +97,12 @@ class Journal:
         commands = [c for _, requests in batch for _, c in requests if isinstance(c, COMMAND_TYPES)]
         if not commands and not batch:
             return
-        results = iter(await self._execute(commands))
+        if self.faults.get("ack_before_commit") and any(isinstance(c, AppendStep) for c in commands):
+            await self._ack_before_commit(batch)
+        results = await self._execute(commands)
+        if "skip_fencing" in self.faults:
+            results = [await self._let_through(c, r) for c, r in zip(commands, results)]
+        results = iter(results)
         self.stats["commits"] += 1
         self.stats["commands"] += len(commands)
         self.stats["largest"] = max(self.stats["largest"], len(commands))
@@ -106,6 +118,23 @@ class Journal:
                     result = ProtocolError(f"not a journal command: {type(command).__name__}")
                 answers.append((rid, result))
             self.sock.send_multipart((identity, pack("rep", answers)))
+        self._wake_claimers(batch, commands)
+
+    def _wake_claimers(self, batch: list[tuple[bytes, list]], commands: list[Command]) -> None:
+        """Tell every claiming client that runnable work was just committed, so it claims now
+        instead of at its next poll."""
+        now = time.monotonic()
+        for identity, requests in batch:
+            if any(isinstance(c, ClaimFlows) for _, c in requests):
+                self.claimers[identity] = now
+        if not any(isinstance(c, WAKING) for c in commands):
+            return
+        wake = pack("wake", None)
+        for identity, seen in list(self.claimers.items()):
+            if now - seen > 60.0:  # gone quiet: a dead or restarted client
+                del self.claimers[identity]
+            else:
+                self.sock.send_multipart((identity, wake))
 
     async def _execute(self, commands: list[Command]) -> list[object]:
         delay = 0.05
@@ -117,8 +146,16 @@ class Journal:
             except Exception as exc:
                 log.exception("journal commit of %d commands failed; answering each alone", len(commands))
                 return [await self._one(c) for c in commands]
-            await asyncio.sleep(delay)
+            await self._wait_for_store(delay)
             delay = min(delay * 2, 2.0)
+
+    async def _wait_for_store(self, seconds: float) -> None:
+        """Sleep, heartbeating: a journal waiting for its store is not hung (restarting it cannot
+        help, and each failed restart would count toward the restart intensity)."""
+        until = time.monotonic() + seconds
+        while (left := until - time.monotonic()) > 0:
+            self.link.send("hb", self.stats)
+            await asyncio.sleep(min(left, self.settings.heartbeat_interval))
 
     async def _one(self, command: Command) -> object:
         try:
@@ -126,6 +163,47 @@ class Journal:
             return result
         except Exception as exc:
             return exc if isinstance(exc, ErgonError) else StoreError(f"{type(exc).__name__}: {exc}")
+
+    # -- fault plan: TEST ONLY. Deliberately broken modes, chosen with Settings.fault_plan
+    # (ERGON_FAULT_PLAN), that let tests prove the chaos verifier catches real bugs
+    # (tests/chaos). Nothing here runs unless a plan names it.
+
+    async def _ack_before_commit(self, batch: list[tuple[bytes, list]]) -> None:
+        """journal:ack_before_commit=N: on every Nth commit holding step writes, answer those
+        writes as committed, then exit without committing anything (acknowledged writes lost)."""
+        self._appending_commits += 1
+        if self._appending_commits % self.faults["ack_before_commit"]:
+            return
+        for identity, requests in batch:
+            answers = [(rid, None) for rid, c in requests if isinstance(c, AppendStep)]
+            if answers:
+                self.sock.send_multipart((identity, pack("rep", answers)))
+        await asyncio.sleep(0.2)  # let ZeroMQ's I/O thread put the answers on the wire
+        log.error("journal fault plan ack_before_commit: exiting before the commit")
+        os._exit(1)
+
+    async def _let_through(self, command: Command, result: object) -> object:
+        """journal:skip_fencing: a write refused for its stale epoch is applied under the flow's
+        current epoch instead, and answered as accepted (a zombie worker's write lands)."""
+        if not (isinstance(result, FencedError) and isinstance(command, (AppendStep, FinishFlow, SuspendFlow))):
+            return result
+        self.stats["fenced"] += 1
+        log.warning("journal fault plan skip_fencing: letting a refused write through: %s", result)
+        flow = await self._one(GetFlow(command.flow_id))
+        if isinstance(flow, FlowRecord):
+            await self._one(dataclasses.replace(command, epoch=flow.epoch))
+        return None
+
+
+def _journal_faults(plan: str) -> dict[str, int]:
+    """The journal's entries of a fault plan: "journal:skip_fencing,journal:ack_before_commit=40"."""
+    faults = {}
+    for item in filter(None, (part.strip() for part in plan.split(","))):
+        actor, _, fault = item.partition(":")
+        if actor == "journal":
+            name, _, value = fault.partition("=")
+            faults[name] = int(value) if value else 1
+    return faults
 
 
 async def run_journal(name: str, spec: dict[str, Any]) -> int:
