@@ -63,6 +63,7 @@ class ActorInfo:
     role: str
     pid: int | None
     alive: bool
+    ready: bool  # alive and its READY received: a restarted actor is not ready until it says so
     restarts: int
     exit_codes: tuple[int, ...]
     rss_bytes: int | None
@@ -367,6 +368,7 @@ class Supervisor:
                     rss = psutil.Process(a.proc.pid).memory_info().rss
                 except psutil.Error:
                     pass
-            infos.append(ActorInfo(a.name, a.role, a.proc.pid if a.proc else None, alive, a.restarts,
+            ready = alive and a.ready is not None and a.ready.done() and not a.ready.exception()
+            infos.append(ActorInfo(a.name, a.role, a.proc.pid if a.proc else None, alive, ready, a.restarts,
                                    tuple(a.exit_codes), rss, dict(a.stats)))
         return SupervisorStatistics(tuple(infos), sum(a.restarts for a in self._actors))
