@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass, fields, replace
+from urllib.parse import urlsplit
 
 from .errors import ConfigError
 
-__all__ = ["Settings", "DEFAULT_STORE"]
+__all__ = ["Settings", "DEFAULT_STORE", "check_store_url"]
 
 DEFAULT_STORE = "sqlite:///ergon.db"
 
@@ -63,7 +64,6 @@ class Settings:
             raise ConfigError(f"setting transport must be 'ipc' or 'tcp', got {self.transport!r}")
         if self.synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ConfigError(f"setting synchronous must be OFF, NORMAL, FULL or EXTRA, got {self.synchronous!r}")
-        from .storage import check_store_url
         check_store_url(self.store)
 
     @classmethod
@@ -87,6 +87,22 @@ class Settings:
     @classmethod
     def from_json(cls, text: str) -> Settings:
         return cls(**json.loads(text))
+
+
+_SCHEMES = ("sqlite", "memory", "redis", "rediss")
+
+
+def check_store_url(url: str) -> str:
+    """Return the scheme of a store URL, or raise ConfigError saying what is wrong with it."""
+    parts = urlsplit(url)
+    if parts.scheme not in _SCHEMES:
+        raise ConfigError(f"store URL {url!r}: scheme must be one of "
+                          f"sqlite:///PATH, memory://, redis://HOST:PORT/DB")
+    if parts.scheme == "sqlite" and (parts.netloc or not parts.path.lstrip("/")):
+        raise ConfigError(f"store URL {url!r}: write sqlite:///relative.db or sqlite:////absolute/path.db")
+    if parts.scheme.startswith("redis") and not parts.hostname:
+        raise ConfigError(f"store URL {url!r}: a Redis URL needs a host, e.g. redis://127.0.0.1:6379/0")
+    return parts.scheme
 
 
 def _parse(name: str, kind: str, raw: str) -> object:

@@ -4,29 +4,13 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from ..errors import ConfigError
+from ..config import check_store_url
 from .base import ExecutionLog, LogBase
 from .memory import InMemoryExecutionLog
 from .sqlite import SqliteExecutionLog
 
 __all__ = ["ExecutionLog", "LogBase", "InMemoryExecutionLog", "SqliteExecutionLog", "open_store",
            "check_store_url"]
-
-_SCHEMES = ("sqlite", "memory", "redis", "rediss")
-
-
-def check_store_url(url: str) -> str:
-    """Return the scheme of a store URL, or raise ConfigError saying what is wrong with it."""
-    parts = urlsplit(url)
-    if parts.scheme not in _SCHEMES:
-        raise ConfigError(f"store URL {url!r}: scheme must be one of "
-                          f"sqlite:///PATH, memory://, redis://HOST:PORT/DB")
-    if parts.scheme == "sqlite" and (parts.netloc or not parts.path.lstrip("/")):
-        raise ConfigError(f"store URL {url!r}: write sqlite:///relative.db or sqlite:////absolute/path.db")
-    if parts.scheme.startswith("redis") and not parts.hostname:
-        raise ConfigError(f"store URL {url!r}: a Redis URL needs a host, e.g. redis://127.0.0.1:6379/0")
-    return parts.scheme
-
 
 async def open_store(url: str, *, synchronous: str = "FULL") -> LogBase:
     """Open and connect the store a URL names.
