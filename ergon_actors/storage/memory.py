@@ -136,6 +136,15 @@ class InMemoryExecutionLog(LogBase):
         flow = self._flows.get(flow_id)
         return step if step is not None and flow is not None and flow.epoch == epoch else None
 
+    def _writable(self, flow_id: str, epoch: int, position: int) -> StepRecord | None:
+        """The step a re-sent command already journaled; else None, once the write may go ahead."""
+        done = self._recorded(flow_id, epoch, position)
+        if done is None:
+            refused = fence(self._flows.get(flow_id), flow_id, epoch)
+            if refused is not None:
+                raise refused
+        return done
+
     def _AppendStep(self, c: AppendStep, now: float) -> None:
         done = self._recorded(c.flow_id, c.epoch, c.step.position)
         if done is not None and done.status == StepStatus.COMPLETE:
@@ -174,12 +183,9 @@ class InMemoryExecutionLog(LogBase):
                      attempt=attempt, error=error, waiting_on=None)
 
     def _AwaitSignal(self, c: AwaitSignal, now: float) -> StepRecord | None:
-        done = self._recorded(c.flow_id, c.epoch, c.step.position)
+        done = self._writable(c.flow_id, c.epoch, c.step.position)
         if done is not None:
             return done
-        refused = fence(self._flows.get(c.flow_id), c.flow_id, c.epoch)
-        if refused is not None:
-            raise refused
         if c.signal in self._signals and c.signal not in self._consumed:
             self._consumed.add(c.signal)
             step = self._steps[c.flow_id][c.step.position] = replace(
@@ -198,12 +204,9 @@ class InMemoryExecutionLog(LogBase):
         return True
 
     def _InvokeChild(self, c: InvokeChild, now: float) -> StepRecord | None:
-        done = self._recorded(c.flow_id, c.epoch, c.step.position)
+        done = self._writable(c.flow_id, c.epoch, c.step.position)
         if done is not None:
             return done
-        refused = fence(self._flows.get(c.flow_id), c.flow_id, c.epoch)
-        if refused is not None:
-            raise refused
         self._ScheduleFlow(replace(c.child, parent_id=c.flow_id), now)
         child = self._flows[c.child.flow_id]
         if child.status in TERMINAL:
