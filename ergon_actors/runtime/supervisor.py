@@ -16,6 +16,7 @@ import signal
 import sys
 import tempfile
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -120,7 +121,7 @@ class Supervisor:
         journal_address = endpoint(s.transport, self._run_dir, "journal")
         base = {"settings": json.loads(s.to_json()), "supervisor": ctl_address, "sys_path": sys.path,
                 "log_level": logging.getLevelName(logging.getLogger("ergon_actors").getEffectiveLevel())}
-        host = f"{os.uname().nodename}-{os.getpid()}"
+        host = f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:6]}"  # unique per supervisor
         self._actors.append(_Actor("journal", "journal", {**base, "address": journal_address}))
         for i in range(s.workers):
             spec = {**base, "journal": journal_address, "modules": self.modules}
