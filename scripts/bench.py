@@ -37,9 +37,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 SCRIPTS = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, SCRIPTS)  # the supervisor hands sys.path to its children: they import bench_flows
+sys.path.insert(1, os.path.dirname(SCRIPTS))  # the repository root, for tests.redis_server
 
 import psutil  # noqa: E402
 
@@ -91,7 +93,8 @@ async def wait_complete(log, n: int, timeout: float) -> None:
 
 
 def supervisor(db: str, a, *, synchronous: str = "FULL", **extra) -> Supervisor:
-    return Supervisor("bench_flows", store=f"sqlite:///{db}", workers=a.workers,
+    store = db if "://" in db else f"sqlite:///{db}"
+    return Supervisor("bench_flows", store=store, workers=a.workers,
                       concurrency=a.concurrency, synchronous=synchronous, **extra)
 
 
@@ -115,8 +118,8 @@ def timeout_for(n: int, steps: int) -> float:
 
 # -- throughput --------------------------------------------------------------------------------
 
-async def throughput_supervisor(tmp: str, a, synchronous: str) -> dict:
-    db = os.path.join(tmp, f"throughput-{synchronous}.db")
+async def throughput_supervisor(tmp: str, a, synchronous: str, store: str | None = None) -> dict:
+    db = store or os.path.join(tmp, f"throughput-{synchronous}.db")
     peaks: dict[str, int] = {}
     async with supervisor(db, a, synchronous=synchronous) as sup:
         beat = sup.settings.heartbeat_interval + 0.1  # the journal's figures arrive by heartbeat
@@ -135,7 +138,8 @@ async def throughput_supervisor(tmp: str, a, synchronous: str) -> dict:
         roles = {x.name: x.role for x in sup.statistics().actors}
     commits = after.get("commits", 0) - before.get("commits", 0)
     commands = after.get("commands", 0) - before.get("commands", 0)
-    return {"case": f"supervisor W={a.workers} {synchronous}", "seconds": seconds,
+    label = "Redis (AOF, appendfsync always)" if store else synchronous
+    return {"case": f"supervisor W={a.workers} {label}", "seconds": seconds,
             "flows_per_s": a.flows / seconds, "steps_per_s": a.flows * a.steps / seconds,
             "journal_commits": commits, "commands_per_commit": commands / commits if commits else None,
             "largest_commit": after.get("largest"),
@@ -162,10 +166,25 @@ async def throughput_inprocess(tmp: str, a, synchronous: str) -> dict:
             "steps_per_s": a.flows * a.steps / seconds}
 
 
+async def throughput_redis(tmp: str, a) -> dict:
+    """The supervisor on a redis-server of its own (AOF, appendfsync always) on loopback."""
+    if shutil.which("redis-server") is None:
+        return {"case": f"supervisor W={a.workers} Redis", "skipped": "redis-server not found"}
+    from tests.redis_server import RedisServer  # the test suite's server: a free loopback port
+    directory = os.path.join(tmp, "redis")
+    os.makedirs(directory)
+    server = RedisServer(Path(directory)).start()
+    try:
+        return await throughput_supervisor(tmp, a, "FULL", store=server.url)
+    finally:
+        server.stop()
+
+
 async def section_throughput(tmp: str, a) -> list[dict]:
     runs = []
     for synchronous in ("FULL", "NORMAL"):
         runs.append(await throughput_supervisor(tmp, a, synchronous))
+    runs.append(await throughput_redis(tmp, a))
     for synchronous in ("FULL", "NORMAL"):
         runs.append(await throughput_inprocess(tmp, a, synchronous))
     return runs
@@ -331,6 +350,9 @@ def rows_of(results: dict, a) -> list[tuple[str, str, str, str, str]]:
     for run in results.get("throughput", []):
         if isinstance(run, dict) and "error" in run and "flows_per_s" not in run:
             rows.append(("throughput", run["case"], f"ERROR {run['error']}", "", ""))
+            continue
+        if "skipped" in run:
+            rows.append(("throughput", run["case"], f"skipped: {run['skipped']}", "", ""))
             continue
         extra = ""
         if run.get("commands_per_commit"):
