@@ -117,15 +117,19 @@ class Worker:
             self._wake.clear()
             free = self.concurrency - len(self._running)
             got = 0
-            if free >= batch or (free > 0 and len(self._running) < batch):
-                claims = await self.storage.claim(self.worker_id, free, self.lease_seconds,
-                                                  flow_types=self.flow_types)
-                for claim in claims:
-                    self._spawn(claim)
-                got = len(claims)
-            if self._running and time.monotonic() >= renew_at:
-                await self.storage.renew_leases(self.worker_id, self.lease_seconds, tuple(self._running))
-                renew_at = time.monotonic() + self.lease_seconds / 3
+            try:
+                if free >= batch or (free > 0 and len(self._running) < batch):
+                    claims = await self.storage.claim(self.worker_id, free, self.lease_seconds,
+                                                      flow_types=self.flow_types)
+                    for claim in claims:
+                        self._spawn(claim)
+                    got = len(claims)
+                if self._running and time.monotonic() >= renew_at:
+                    await self.storage.renew_leases(self.worker_id, self.lease_seconds, tuple(self._running))
+                    renew_at = time.monotonic() + self.lease_seconds / 3
+            except Exception:  # the store failed this once: leases outlive a few polls, try again
+                log.exception("worker %s: claiming or renewing failed; trying again", self.worker_id)
+                got = free = 0
             if got < free or free == 0:
                 try:
                     await asyncio.wait_for(self._wake.wait(), self.poll_interval)
