@@ -265,6 +265,11 @@ class Supervisor:
             return
         self._closing = True
         grace = self.settings.grace if grace is None else grace
+        # Stop watching first: a restart in flight kills and reaps the actor it was starting.
+        watchers = [t for t in self._tasks if t is not asyncio.current_task()]
+        for task in watchers:
+            task.cancel()
+        await asyncio.gather(*watchers, return_exceptions=True)
         workers = [a for a in self._actors if a.role == "worker"]
         for actor in workers:
             self._send(actor, "drain", grace)
@@ -288,8 +293,10 @@ class Supervisor:
         self._ctl.send_multipart((actor.identity, pack(kind, body)))
 
     async def _stop(self, actors: list[_Actor], timeout: float) -> None:
+        """Wait up to `timeout` for the actors to exit, then SIGTERM, then SIGKILL; returns once
+        every one is reaped (a SIGKILLed process always goes)."""
         live = [a for a in actors if a.proc is not None and a.proc.returncode is None]
-        for signum, wait in ((None, timeout), (signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
+        for signum, wait in ((None, timeout), (signal.SIGTERM, 2.0), (signal.SIGKILL, None)):
             if signum is not None:
                 for actor in live:
                     if signum == signal.SIGKILL:
