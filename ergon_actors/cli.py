@@ -31,6 +31,7 @@ class ExitCode(IntEnum):
     GAVE_UP = 3        # actors restarted more often than the restart intensity allows
     NOT_FOUND = 4      # no such flow, module or flow class
     STORE = 5          # the store cannot be opened (bad URL, foreign or newer file, unreachable)
+    VIOLATIONS = 6     # chaos: the run broke a promise (the report names flows and steps)
     INTERRUPTED = 130  # stopped by a second Ctrl-C / SIGTERM before draining finished
 
 
@@ -83,6 +84,27 @@ def build_parser() -> argparse.ArgumentParser:
     inspect = command("inspect", "One flow: its steps, attempts and results.")
     inspect.add_argument("flow_id", metavar="FLOW_ID")
     inspect.add_argument("--json", action="store_true")
+
+    chaos = command("chaos", "Run MODULE's flows under a supervisor while faults hit it, then verify "
+                             "the journal and the side-effect ledger (docs/chaos.md). The store is a "
+                             "temporary SQLite file unless --store names one; --store redis starts (and "
+                             "kills) a redis-server of its own.")
+    chaos.add_argument("module", metavar="MODULE", help="module defining the @flow_type classes and chaos_flows")
+    chaos.add_argument("--flows", type=int, default=50, metavar="N",
+                       help="flows to run, built by MODULE.chaos_flows(N, SEED) (default 50)")
+    chaos.add_argument("--schedule", metavar="MODULE:factory", help="another factory, called factory(N, SEED)")
+    chaos.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    chaos.add_argument("--duration", type=float, metavar="S",
+                       help="seconds of faults (default 0.45 per flow, 10 to 90)")
+    chaos.add_argument("--faults", metavar="LIST", help="comma-separated, of kill-worker, stop-worker, "
+                       "kill-journal, kill-supervisor, kill-redis (default: all the store allows)")
+    chaos.add_argument("--seed", type=int, default=0, help="seeds the fault schedule and the flows (default 0)")
+    chaos.add_argument("--json", action="store_true", help="print the report as JSON")
+    chaos.add_argument("--keep", action="store_true", help="keep the store, ledger and logs (kept anyway "
+                       "when a promise was broken)")
+    chaos.add_argument("--fault-plan", default="", metavar="PLAN",
+                       help="test only: break the journal on purpose (journal:skip_fencing, "
+                            "journal:ack_before_commit=N) to see the verifier catch it")
     return parser
 
 
@@ -315,5 +337,20 @@ def _value(data: bytes) -> Any:
         return f"<{len(data)} bytes: {exc}>"
 
 
+async def _chaos(args: argparse.Namespace) -> int:
+    from .chaos import ProgressPrinter, chaos_run
+
+    faults = None if args.faults is None else [f.strip() for f in args.faults.split(",") if f.strip()]
+    printer = ProgressPrinter(sys.stderr)
+    try:
+        report = await chaos_run(args.module, args.flows, schedule=args.schedule, workers=args.workers,
+                                 store=args.store, duration=args.duration, faults=faults, seed=args.seed,
+                                 fault_plan=args.fault_plan, progress=printer, keep=args.keep)
+    finally:
+        printer.close()
+    print(json.dumps(report.to_dict(), indent=2, default=str) if args.json else report.format())
+    return ExitCode.OK if report.ok else ExitCode.VIOLATIONS
+
+
 _COMMANDS = {"run": _run, "schedule": _schedule, "status": _status, "inspect": _inspect,
-             "signal": _signal, "cancel": _cancel}
+             "signal": _signal, "cancel": _cancel, "chaos": _chaos}

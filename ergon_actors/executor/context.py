@@ -14,7 +14,8 @@ from ..errors import (ErgonError, FencedError, FlowCancelledError, Nondeterminis
                       SerializationError, StepTimeoutError)
 from ..storage.base import LogBase
 
-__all__ = ["FlowContext", "StepOptions", "Suspend", "Halted", "current", "require", "call_step"]
+__all__ = ["FlowContext", "StepOptions", "Suspend", "Halted", "current", "current_step", "require",
+           "call_step"]
 
 T = TypeVar("T")
 
@@ -93,13 +94,18 @@ class FlowContext:
 
 
 _current: ContextVar[FlowContext | None] = ContextVar("ergon_flow", default=None)
-_in_step: ContextVar[bool] = ContextVar("ergon_in_step", default=False)
+_in_step: ContextVar[tuple[int, str] | None] = ContextVar("ergon_in_step", default=None)
 _forced: ContextVar[int | None] = ContextVar("ergon_forced_position", default=None)
 
 
 def current() -> FlowContext | None:
     """The context of the flow running in this task, or None outside a flow."""
     return _current.get()
+
+
+def current_step() -> tuple[int, str] | None:
+    """(position, name) of the step whose body runs in this task, or None outside a step."""
+    return _in_step.get()
 
 
 def require(what: str) -> FlowContext:
@@ -113,7 +119,7 @@ def call_step(options: StepOptions, fn: Callable, obj: Any, args: tuple, kwargs:
     """Called by a @step method: takes the next position now (call order decides it), returns
     the awaitable that replays or runs the step."""
     ctx = _current.get()
-    if ctx is None or _in_step.get():
+    if ctx is None or _in_step.get() is not None:
         return fn(obj, *args, **kwargs)
     return _run_step(ctx, ctx.next_position(), options, fn, obj, args, kwargs)
 
@@ -135,7 +141,7 @@ async def _run_step(ctx: FlowContext, position: int, options: StepOptions, fn: C
             tries = recorded.tries + 1
     if ctx.halt is not None and ctx.halt.is_set():
         raise Halted()
-    token = _in_step.set(True)
+    token = _in_step.set((position, name))
     try:
         value = await _with_timeout(options, fn(obj, *args, **kwargs))
     except Exception as exc:

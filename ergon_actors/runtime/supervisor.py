@@ -121,7 +121,7 @@ class Supervisor:
         journal_address = endpoint(s.transport, self._run_dir, "journal")
         base = {"settings": json.loads(s.to_json()), "supervisor": ctl_address, "sys_path": sys.path,
                 "log_level": logging.getLevelName(logging.getLogger("ergon_actors").getEffectiveLevel())}
-        host = f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:6]}"  # unique per supervisor
+        host = self._host = f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:6]}"  # unique per supervisor
         self._actors.append(_Actor("journal", "journal", {**base, "address": journal_address}))
         for i in range(s.workers):
             spec = {**base, "journal": journal_address, "modules": self.modules}
@@ -135,7 +135,6 @@ class Supervisor:
             raise
         self.client = JournalClient(self._ctx, journal_address, hwm=s.high_water_mark,
                                     resend_after=s.resend_after)
-        self._host = host
         self._spawn_task(self._watch_heartbeats())
         log.info("supervisor started %d workers on %s", s.workers, s.store)
 

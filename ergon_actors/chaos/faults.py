@@ -1,0 +1,299 @@
+"""The fault schedule and the harness that injects it into a running supervisor, watching as it goes.
+
+The schedule is drawn from `random.Random(seed)` before the run starts: which fault, how long
+after the previous one, which victim among the candidates (workers holding RUNNING flows
+first), how long a stopped worker stays stopped. The same seed gives the same schedule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import signal
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import psutil
+
+from ..storage.base import LogBase
+from .ledger import LedgerReader
+from .procs import Actor, RedisProcess, SupervisorProcess, still_alive
+from .report import ChaosProgress, FaultRecord, Violation
+from .verify import ORPHAN
+
+__all__ = ["FAULTS", "LEASE", "PAUSE", "Plan", "fault_schedule", "Harness"]
+
+log = logging.getLogger(__name__)
+
+FAULTS = ("kill-worker", "stop-worker", "kill-journal", "kill-supervisor", "kill-redis")
+LEASE = 2.5            # the lease under test: longer than a journal restart, so only stops lapse it
+PAUSE = (3.0, 4.0)     # a stopped worker stays stopped this long: past its lease
+INTERVAL = (0.4, 1.0)  # seconds between two faults
+TARGET_WAIT = 15.0     # how long a fault waits for its target to be up (a restart in progress)
+ORPHAN_WAIT = 2.0      # a supervisor's children must be gone this long after it died
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """One scheduled fault."""
+
+    kind: str
+    wait: float   # seconds after the previous fault
+    pick: float   # in [0, 1): chooses the victim among the candidates
+    pause: float  # stop-worker: seconds stopped
+
+
+def fault_schedule(kinds: tuple[str, ...], seed: int, duration: float) -> list[Plan]:
+    """Faults for `duration` seconds: rounds in which every kind comes once, in a random order."""
+    rng = random.Random(f"{seed}:faults")
+    plans: list[Plan] = []
+    total = 0.0
+    while kinds and total < duration:
+        for kind in rng.sample(kinds, len(kinds)):
+            wait = rng.uniform(*INTERVAL)
+            total += wait
+            plans.append(Plan(kind, wait, rng.random(), rng.uniform(*PAUSE)))
+    return plans
+
+
+@dataclass(slots=True)
+class _Fault:
+    record: FaultRecord
+    wall: float               # time.time() when injected
+    affected: frozenset[str]
+    victim: int | None
+    recovered: bool = False
+
+
+class Harness:
+    """Injects faults into one supervisor under test and keeps an eye on it meanwhile."""
+
+    def __init__(self, sup: SupervisorProcess, workers: int, redis: RedisProcess | None, store: LogBase,
+                 flow_ids: list[str], ledger_path: str,
+                 progress: Callable[[ChaosProgress], None] | None) -> None:
+        self.sup = sup
+        self.workers = workers
+        self.redis = redis
+        self.store = store
+        self.flow_ids = set(flow_ids)
+        self.reader = LedgerReader(ledger_path)
+        self.progress = progress
+        self.started = time.monotonic()
+        self.started_wall = time.time()
+        self.faults: list[_Fault] = []
+        self.violations: list[Violation] = []
+        self.notes: list[str] = []
+        self.done = 0
+        self.statuses: dict[str, int] = {}
+        self.phase = "faults"
+        self.supervisors = 0
+        self._seen: dict[int, psutil.Process] = {}
+        self._stopped: dict[int, tuple[Actor, asyncio.Task]] = {}
+        self._lifecycle = asyncio.Lock()
+
+    # -- the supervisor --------------------------------------------------------------------
+
+    async def start_supervisor(self) -> None:
+        await self.sup.start()
+        self.supervisors += 1
+
+    async def _restart_if_dead(self) -> None:
+        async with self._lifecycle:
+            if self.sup.running or self.sup.proc is None or self.sup.expected_exit:
+                return
+            code = self.sup.proc.returncode
+            self.notes.append(f"the supervisor exited by itself with code {code} "
+                              f"(log: {self.sup.log_path}); started a new one")
+            self._forget_stopped()
+            await self._check_orphans(list(self._seen.values()), "the supervisor that exited")
+            await self.start_supervisor()
+
+    async def _check_orphans(self, procs: list[psutil.Process], whose: str) -> None:
+        alive = await asyncio.to_thread(still_alive, procs, ORPHAN_WAIT)
+        for p in alive:
+            try:
+                what = " ".join(p.cmdline()[2:5])
+            except psutil.Error:
+                what = "?"
+            self.violations.append(Violation(ORPHAN, None, None, f"pid {p.pid} ({what}) still ran "
+                                              f"{ORPHAN_WAIT:g}s after {whose} died"))
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+
+    async def stop(self, grace: float) -> None:
+        """End the run: resume stopped workers, stop the supervisor, check nothing outlived it."""
+        self.resume_all()
+        async with self._lifecycle:
+            before = await self.sup.stop(grace + 10.0)
+        self._watch(before)
+        await self._check_orphans(list(self._seen.values()), "the last supervisor")
+
+    def resume_all(self) -> None:
+        for actor, task in self._stopped.values():
+            task.cancel()
+            actor.signal(signal.SIGCONT)
+        self._stopped.clear()
+
+    def _forget_stopped(self) -> None:
+        for _, task in self._stopped.values():
+            task.cancel()
+        self._stopped.clear()
+
+    def _watch(self, procs: list[psutil.Process]) -> None:
+        for p in procs:
+            self._seen.setdefault(p.pid, p)
+
+    # -- watching --------------------------------------------------------------------------
+
+    async def tick(self) -> None:
+        """Restart a dead supervisor, count finished flows, note recoveries, report progress."""
+        await self._restart_if_dead()
+        self._watch(self.sup.descendants())
+        try:
+            flows = await self.store.list_flows(limit=len(self.flow_ids) + 100_000)
+        except Exception as exc:  # the store may be down (kill-redis): try again next tick
+            log.debug("chaos could not read the store: %s", exc)
+        else:
+            mine = [f for f in flows if f.flow_id in self.flow_ids]
+            self.statuses = {}
+            for f in mine:
+                self.statuses[f.status] = self.statuses.get(f.status, 0) + 1
+            self.done = sum(1 for f in mine if f.status in ("COMPLETE", "FAILED", "CANCELLED"))
+        waiting = [f for f in self.faults if not f.recovered]
+        for entry in self.reader.poll():
+            for fault in waiting:
+                if entry.flow_id in fault.affected and entry.t > fault.wall and entry.pid != fault.victim:
+                    fault.recovered = True
+        if self.progress is not None:
+            kinds: dict[str, int] = {}
+            for f in self.faults:
+                kinds[f.record.kind] = kinds.get(f.record.kind, 0) + 1
+            self.progress(ChaosProgress(time.monotonic() - self.started, self.phase, self.done,
+                                        len(self.flow_ids), len(self.faults),
+                                        sum(f.recovered for f in self.faults), kinds))
+
+    async def watch(self, stop: asyncio.Event, every: float = 0.5) -> None:
+        while not stop.is_set():
+            await self.tick()
+            try:
+                await asyncio.wait_for(stop.wait(), every)
+            except TimeoutError:
+                pass
+
+    @property
+    def all_done(self) -> bool:
+        return self.done >= len(self.flow_ids)
+
+    # -- faults ----------------------------------------------------------------------------
+
+    async def run_schedule(self, plans: list[Plan], duration: float) -> None:
+        """Inject the planned faults until `duration` seconds have passed or every flow ended."""
+        t0 = time.monotonic()
+        due = t0
+        for plan in plans:
+            due += plan.wait
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            if time.monotonic() - t0 >= duration or self.all_done:
+                break
+            await self.inject(plan)
+            due = max(due, time.monotonic() - INTERVAL[0])  # a slow injection delays the rest
+        self.phase = "settling"
+
+    async def inject(self, plan: Plan) -> None:
+        if plan.kind == "kill-supervisor":
+            await self._kill_supervisor()
+        elif plan.kind == "kill-redis":
+            await self._kill_redis()
+        else:
+            await self._hit_actor(plan)
+
+    async def _running(self) -> dict[str, str | None]:
+        """Our RUNNING flows and their owners (empty if the store cannot be read right now)."""
+        try:
+            flows = await self.store.list_flows("RUNNING", limit=len(self.flow_ids) + 100_000)
+        except Exception:
+            return {}
+        return {f.flow_id: f.owner for f in flows if f.flow_id in self.flow_ids}
+
+    async def _candidates(self, kind: str, role: str) -> list[Actor]:
+        """Live, READY, not stopped actors of the role; a stop leaves another worker running
+        (else nobody could take the stopped worker's flows over), unless there is only one."""
+        deadline = time.monotonic() + TARGET_WAIT
+        least = 2 if kind == "stop-worker" and self.workers > 1 else 1
+        while True:
+            found = [a for a in self.sup.actors() if a.role == role and a.pid not in self._stopped]
+            if len(found) >= least:
+                return found
+            if time.monotonic() > deadline:
+                return []
+            await asyncio.sleep(0.05)
+
+    async def _hit_actor(self, plan: Plan) -> None:
+        role = "journal" if plan.kind == "kill-journal" else "worker"
+        candidates = await self._candidates(plan.kind, role)
+        if not candidates:
+            self.notes.append(f"{plan.kind} at {self._now():.1f}s skipped: no {role} to hit was up "
+                              f"within {TARGET_WAIT:g}s")
+            return
+        running = await self._running()
+        if role == "journal":
+            victim, affected = candidates[0], frozenset(running)
+        else:
+            owners = set(running.values())
+            pool = [a for a in candidates if a.worker_id in owners] or candidates
+            victim = pool[int(plan.pick * len(pool))]
+            affected = frozenset(f for f, owner in running.items() if owner == victim.worker_id)
+        wall = time.time()
+        if plan.kind == "stop-worker":
+            if not victim.signal(signal.SIGSTOP):
+                return
+            self._stopped[victim.pid] = (victim, asyncio.get_running_loop().create_task(
+                self._resume_later(victim, plan.pause)))
+            note = f"stopped {plan.pause:.1f}s"
+        else:
+            if not victim.signal(signal.SIGKILL):
+                return
+            note = ""
+        self._record(plan.kind, f"{victim.name} (pid {victim.pid})", wall, affected, victim.pid, note)
+
+    async def _resume_later(self, actor: Actor, pause: float) -> None:
+        await asyncio.sleep(pause)
+        self._stopped.pop(actor.pid, None)
+        actor.signal(signal.SIGCONT)
+
+    async def _kill_supervisor(self) -> None:
+        deadline = time.monotonic() + TARGET_WAIT  # hit a supervisor whose actors all run
+        while len(self.sup.actors()) < self.workers + 1 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        async with self._lifecycle:
+            running = await self._running()
+            pid = self.sup.proc.pid
+            wall = time.time()
+            before = await self.sup.kill()
+            self._watch(before)
+            self._forget_stopped()  # a stopped worker died with its supervisor
+            await self._check_orphans(before, f"its supervisor (pid {pid})")
+            await self.start_supervisor()
+        self._record("kill-supervisor", f"supervisor (pid {pid}) and its {len(before)} children", wall,
+                     frozenset(running), None, "")
+
+    async def _kill_redis(self) -> None:
+        running = await self._running()
+        wall = time.time()
+        pid = self.redis.pid
+        self.redis.kill()
+        await self.redis.start()
+        self._record("kill-redis", f"redis-server (pid {pid})", wall, frozenset(running), None, "restarted")
+
+    def _record(self, kind: str, target: str, wall: float, affected: frozenset[str], victim: int | None,
+                note: str) -> None:
+        record = FaultRecord(kind, round(wall - self.started_wall, 3), target, len(affected), note)
+        self.faults.append(_Fault(record, wall, affected, victim))
+        log.info("chaos: %s on %s (%d flows running on it)", kind, target, len(affected))
+
+    def _now(self) -> float:
+        return time.monotonic() - self.started

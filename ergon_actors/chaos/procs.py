@@ -1,0 +1,272 @@
+"""The processes a chaos run starts and hits: the supervisor (a `run` child), its actors, redis-server.
+
+Every process is addressed by pid through a psutil handle, which refuses to signal a pid that
+was reused by another process. Processes started here get SIGKILL when the chaos process dies
+(PR_SET_PDEATHSIG), so an interrupted run leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import json
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from ..errors import ErgonError
+
+__all__ = ["ChaosError", "Actor", "SupervisorProcess", "RedisProcess", "still_alive"]
+
+_READY = re.compile(rb"actor (\S+) ready \(pid (\d+)\)")
+_REFUSED = b"journal refused a write"
+_STARTED = b"supervisor started"
+
+
+class ChaosError(ErgonError):
+    """Raised when a chaos run cannot be carried out (bad arguments, a process that will not start)."""
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """A live actor process of the supervisor: its role, name, worker_id and psutil handle."""
+
+    role: str
+    name: str
+    worker_id: str | None
+    proc: psutil.Process
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def signal(self, signum: int) -> bool:
+        """Send a signal; False if the process is gone (its pid is never reused for another)."""
+        try:
+            self.proc.send_signal(signum)
+            return True
+        except psutil.Error:
+            return False
+
+
+def still_alive(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """The processes still running (zombies count as gone) after waiting up to `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = []
+        for p in procs:
+            try:
+                if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(p)
+            except psutil.Error:
+                pass
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(0.02)
+
+
+class SupervisorProcess:
+    """`python -m ergon_actors -v run MODULES --store URL --workers W` as a child; restartable.
+
+    Each incarnation logs to its own file in `work_dir`; the log tells which actors are READY
+    and how many writes the journal refused for a stale epoch.
+    """
+
+    def __init__(self, modules: list[str], store: str, workers: int, env: dict[str, str],
+                 work_dir: Path, grace: float) -> None:
+        self.command = [sys.executable, "-m", "ergon_actors", "-v", "run", *modules, "--store", store,
+                        "--workers", str(workers), "--grace", str(grace)]
+        self.env = env
+        self.work_dir = work_dir
+        self.incarnation = 0
+        self.proc: asyncio.subprocess.Process | None = None
+        self.handle: psutil.Process | None = None
+        self.expected_exit = False
+        self._ready: set[int] = set()
+        self._up = False
+        self._offset = 0
+        self._refused = 0
+
+    @property
+    def log_path(self) -> Path:
+        return self.work_dir / f"supervisor-{self.incarnation}.log"
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+    async def start(self) -> None:
+        self._scan()
+        self.incarnation += 1
+        self._ready, self._offset, self._up = set(), 0, False
+        self.expected_exit = False
+        with open(self.log_path, "wb") as log:
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.command, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent, start_new_session=True)
+        self.handle = psutil.Process(self.proc.pid)
+
+    def _scan(self) -> None:
+        """Read what the current log added: READY actors, refused writes."""
+        if self.incarnation == 0:
+            return
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(self._offset)
+                data = f.read()
+        except FileNotFoundError:
+            return
+        end = data.rfind(b"\n") + 1
+        self._offset += end
+        chunk = data[:end]
+        self._ready.update(int(m.group(2)) for m in _READY.finditer(chunk))
+        self._refused += chunk.count(_REFUSED)
+        self._up = self._up or _STARTED in chunk
+
+    @property
+    def refused(self) -> int:
+        """Writes the journal refused for a stale epoch, over every incarnation so far."""
+        self._scan()
+        return self._refused
+
+    def actors(self, ready_only: bool = True) -> list[Actor]:
+        """The current incarnation's live actors (READY ones only, by default), by name.
+
+        READY ones are listed only once the supervisor has started its whole pool: an actor
+        that dies while `Supervisor.start()` is still waiting for the others is not restarted.
+        """
+        if not self.running:
+            return []
+        self._scan()
+        if ready_only and not self._up:
+            return []
+        found = []
+        try:
+            children = self.handle.children()
+        except psutil.Error:
+            return []
+        for child in children:
+            try:
+                argv = child.cmdline()
+            except psutil.Error:
+                continue
+            if len(argv) < 7 or argv[2] != "ergon_actors.runtime.actor":
+                continue
+            if ready_only and child.pid not in self._ready:
+                continue
+            try:
+                worker_id = json.loads(argv[6]).get("worker_id")
+            except ValueError:
+                worker_id = None
+            found.append(Actor(argv[3], argv[4], worker_id, child))
+        return sorted(found, key=lambda a: a.name)
+
+    def descendants(self) -> list[psutil.Process]:
+        if not self.running:
+            return []
+        try:
+            return self.handle.children(recursive=True)
+        except psutil.Error:
+            return []
+
+    async def kill(self) -> list[psutil.Process]:
+        """SIGKILL the supervisor alone; returns its descendants as they were just before."""
+        before = self.descendants()
+        self.expected_exit = True
+        if self.running:
+            self.proc.send_signal(signal.SIGKILL)
+        await self.proc.wait()
+        return before
+
+    async def stop(self, timeout: float) -> list[psutil.Process]:
+        """SIGTERM (the supervisor drains), then SIGKILL after `timeout`; returns its descendants."""
+        before = self.descendants()
+        if not self.running:
+            return before
+        self.expected_exit = True
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(self.proc.wait(), timeout)
+        except TimeoutError:
+            self.proc.send_signal(signal.SIGKILL)
+            await self.proc.wait()
+        return before
+
+
+class RedisProcess:
+    """A redis-server the chaos run owns: loopback, a free port, AOF with appendfsync always."""
+
+    def __init__(self, directory: Path) -> None:
+        self.binary = self.find()
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.proc: subprocess.Popen | None = None
+
+    @staticmethod
+    def find() -> str:
+        """The redis-server binary (ChaosError if it is not on PATH)."""
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise ChaosError("--store redis starts its own redis-server, which is not on PATH "
+                             "(Debian: apt-get install redis-server); or pass redis://HOST:PORT/DB")
+        return binary
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.proc is None else self.proc.pid
+
+    async def start(self, deadline: float = 15.0) -> None:
+        command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                   "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.directory),
+                   "--daemonize", "no"]
+        with open(self.directory / "redis-server.log", "ab") as log:
+            self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         preexec_fn=_die_with_parent, start_new_session=True)
+        until = time.monotonic() + deadline
+        while not _ping(self.port):
+            if self.proc.poll() is not None or time.monotonic() > until:
+                self.kill()
+                raise ChaosError(f"redis-server did not start on port {self.port}; see "
+                                 f"{self.directory / 'redis-server.log'}")
+            await asyncio.sleep(0.02)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: no shutdown, no final fsync."""
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+
+
+def _ping(port: int) -> bool:
+    """True once the server answers PING with PONG (not while it is still loading its AOF)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False

@@ -1,0 +1,299 @@
+"""chaos_run: run flows under a real supervisor while faults hit it, then verify everything.
+
+The chaos process owns the store (a temporary SQLite file unless told otherwise), schedules the
+flows into it, and runs `python -m ergon_actors run MODULE` as a child process: that child is
+the supervisor under test, and its journal and workers are the actors the faults hit. Meanwhile
+the same flows run fault-free in this process (an in-process Worker on an in-memory store) to
+give the results every flow must end with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ..decorators import definition_of, encode_args
+from ..errors import ConfigError, ErgonError
+from ..executor import Scheduler, Worker
+from ..runtime.worker import discover_flows
+from ..storage import InMemoryExecutionLog, check_store_url, open_store
+from ..wire import GetFlow, LoadSteps, ScheduleFlow
+from .faults import FAULTS, LEASE, PAUSE, Harness, fault_schedule
+from .ledger import LEDGER_ENV, mute, read_ledger, unmute
+from .procs import ChaosError, RedisProcess, SupervisorProcess
+from .report import ChaosProgress, ChaosReport, RecoveryStats
+from .verify import FlowSummary, recovery_samples, verify
+
+__all__ = ["chaos_run", "load_flows", "default_duration", "FACTORY"]
+
+FACTORY = "chaos_flows"  # MODULE.chaos_flows(n, seed) -> list of flow instances
+GRACE = 5.0              # the supervisor's drain at the end of the run
+
+
+def default_duration(flows: int) -> float:
+    """The fault phase when none is given: about 0.45 s per flow, between 10 and 90 seconds."""
+    return min(90.0, max(10.0, 0.45 * flows))
+
+
+def load_flows(module: str, n: int, seed: int, schedule: str | None = None) -> list[object]:
+    """The flow instances a factory builds: `schedule` ("MODULE:function") or MODULE.chaos_flows.
+
+    Raises:
+        ConfigError: no such factory, or it did not return a list of flow instances.
+    """
+    target = schedule or f"{module}:{FACTORY}"
+    module_name, sep, name = target.partition(":")
+    if not sep or not module_name or not name:
+        raise ConfigError(f"--schedule {target!r}: write MODULE:function")
+    factory = getattr(importlib.import_module(module_name), name, None)
+    if not callable(factory):
+        raise ConfigError(f"module {module_name!r} has no function {name!r}: define "
+                          f"{name}(n: int, seed: int) -> list of flow instances, or name one with --schedule")
+    flows = list(factory(n, seed))
+    if not flows:
+        raise ConfigError(f"{target}({n}, {seed}) returned no flows")
+    return flows
+
+
+async def chaos_run(module: str, flows: int | Sequence[object] = 50, *, schedule: str | None = None,
+                    workers: int = 2, store: str | None = None, duration: float | None = None,
+                    faults: Sequence[str] | None = None, seed: int = 0, fault_plan: str = "",
+                    progress: Callable[[ChaosProgress], None] | None = None, keep: bool = False,
+                    settle_timeout: float = 60.0) -> ChaosReport:
+    """Run flows under a supervisor while faults hit it, and verify the journal and the ledger.
+
+    Args:
+        module: the module whose @flow_type classes the supervisor serves.
+        flows: flow instances, or how many to build with the factory (`schedule`, else
+            MODULE.chaos_flows(n, seed)).
+        schedule: "MODULE:function", a factory called as function(n, seed).
+        workers: worker processes.
+        store: None (a temporary SQLite file), "redis" (a redis-server started and killed by the
+            run), or a store URL (sqlite:///..., redis://host:port/db; kill-redis is skipped).
+        duration: seconds of faults (default: about 0.45 s per flow, 10 to 90 s). Flows are
+            released over the first 80% of it, so faults meet flows at every stage.
+        faults: kinds to inject (default: all the store allows): kill-worker, stop-worker,
+            kill-journal, kill-supervisor, kill-redis.
+        seed: seeds the fault schedule and the release times; the same seed replays them.
+        fault_plan: Settings.fault_plan for the actors: test-only, deliberately broken modes.
+        progress: called about twice a second with a ChaosProgress.
+        keep: keep the work directory (store, ledger, logs) even when nothing was violated.
+        settle_timeout: seconds the flows get to finish after the fault phase.
+
+    Returns:
+        A ChaosReport; `report.ok` is False when a promise was broken (`report.violations`).
+
+    Raises:
+        ConfigError: bad arguments (unknown fault, store, factory).
+        ChaosError: the run could not be carried out (a process would not start, the fault-free
+            run did not finish).
+    """
+    started = time.monotonic()
+    if workers < 1:
+        raise ConfigError(f"workers must be >= 1, got {workers}")
+    instances = load_flows(module, flows, seed, schedule) if isinstance(flows, int) else list(flows)
+    if not instances:
+        raise ConfigError("no flows to run")
+    modules = _served_modules(module, instances)
+    classes = discover_flows(modules)
+    duration = default_duration(len(instances)) if duration is None else float(duration)
+    if store not in (None, "redis") and check_store_url(store) == "memory":
+        raise ConfigError("a memory:// store lives inside the journal process; use sqlite or redis")
+    notes: list[str] = []
+    kinds = _kinds(faults, store == "redis", store or "sqlite:", notes)
+    if store == "redis":
+        RedisProcess.find()
+    work = Path(tempfile.mkdtemp(prefix="ergon-chaos-"))
+    redis: RedisProcess | None = None
+    if store is None:
+        url = f"sqlite:///{work / 'journal.db'}"
+    elif store == "redis":
+        redis = RedisProcess(work / "redis")
+        url = redis.url
+    else:
+        url = store
+    ledger_path = str(work / "ledger.jsonl")
+    tag = uuid.uuid4().hex[:6]
+    ids = [f"chaos-{seed}-{tag}-{i:04d}" for i in range(len(instances))]
+    sup = SupervisorProcess(modules, url, workers, _child_env(ledger_path, fault_plan), work, GRACE)
+    reference = asyncio.get_running_loop().create_task(_reference(instances, ids, classes, settle_timeout))
+    handle = None
+    harness = None
+    stop_watching = asyncio.Event()
+    watcher = None
+    try:
+        if redis is not None:
+            await redis.start()
+        handle = await open_store(url)
+        await _schedule(handle, instances, ids, seed, 0.8 * duration)
+        harness = Harness(sup, workers, redis, handle, ids, ledger_path, progress)
+        await harness.start_supervisor()
+        watcher = asyncio.get_running_loop().create_task(harness.watch(stop_watching))
+        await harness.run_schedule(fault_schedule(kinds, seed, duration), duration)
+        fault_phase = time.monotonic() - harness.started
+        harness.resume_all()
+        deadline = time.monotonic() + settle_timeout
+        while not harness.all_done and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        harness.phase = "verifying"
+        stop_watching.set()
+        await watcher
+        await harness.tick()
+        await harness.stop(GRACE)
+        observed = await _observe(handle, ids)
+    finally:
+        stop_watching.set()
+        if watcher is not None and not watcher.done():
+            watcher.cancel()
+        if harness is not None:
+            harness.resume_all()
+        if sup.running:
+            await sup.kill()
+        if handle is not None:
+            await handle.close()
+        if redis is not None:
+            redis.kill()
+        if not reference.done():
+            reference.cancel()
+            await asyncio.gather(reference, return_exceptions=True)
+    expected = await reference
+    entries = read_ledger(ledger_path)
+    verdict = verify(expected, observed, entries)
+    samples = recovery_samples(((f.wall, f.affected, f.victim) for f in harness.faults), entries)
+    violations = tuple(harness.violations) + verdict.violations
+    notes += harness.notes
+    if verdict.unrecorded_steps:
+        notes.append("steps that never called ledger.record() (not checked against the ledger): "
+                     + ", ".join(verdict.unrecorded_steps))
+    if not entries:
+        notes.append("the ledger is empty: no step calls ledger.record(), so only the journal was checked")
+    statuses: dict[str, int] = {}
+    for summary in observed.values():
+        if summary is not None:
+            statuses[summary.status] = statuses.get(summary.status, 0) + 1
+    kept = bool(violations) or keep
+    if not kept:
+        shutil.rmtree(work, ignore_errors=True)
+    return ChaosReport(
+        module=module, store=_describe(store, url), seed=seed, workers=workers,
+        duration=round(fault_phase, 2), elapsed=round(time.monotonic() - started, 2), flows=len(ids),
+        statuses=statuses, faults=tuple(f.record for f in harness.faults), step_runs=verdict.step_runs,
+        steps_journaled=verdict.steps_journaled, re_executed=verdict.re_executed,
+        stale_runs=verdict.stale_runs, fenced=sup.refused, recovery=RecoveryStats.of(samples),
+        supervisors=harness.supervisors, violations=violations, notes=tuple(notes),
+        work_dir=str(work) if kept else None)
+
+
+def _describe(store: str | None, url: str) -> str:
+    if store is None:
+        return "sqlite (temporary file)"
+    return f"redis (its own redis-server at {url})" if store == "redis" else store
+
+
+def _served_modules(module: str, flows: list[object]) -> list[str]:
+    served = [module]
+    for flow in flows:
+        definition_of(type(flow))  # FlowDefinitionError for anything that is not a flow
+        name = type(flow).__module__
+        if name == "__main__":
+            raise ConfigError(f"{type(flow).__name__} is defined in __main__: worker processes cannot "
+                              "import it; put the flows in a module")
+        if name not in served:
+            served.append(name)
+    return served
+
+
+def _kinds(faults: Sequence[str] | None, own_redis: bool, url: str, notes: list[str]) -> tuple[str, ...]:
+    redis = url.startswith(("redis://", "rediss://", "redis"))
+    wanted = list(FAULTS if faults is None else faults)
+    unknown = [k for k in wanted if k not in FAULTS]
+    if unknown:
+        raise ConfigError(f"unknown fault {unknown[0]!r}; choose from {', '.join(FAULTS)}")
+    if "kill-redis" in wanted and not own_redis:
+        wanted.remove("kill-redis")
+        if faults is not None or redis:
+            notes.append("kill-redis skipped: " + ("the run uses your Redis, which it will not kill; "
+                                                   "pass --store redis to let it start its own"
+                                                   if redis else "the store is not Redis"))
+    return tuple(wanted)
+
+
+def _child_env(ledger_path: str, fault_plan: str) -> dict[str, str]:
+    """The supervisor's environment: the module importable, the ledger on, chaos-ready settings."""
+    env = {k: v for k, v in os.environ.items() if k != "ERGON_STORE"}
+    prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix}
+    paths = [os.getcwd()] + [p for p in sys.path if p and os.path.isdir(p)
+                             and not any(p.startswith(x) for x in prefixes)]
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    env.update({
+        LEDGER_ENV: ledger_path,
+        "ERGON_LEASE_SECONDS": str(LEASE),              # a stopped worker loses its flows quickly
+        "ERGON_HANG_TIMEOUT": str(PAUSE[1] + 4.0),       # ... but is not killed for the pause
+        "ERGON_RESEND_AFTER": "0.5",                     # a restarted journal gets requests soon
+        "ERGON_MAX_RESTARTS": "1000000",                 # chaos kills far more than any policy allows
+        "ERGON_RESTART_PERIOD": "1",
+        "ERGON_READY_TIMEOUT": "10",
+        "ERGON_FAULT_PLAN": fault_plan,
+    })
+    return env
+
+
+async def _schedule(store, flows: list[object], ids: list[str], seed: int, spread: float) -> None:
+    """Queue every flow in one transaction, released at seeded times over `spread` seconds."""
+    rng = random.Random(f"{seed}:flows")
+    offsets = sorted(rng.uniform(0.0, spread) for _ in flows)
+    offsets[0] = 0.0
+    now = time.time()
+    commands = [ScheduleFlow(flow_id, definition_of(type(flow)).name, encode_args(flow), None, now + offset)
+                for flow, flow_id, offset in zip(flows, ids, offsets)]
+    for result in await store.execute(commands):
+        if isinstance(result, BaseException):
+            raise result
+
+
+async def _observe(store, ids: list[str]) -> dict[str, FlowSummary | None]:
+    results = await store.execute([c for i in ids for c in (GetFlow(i), LoadSteps(i))])
+    observed = {}
+    for flow_id, flow, steps in zip(ids, results[::2], results[1::2]):
+        observed[flow_id] = None if flow is None or isinstance(flow, BaseException) else FlowSummary.of(flow, steps)
+    return observed
+
+
+async def _reference(flows: list[object], ids: list[str], classes: list[type],
+                     timeout: float) -> dict[str, FlowSummary]:
+    """The fault-free outcome of every flow: an in-process Worker on an in-memory store."""
+    token = mute()
+    store = InMemoryExecutionLog()
+    worker = Worker(store, "chaos-reference", concurrency=len(flows), lease_seconds=3600.0)
+    try:
+        for cls in classes:
+            await worker.register(cls)
+        for flow, flow_id in zip(flows, ids):
+            await Scheduler(store).schedule(flow, flow_id)
+        handle = await worker.start()
+        try:
+            async with asyncio.timeout(timeout):
+                records = [await store.wait_for_completion(flow_id) for flow_id in ids]
+        except TimeoutError:
+            raise ChaosError(f"the fault-free run of the flows did not finish within {timeout:g}s; "
+                             "chaos flows must finish on their own (no signals from outside)") from None
+        finally:
+            await handle.shutdown(0)
+        return {r.flow_id: FlowSummary.of(r, await store.load_steps(r.flow_id)) for r in records}
+    except ErgonError as exc:
+        if isinstance(exc, ChaosError):
+            raise
+        raise ChaosError(f"the fault-free run of the flows failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        unmute(token)

@@ -1,0 +1,20 @@
+"""Helpers for testing your own flows: the chaos harness and the side-effect ledger.
+
+    from ergon_actors.testing import chaos_run, ledger
+
+    report = await chaos_run("myapp.flows", flows=50, workers=2, duration=20, seed=1)
+    assert report.ok, report.format()
+
+A step records its runs with `ledger.record()` as the first thing in its body (a no-op outside
+a chaos run). See docs/chaos.md for what is verified and how.
+"""
+
+from .chaos import (FAULTS, ChaosError, ChaosProgress, ChaosReport, FaultRecord, Ledger, LedgerEntry,
+                    RecoveryStats, Violation, chaos_run, ledger, read_ledger)
+from .chaos.verify import (NEVER_RAN, NOT_FINISHED, ORPHAN, PHANTOM_EPOCH, RAN_AGAIN, STEP_DIFFERS,
+                           STEP_LOST, STEP_UNEXPECTED, WRONG_RESULT)
+
+__all__ = ["chaos_run", "ledger", "Ledger", "LedgerEntry", "read_ledger", "ChaosReport", "ChaosProgress",
+           "FaultRecord", "RecoveryStats", "Violation", "ChaosError", "FAULTS",
+           "NOT_FINISHED", "WRONG_RESULT", "STEP_LOST", "STEP_DIFFERS", "STEP_UNEXPECTED", "NEVER_RAN",
+           "RAN_AGAIN", "PHANTOM_EPOCH", "ORPHAN"]

@@ -1,0 +1,94 @@
+"""Chaos runs with real processes and signals: a sound runtime passes, a broken journal is caught."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from ergon_actors.testing import RAN_AGAIN, STEP_LOST, chaos_run
+from tests.helpers import run
+
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[2]
+MODULE = "examples.chaos_orders"
+SQLITE_FAULTS = {"kill-worker", "stop-worker", "kill-journal", "kill-supervisor"}
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ergon_actors", "chaos", MODULE, *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=110,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def no_actor_left() -> None:
+    mine = [p for p in psutil.Process().children(recursive=True)]
+    assert mine == [], f"processes left behind: {mine}"
+
+
+def test_every_fault_on_sqlite_and_no_violation():
+    report = run(chaos_run(MODULE, 16, duration=10, seed=3), 110)
+    assert report.ok, report.format()
+    assert set(report.faults_by_kind) == SQLITE_FAULTS
+    assert report.statuses == {"COMPLETE": 16}
+    assert report.steps_journaled > 0 and report.step_runs >= report.steps_journaled
+    assert report.recovery.samples > 0
+    assert report.supervisors == report.faults_by_kind["kill-supervisor"] + 1
+    assert report.work_dir is None  # removed: nothing to look at
+    no_actor_left()
+
+
+def test_a_journal_that_lets_stale_writes_through_is_caught(tmp_path):
+    out = cli("--flows", "12", "--duration", "5", "--faults", "stop-worker", "--seed", "2",
+              "--fault-plan", "journal:skip_fencing", "--json")
+    assert out.returncode == 6, out.stdout + out.stderr  # VIOLATIONS
+    report = json.loads(out.stdout)
+    assert report["ok"] is False and report["faults_by_kind"]["stop-worker"] >= 1
+    caught = [v for v in report["violations"] if v["kind"] == RAN_AGAIN]
+    assert caught, report["violations"]
+    assert all(v["flow_id"].startswith("chaos-2-") and isinstance(v["position"], int) for v in caught)
+    shutil.rmtree(report["work_dir"])
+
+
+def test_a_journal_that_answers_before_committing_is_caught():
+    report = run(chaos_run(MODULE, 12, faults=[], seed=4, fault_plan="journal:ack_before_commit=15"), 110)
+    assert not report.ok
+    caught = [v for v in report.violations if v.kind in (STEP_LOST, RAN_AGAIN)]
+    assert caught, report.format()
+    assert all(v.flow_id.startswith("chaos-4-") and v.position is not None for v in caught)
+    assert report.work_dir is not None and os.path.exists(os.path.join(report.work_dir, "ledger.jsonl"))
+    shutil.rmtree(report.work_dir)
+    no_actor_left()
+
+
+def test_cli_prints_a_report_and_exits_zero():
+    out = cli("--flows", "6", "--duration", "4", "--faults", "kill-worker,kill-journal", "--seed", "1")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "violations: none" in out.stdout
+    assert "flows: 6/6 complete" in out.stdout
+    assert "chaos " in out.stderr  # the progress line
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--faults", "kill-everything"], "unknown fault 'kill-everything'"),
+    (["--schedule", "examples.orders:nope"], "has no function 'nope'"),
+    (["--store", "memory://"], "memory:// store"),
+])
+def test_cli_usage_errors(args, message):
+    out = cli(*args)
+    assert out.returncode == 2, out.stderr
+    assert message in out.stderr
+
+
+@pytest.mark.redis
+def test_kill_redis_on_a_redis_of_its_own():
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is not on PATH: run ./scripts/test.sh or apt-get install redis-server")
+    report = run(chaos_run(MODULE, 8, store="redis", duration=5, faults=["kill-redis", "kill-worker"], seed=5), 110)
+    assert report.ok, report.format()
+    assert report.faults_by_kind.get("kill-redis", 0) >= 1
+    no_actor_left()
