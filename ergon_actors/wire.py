@@ -183,7 +183,12 @@ class ListFlows:
 
 @dataclass(frozen=True, slots=True)
 class CountFlows:
-    """Result: {status: count} plus "due": flows that are runnable now."""
+    """Result: {status: count} plus "due": flows that are runnable now.
+
+    With `limit`, every count stops at limit (cheap on a big store: limit=1 tells idle from busy).
+    """
+
+    limit: int | None = None
 
 
 # -- results ---------------------------------------------------------------------------------

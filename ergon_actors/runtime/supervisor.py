@@ -345,7 +345,7 @@ class Supervisor:
         """Return once no flow is running and none is due (pending, or a timer that fired)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            counts = await self.client.count_flows()
+            counts = await self.client.count_flows(limit=1)
             if counts.get("RUNNING", 0) == 0 and counts.get("due", 0) == 0:
                 return
             if deadline is not None and time.monotonic() > deadline:

@@ -127,8 +127,8 @@ class LogBase:
     async def list_flows(self, status: str | None = None, limit: int = 1000) -> list[FlowRecord]:
         return await self._one(ListFlows(status, limit))
 
-    async def count_flows(self) -> dict[str, int]:
-        return await self._one(CountFlows())
+    async def count_flows(self, limit: int | None = None) -> dict[str, int]:
+        return await self._one(CountFlows(limit))
 
     async def wait_for_completion(self, flow_id: str, timeout: float | None = None) -> FlowRecord:
         """Wait until the flow is COMPLETE, FAILED or CANCELLED and return its record.

@@ -253,4 +253,4 @@ class InMemoryExecutionLog(LogBase):
         for flow in self._flows.values():
             counts[flow.status] = counts.get(flow.status, 0) + 1
         counts["due"] = sum(1 for f in self._flows.values() if runnable(f, now))
-        return counts
+        return counts if c.limit is None else {k: min(v, c.limit) for k, v in counts.items()}

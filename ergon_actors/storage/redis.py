@@ -586,4 +586,5 @@ class RedisExecutionLog(LogBase):
         return self._script("ListFlows", fields), lambda r: [_flow(h) for h in _unpack(r)]
 
     def _CountFlows(self, c: CountFlows) -> Plan:
-        return self._script("CountFlows", []), lambda r: {r[i].decode(): int(r[i + 1]) for i in range(0, len(r), 2)}
+        cap = (lambda n: n) if c.limit is None else (lambda n: min(n, c.limit))
+        return self._script("CountFlows", []), lambda r: {r[i].decode(): cap(int(r[i + 1])) for i in range(0, len(r), 2)}

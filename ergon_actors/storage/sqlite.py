@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 import time
 from pathlib import Path
@@ -37,8 +38,8 @@ CREATE TABLE flows (
     lease_expires REAL, ready_at REAL, result BLOB, error BLOB, parent_id TEXT,
     created_at REAL NOT NULL, updated_at REAL NOT NULL, waiting_on TEXT,
     cancel_requested INTEGER NOT NULL DEFAULT 0, claim_request TEXT);
-CREATE INDEX flows_ready ON flows (status, ready_at);
-CREATE INDEX flows_lease ON flows (status, lease_expires);
+CREATE INDEX flows_ready ON flows (status, flow_type, ready_at);
+CREATE INDEX flows_lease ON flows (status, flow_type, lease_expires);
 CREATE INDEX flows_owner ON flows (owner) WHERE owner IS NOT NULL;
 CREATE INDEX flows_parent ON flows (parent_id) WHERE parent_id IS NOT NULL;
 CREATE INDEX flows_waiting ON flows (waiting_on) WHERE waiting_on IS NOT NULL;
@@ -52,12 +53,20 @@ CREATE TABLE steps (
 INSERT INTO ergon_meta VALUES ('schema_version', '{SCHEMA_VERSION}');
 PRAGMA application_id = {APPLICATION_ID};
 """
-# Runnable flows, oldest first per kind; each branch walks an index (no sort of the whole queue).
-_CLAIMABLE = """
-SELECT flow_id FROM (SELECT flow_id FROM flows WHERE status = 'RUNNING' AND lease_expires <= :now {types} LIMIT :n)
-UNION ALL SELECT flow_id FROM (SELECT flow_id FROM flows WHERE status = 'SUSPENDED' AND ready_at <= :now {types} ORDER BY ready_at LIMIT :n)
-UNION ALL SELECT flow_id FROM (SELECT flow_id FROM flows WHERE status = 'PENDING' AND ready_at <= :now {types} ORDER BY ready_at LIMIT :n)
-LIMIT :n"""
+@functools.lru_cache(maxsize=32)
+def _claimable(types: int | None) -> str:
+    """SQL for runnable flows (due first), of `types` named types (:t0, :t1, ...) or of any.
+
+    One branch per status and type walks the (status, flow_type, time) index in order and stops
+    at :n, so a claim never scans the queue, also when it is full of types nobody here serves.
+    """
+    filters = [""] if types is None else [f"AND flow_type = :t{i} " for i in range(types)]
+    branches = [f"SELECT * FROM (SELECT flow_id, {column} AS due FROM flows WHERE status = '{status}' "
+                f"AND {column} <= :now {where}ORDER BY {column} LIMIT :n)"
+                for status, column in (("RUNNING", "lease_expires"), ("SUSPENDED", "ready_at"),
+                                       ("PENDING", "ready_at"))
+                for where in filters]
+    return " UNION ALL ".join(branches) + " ORDER BY due LIMIT :n"
 
 
 class _Lease(NamedTuple):
@@ -245,12 +254,10 @@ class SqliteExecutionLog(LogBase):
                 raise FlowBusyError(c.flow_id)
             ids = [] if flow.status in TERMINAL else [c.flow_id]
         else:
-            types, params = "", {"now": now, "n": c.limit}
-            if c.flow_types is not None:
-                names = [f":t{i}" for i in range(len(c.flow_types))]
-                types = f"AND flow_type IN ({', '.join(names)})"
-                params.update({name[1:]: t for name, t in zip(names, c.flow_types)})
-            ids = [r[0] for r in db.execute(_CLAIMABLE.format(types=types), params)]
+            params = {"now": now, "n": c.limit}
+            types = None if c.flow_types is None else len(c.flow_types)
+            params.update({f"t{i}": name for i, name in enumerate(c.flow_types or ())})
+            ids = [r[0] for r in db.execute(_claimable(types), params)]
         self._batch_claims[c.worker_id] = c.request_id
         if not ids:
             return []
@@ -432,7 +439,18 @@ class SqliteExecutionLog(LogBase):
         return [_flow(r) for r in rows]
 
     def _CountFlows(self, db, c: CountFlows, now: float) -> dict[str, int]:
-        counts = dict(db.execute("SELECT status, count(*) FROM flows GROUP BY status").fetchall())
-        due = f"SELECT count(*) FROM ({_CLAIMABLE.format(types='')})"
-        counts["due"] = db.execute(due, {"now": now, "n": -1}).fetchone()[0]
+        if c.limit is None:
+            counts = dict(db.execute("SELECT status, count(*) FROM flows GROUP BY status").fetchall())
+            due = f"SELECT count(*) FROM ({_claimable(None)})"
+            counts["due"] = db.execute(due, {"now": now, "n": -1}).fetchone()[0]
+            return counts
+        counts = {}  # each count walks at most `limit` index entries
+        for status in FlowStatus:
+            n = db.execute("SELECT count(*) FROM (SELECT 1 FROM flows WHERE status = ? LIMIT ?)",
+                           (status.value, c.limit)).fetchone()[0]
+            if n:
+                counts[status.value] = n
+        due = ("SELECT count(*) FROM (SELECT 1 FROM flows WHERE (status = 'RUNNING' AND lease_expires <= :now) "
+               "OR (status IN ('PENDING', 'SUSPENDED') AND ready_at <= :now) LIMIT :n)")
+        counts["due"] = db.execute(due, {"now": now, "n": c.limit}).fetchone()[0]
         return counts

@@ -651,6 +651,9 @@ def test_count_flows_per_status_and_due(store):
                     FlowStatus.SUSPENDED: 2, FlowStatus.FAILED: 0, FlowStatus.CANCELLED: 0}
         assert {s: counts.get(s, 0) for s in FlowStatus} == expected
         assert counts["due"] == 3  # pending, retry, expired
+        capped = await log.count_flows(limit=1)  # enough to tell idle from busy, and cheap
+        assert {s: capped.get(s, 0) for s in FlowStatus} == {s: min(n, 1) for s, n in expected.items()}
+        assert capped["due"] == 1
         assert sorted(ids(await log.claim("w9", 10, LEASE))) == ["expired", "pending", "retry"]
         assert (await log.count_flows())["due"] == 0
     store.run(body)
