@@ -10,20 +10,36 @@ ROOT = Path(__file__).resolve().parents[2]
 FLOWS = "tests.runtime.flows"
 
 
-@pytest.fixture
-def cli(tmp_path):
-    """Start `python -m ergon_actors ...` processes; every one still running is killed at teardown."""
+def _processes(tmp_path, logged: bool):
+    """A factory starting `python -m ergon_actors ...`, and the list of what it started.
+
+    Output goes to pipes (read with communicate()), or with `logged` to files a test can read
+    while the process runs (`proc.out_path`, `proc.err_path`, `proc.stderr_text()`), so a long
+    or verbose run never blocks on a full pipe.
+    """
     started: list[subprocess.Popen] = []
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
 
-    def start(*args: str, extra_env: dict | None = None) -> subprocess.Popen:
-        proc = subprocess.Popen([sys.executable, "-m", "ergon_actors", *args], cwd=ROOT,
-                                env={**env, **(extra_env or {})}, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+    def start(*args: str, extra_env: dict | None = None, name: str | None = None) -> subprocess.Popen:
+        command = [sys.executable, "-m", "ergon_actors", *args]
+        options = dict(cwd=ROOT, env={**env, **(extra_env or {})}, stdin=subprocess.DEVNULL)
+        if not logged:
+            proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **options)
+        else:
+            name = name or f"cli{len(started)}"
+            out_path, err_path = tmp_path / f"{name}.out", tmp_path / f"{name}.err"
+            with open(out_path, "wb") as out, open(err_path, "wb") as err:
+                proc = subprocess.Popen(command, stdout=out, stderr=err, **options)
+            proc.out_path, proc.err_path = out_path, err_path
+            proc.stderr_text = lambda: err_path.read_text(errors="replace")
         started.append(proc)
         return proc
 
-    yield start
+    return start, started
+
+
+def _end(started: list[subprocess.Popen]) -> None:
+    """Kill (by pid) and reap every process a test left running."""
     for proc in started:
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
@@ -31,33 +47,19 @@ def cli(tmp_path):
 
 
 @pytest.fixture
-def cli_logged(tmp_path):
-    """Like `cli`, but each process writes its stdout and stderr to files instead of pipes.
-
-    A long or verbose run never blocks on a full pipe, and a test can read the log while the
-    process runs: `proc.out_path` and `proc.err_path` (read with `proc.stderr_text()`). Every
-    process still running at teardown is killed (SIGKILL) and reaped.
-    """
-    started: list[subprocess.Popen] = []
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-
-    def start(*args: str, extra_env: dict | None = None, name: str | None = None) -> subprocess.Popen:
-        name = name or f"cli{len(started)}"
-        out_path, err_path = tmp_path / f"{name}.out", tmp_path / f"{name}.err"
-        with open(out_path, "wb") as out, open(err_path, "wb") as err:
-            proc = subprocess.Popen([sys.executable, "-m", "ergon_actors", *args], cwd=ROOT,
-                                    env={**env, **(extra_env or {})}, stdout=out, stderr=err,
-                                    stdin=subprocess.DEVNULL)
-        proc.out_path, proc.err_path = out_path, err_path
-        proc.stderr_text = lambda: err_path.read_text(errors="replace")
-        started.append(proc)
-        return proc
-
+def cli(tmp_path):
+    """Start `python -m ergon_actors ...` processes with piped output; all end at teardown."""
+    start, started = _processes(tmp_path, logged=False)
     yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
+    _end(started)
+
+
+@pytest.fixture
+def cli_logged(tmp_path):
+    """Like `cli`, with each process's output in files (see _processes)."""
+    start, started = _processes(tmp_path, logged=True)
+    yield start
+    _end(started)
 
 
 @pytest.fixture
