@@ -17,7 +17,7 @@ from .config import DEFAULT_STORE, Settings
 from .core import FlowRecord
 from .decorators import definition_of
 from .errors import (ConfigError, ErgonError, FlowDefinitionError, FlowNotFoundError,
-                     RestartIntensityError, StoreError)
+                     RestartIntensityError, StoreError, UnknownFlowTypeError)
 
 __all__ = ["main", "build_parser", "ExitCode"]
 
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     except (StoreError,) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return ExitCode.STORE
-    except (FlowNotFoundError, FlowDefinitionError, ModuleNotFoundError) as exc:
+    except (FlowNotFoundError, FlowDefinitionError, ModuleNotFoundError, UnknownFlowTypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return ExitCode.NOT_FOUND
     except RestartIntensityError as exc:
@@ -172,6 +172,8 @@ async def _run(args: argparse.Namespace) -> int:
         await asyncio.wait({idle, closed}, return_when=asyncio.FIRST_COMPLETED)
         if idle.done() and not closed.done():
             await sup.shutdown()
+            if idle.exception() is not None:
+                raise idle.exception()
         idle.cancel()
     await sup.wait_closed()
     counts = await _counts(settings)

@@ -73,8 +73,8 @@ class UnknownFlowTypeError(ErgonError, LookupError):
     """Raised when a flow type name is not registered with the worker or the registry."""
 
     def __init__(self, flow_type: str, known: tuple[str, ...] = ()) -> None:
-        hint = f"; registered: {', '.join(known)}" if known else "; none registered"
-        super().__init__(f"unknown flow type {flow_type!r}{hint}")
+        hint = f"; served here: {', '.join(known)}" if known else "; none registered"
+        super().__init__(f"flows of type {flow_type!r} are due but no worker serves that type{hint}")
         self.flow_type = flow_type
         self.known = known
 

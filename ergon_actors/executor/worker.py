@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from .. import codec
 from ..decorators import FlowDefinition, definition_of
-from ..errors import FencedError, UnknownFlowTypeError
+from ..errors import FencedError, FlowDefinitionError
 from ..storage.base import LogBase
 from ..wire import Claim
 from .context import Halted
@@ -94,7 +94,7 @@ class Worker:
     async def start(self) -> WorkerHandle:
         """Start claiming and running flows in a background task."""
         if not self._registry:
-            raise UnknownFlowTypeError("(none)", ())
+            raise FlowDefinitionError("register at least one @flow_type class before start()")
         return WorkerHandle(self, asyncio.get_running_loop().create_task(self.run(), name=self.worker_id))
 
     def statistics(self) -> WorkerStatistics:

@@ -28,7 +28,8 @@ import zmq.asyncio
 from .. import codec
 from ..config import Settings
 from ..core import FlowRecord
-from ..errors import BrokenActorError, ProtocolError, RestartIntensityError, TimeoutExpired
+from ..errors import (BrokenActorError, ProtocolError, RestartIntensityError, TimeoutExpired,
+                      UnknownFlowTypeError)
 from ..executor import Outcome, Scheduler
 from ..wire import pack, unpack
 from .client import JournalClient
@@ -51,6 +52,7 @@ class _Actor:
     last_seen: float = 0.0
     stats: dict = field(default_factory=dict)
     restarts: int = 0
+    flow_types: tuple[str, ...] = ()
     exit_codes: deque = field(default_factory=lambda: deque(maxlen=10))
 
     @property
@@ -213,6 +215,7 @@ class Supervisor:
             if kind == "hb":
                 actor.stats = body
             elif kind == "ready" and actor.ready is not None and not actor.ready.done():
+                actor.flow_types = tuple(body.get("flow_types", ()))
                 actor.ready.set_result(body)
             elif kind == "failed" and actor.ready is not None and not actor.ready.done():
                 actor.ready.set_exception(BrokenActorError(f"actor {actor.name} failed to start: {body}",
@@ -342,15 +345,38 @@ class Supervisor:
         return await self.client.cancel_flow(flow_id)
 
     async def wait_until_idle(self, timeout: float | None = None, poll: float = 0.05) -> None:
-        """Return once no flow is running and none is due (pending, or a timer that fired)."""
+        """Return once no flow is running and none is due (pending, or a timer that fired).
+
+        Raises:
+            UnknownFlowTypeError: flows are due that no worker here serves (they would wait forever).
+            TimeoutExpired: still busy after `timeout` seconds.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
+        stalled_since = None
         while True:
             counts = await self.client.count_flows(limit=1)
             if counts.get("RUNNING", 0) == 0 and counts.get("due", 0) == 0:
                 return
+            if counts.get("RUNNING", 0) or stalled_since is None:
+                stalled_since = None if counts.get("RUNNING", 0) else time.monotonic()
+            elif time.monotonic() - stalled_since > 2.0:  # due, yet nobody claims them for 2 s
+                await self._check_served()
+                stalled_since = None
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutExpired(f"flows still busy after {timeout}s: {counts}")
             await asyncio.sleep(poll)
+
+    async def _check_served(self) -> None:
+        served = {name for a in self._actors for name in a.flow_types}
+        if not served:
+            return  # no worker has reported yet
+        now = time.time()
+        waiting = [f for status in ("PENDING", "SUSPENDED")
+                   for f in await self.client.list_flows(status, limit=1000)
+                   if f.ready_at is not None and f.ready_at <= now]
+        unserved = sorted({f.flow_type for f in waiting} - served)
+        if unserved:
+            raise UnknownFlowTypeError(", ".join(unserved), tuple(sorted(served)))
 
     @property
     def journal_address(self) -> str:

@@ -85,3 +85,11 @@ def test_help_documents_exit_codes():
     assert out.returncode == 0
     for name in ("OK", "USAGE", "GAVE_UP", "NOT_FOUND", "STORE"):
         assert name in out.stdout
+
+
+def test_until_idle_names_due_flows_that_no_worker_serves(tmp_path):
+    store = f"sqlite:///{tmp_path}/flows.db"
+    cli("schedule", "examples.orders:OrderFlow", "--args", '{"order_id": "A", "amount": 1}', "--store", store)
+    out = cli("run", "examples.demo", "--store", store, "--workers", "1", "--until-idle")
+    assert out.returncode == 4, out.stderr
+    assert "'OrderFlow' are due but no worker serves that type; served here: DemoOrder" in out.stderr
