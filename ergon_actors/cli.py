@@ -170,10 +170,12 @@ async def _run(args: argparse.Namespace) -> int:
         idle = asyncio.ensure_future(sup.wait_until_idle())
         closed = asyncio.ensure_future(sup.wait_closed())
         await asyncio.wait({idle, closed}, return_when=asyncio.FIRST_COMPLETED)
-        if idle.done() and not closed.done():
-            await sup.shutdown()
-            if idle.exception() is not None:
-                raise idle.exception()
+        await sup.shutdown()  # at once if idle; waits for a shutdown already under way
+        closed.cancel()
+        await asyncio.gather(closed, return_exceptions=True)
+        await sup.wait_closed()  # raises what made the supervisor give up, if anything
+        if idle.done() and not idle.cancelled() and idle.exception() is not None:
+            raise idle.exception()
         idle.cancel()
     await sup.wait_closed()
     counts = await _counts(settings)
