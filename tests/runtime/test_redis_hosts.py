@@ -124,7 +124,9 @@ def test_host_lost_its_flows_are_taken_over_by_the_other_host_after_lease_expiry
     schedule(url, [LedgerFlow(k, ledger, "sleep:0.05") for k in keys])
     # Short leases; two flows per worker at once so that the work lasts a few seconds and both
     # hosts get a share of it (with the default 256, the first worker up would claim all 100).
-    env = {"ERGON_LEASE_SECONDS": "2", "ERGON_CONCURRENCY": "2"}
+    # A 4 s lease, renewed every 1.3 s: a host slowed by a loaded machine keeps its flows, so
+    # every flow taken over below was taken over because its host died.
+    env = {"ERGON_LEASE_SECONDS": "4", "ERGON_CONCURRENCY": "2"}
     victim = run_host(cli_logged, url, "host-a", env)
     survivor = run_host(cli_logged, url, "host-b", env)
     pids_of = {victim.pid: set(), survivor.pid: set()}
