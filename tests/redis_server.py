@@ -123,3 +123,19 @@ class RedisServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+async def empty_store(url: str, prefix: str):
+    """A RedisExecutionLog under `prefix`, with every key under that prefix deleted first."""
+    import redis.asyncio as aioredis
+
+    from ergon_actors.storage.redis import RedisExecutionLog
+
+    raw = aioredis.Redis.from_url(url)
+    try:
+        stale = [key async for key in raw.scan_iter(match=f"{prefix}:*", count=1000)]
+        if stale:
+            await raw.delete(*stale)
+    finally:
+        await raw.aclose()
+    return await RedisExecutionLog(url, prefix=prefix).connect()

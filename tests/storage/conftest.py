@@ -19,12 +19,10 @@ from pathlib import Path
 from typing import Awaitable, Callable, Iterator
 
 import pytest
-import redis.asyncio as aioredis
 
 from ergon_actors.storage import InMemoryExecutionLog, LogBase, SqliteExecutionLog
-from ergon_actors.storage.redis import RedisExecutionLog
 
-from ..redis_server import RedisServer
+from ..redis_server import RedisServer, empty_store
 
 
 async def _memory(tmp_path: Path) -> LogBase:
@@ -42,15 +40,7 @@ _PREFIXES = itertools.count()
 async def _redis(tmp_path: Path) -> LogBase:
     """A store under a key prefix of its own, emptied first, on the session's redis-server."""
     (url,) = _REDIS_URL
-    prefix = f"test{next(_PREFIXES)}"
-    raw = aioredis.Redis.from_url(url)
-    try:
-        stale = [key async for key in raw.scan_iter(match=f"{prefix}:*", count=1000)]
-        if stale:
-            await raw.delete(*stale)
-    finally:
-        await raw.aclose()
-    return await RedisExecutionLog(url, prefix=prefix).connect()
+    return await empty_store(url, f"test{next(_PREFIXES)}")
 
 
 # name -> async factory(tmp_path) returning a connected, empty store. Add a store here and every

@@ -18,7 +18,7 @@ from ergon_actors.storage import open_store
 from ergon_actors.storage.redis import RedisExecutionLog
 from ergon_actors.wire import ClaimFlows, ScheduleFlow
 
-from ..redis_server import RedisServer, free_port
+from ..redis_server import RedisServer, empty_store, free_port
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.redis]
 
@@ -32,17 +32,6 @@ def step(position: int, result: bytes = b"r") -> StepRecord:
 def without_time(s: StepRecord) -> StepRecord:
     return StepRecord(s.position, s.name, s.args_hash, s.status, s.result, s.error, s.attempt, 0.0,
                       s.tries, s.retry_at)
-
-
-async def empty_store(url: str, prefix: str) -> RedisExecutionLog:
-    raw = aioredis.Redis.from_url(url)
-    try:
-        stale = [key async for key in raw.scan_iter(match=f"{prefix}:*", count=1000)]
-        if stale:
-            await raw.delete(*stale)
-    finally:
-        await raw.aclose()
-    return await RedisExecutionLog(url, prefix=prefix).connect()
 
 
 @pytest.fixture
