@@ -11,10 +11,11 @@ a chaos run). See docs/chaos.md for what is verified and how.
 
 from .chaos import (FAULTS, ChaosError, ChaosProgress, ChaosReport, FaultRecord, Ledger, LedgerEntry,
                     RecoveryStats, Violation, chaos_run, ledger, read_ledger)
+from .chaos.procs import RedisServer
 from .chaos.verify import (NEVER_RAN, NOT_FINISHED, ORPHAN, PHANTOM_EPOCH, RAN_AGAIN, STEP_DIFFERS,
                            STEP_LOST, STEP_UNEXPECTED, WRONG_RESULT)
 
-__all__ = ["chaos_run", "ledger", "Ledger", "LedgerEntry", "read_ledger", "ChaosReport", "ChaosProgress",
+__all__ = ["chaos_run", "ledger", "RedisServer", "Ledger", "LedgerEntry", "read_ledger", "ChaosReport", "ChaosProgress",
            "FaultRecord", "RecoveryStats", "Violation", "ChaosError", "FAULTS",
            "NOT_FINISHED", "WRONG_RESULT", "STEP_LOST", "STEP_DIFFERS", "STEP_UNEXPECTED", "NEVER_RAN",
            "RAN_AGAIN", "PHANTOM_EPOCH", "ORPHAN"]

@@ -41,7 +41,6 @@ from pathlib import Path
 
 SCRIPTS = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, SCRIPTS)  # the supervisor hands sys.path to its children: they import bench_flows
-sys.path.insert(1, os.path.dirname(SCRIPTS))  # the repository root, for tests.redis_server
 
 import psutil  # noqa: E402
 
@@ -170,7 +169,7 @@ async def throughput_redis(tmp: str, a) -> dict:
     """The supervisor on a redis-server of its own (AOF, appendfsync always) on loopback."""
     if shutil.which("redis-server") is None:
         return {"case": f"supervisor W={a.workers} Redis", "skipped": "redis-server not found"}
-    from tests.redis_server import RedisServer  # the test suite's server: a free loopback port
+    from ergon_actors.testing import RedisServer  # a free loopback port, AOF appendfsync always
     directory = os.path.join(tmp, "redis")
     os.makedirs(directory)
     server = RedisServer(Path(directory)).start()

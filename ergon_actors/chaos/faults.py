@@ -19,7 +19,7 @@ import psutil
 
 from ..storage.base import LogBase
 from .ledger import LedgerReader
-from .procs import Actor, RedisProcess, SupervisorProcess, still_alive
+from .procs import Actor, RedisServer, SupervisorProcess, still_alive
 from .report import ChaosProgress, FaultRecord, Violation
 from .verify import ORPHAN
 
@@ -70,7 +70,7 @@ class _Fault:
 class Harness:
     """Injects faults into one supervisor under test and keeps an eye on it meanwhile."""
 
-    def __init__(self, sup: SupervisorProcess, workers: int, redis: RedisProcess | None, store: LogBase,
+    def __init__(self, sup: SupervisorProcess, workers: int, redis: RedisServer | None, store: LogBase,
                  flow_ids: list[str], ledger_path: str,
                  progress: Callable[[ChaosProgress], None] | None) -> None:
         self.sup = sup
@@ -286,7 +286,7 @@ class Harness:
         wall = time.time()
         pid = self.redis.pid
         self.redis.kill()
-        await self.redis.start()
+        self.redis.start()  # in the main thread, so that it dies with this process
         self._record("kill-redis", f"redis-server (pid {pid})", wall, frozenset(running), None, "restarted")
 
     def _record(self, kind: str, target: str, wall: float, affected: frozenset[str], victim: int | None,

@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ import psutil
 
 from ..errors import ErgonError
 
-__all__ = ["ChaosError", "Actor", "SupervisorProcess", "RedisProcess", "still_alive"]
+__all__ = ["ChaosError", "Actor", "SupervisorProcess", "RedisServer", "still_alive"]
 
 _READY = re.compile(rb"actor (\S+) ready \(pid (\d+)\)")
 _REFUSED = b"journal refused a write"
@@ -209,16 +210,26 @@ class SupervisorProcess:
         return before
 
 
-class RedisProcess:
-    """A redis-server the chaos run owns: loopback, a free port, AOF with appendfsync always."""
+class RedisServer:
+    """A redis-server of our own: loopback, a free port, AOF with appendfsync always.
 
-    def __init__(self, directory: Path) -> None:
-        self.binary = self.find()
-        self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        server = RedisServer(directory).start()   # blocks until it answers PING
+        server.kill()                              # SIGKILL, as a crash would
+        server.start()                             # the same port and directory: replays its AOF
+        server.stop()                              # SIGTERM, then SIGKILL after a grace period
+
+    It dies with the process that started it. Used by chaos runs, the tests and the benchmark.
+    """
+
+    def __init__(self, directory: Path, port: int | None = None) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if port is None:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+        self.port = port
+        self.log_path = self.directory / "redis-server.log"
         self.proc: subprocess.Popen | None = None
 
     @staticmethod
@@ -226,8 +237,8 @@ class RedisProcess:
         """The redis-server binary (ChaosError if it is not on PATH)."""
         binary = shutil.which("redis-server")
         if binary is None:
-            raise ChaosError("--store redis starts its own redis-server, which is not on PATH "
-                             "(Debian: apt-get install redis-server); or pass redis://HOST:PORT/DB")
+            raise ChaosError("redis-server is not on PATH (Debian: apt-get install redis-server; "
+                             "./scripts/test.sh installs it when it can)")
         return binary
 
     @property
@@ -238,28 +249,48 @@ class RedisProcess:
     def pid(self) -> int | None:
         return None if self.proc is None else self.proc.pid
 
-    async def start(self, deadline: float = 15.0) -> None:
-        command = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+    def start(self, deadline: float = 15.0) -> RedisServer:
+        """Start it and wait until it answers PING (ChaosError naming its log if it does not)."""
+        if self.proc is not None and self.proc.poll() is None:
+            raise ChaosError(f"redis-server already running as pid {self.proc.pid}")
+        command = [self.find(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                    "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.directory),
                    "--daemonize", "no"]
-        with open(self.directory / "redis-server.log", "ab") as log:
+        # The parent-death signal follows the thread that forks: ask for it only from the main
+        # thread, which lives as long as the process (a pool thread may end at any time).
+        main = threading.current_thread() is threading.main_thread()
+        with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         preexec_fn=_die_with_parent, start_new_session=True)
+                                         preexec_fn=_die_with_parent if main else None, start_new_session=True)
         until = time.monotonic() + deadline
         while not _ping(self.port):
             if self.proc.poll() is not None or time.monotonic() > until:
                 self.kill()
-                raise ChaosError(f"redis-server did not start on port {self.port}; see "
-                                 f"{self.directory / 'redis-server.log'}")
-            await asyncio.sleep(0.02)
+                tail = self.log_path.read_text(errors="replace")[-2000:]
+                raise ChaosError(f"redis-server did not start on port {self.port}; its log "
+                                 f"({self.log_path}):\n{tail}")
+            time.sleep(0.02)
+        return self
 
     def kill(self) -> None:
         """SIGKILL, as a crash would: no shutdown, no final fsync."""
+        self._end(signal.SIGKILL, 0.0)
+
+    def stop(self, grace: float = 5.0) -> None:
+        """SIGTERM, then SIGKILL if it has not exited after `grace` seconds; waits for the exit."""
+        self._end(signal.SIGTERM, grace)
+
+    def _end(self, signum: int, grace: float) -> None:
         proc, self.proc = self.proc, None
-        if proc is not None:
-            if proc.poll() is None:
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signum)
+            try:
+                proc.wait(grace or None)
+            except subprocess.TimeoutExpired:
                 proc.send_signal(signal.SIGKILL)
-            proc.wait(10)
+                proc.wait(10)
 
 
 def _ping(port: int) -> bool:

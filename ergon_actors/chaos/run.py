@@ -29,7 +29,7 @@ from ..storage import InMemoryExecutionLog, check_store_url, open_store
 from ..wire import GetFlow, LoadSteps, ScheduleFlow
 from .faults import FAULTS, LEASE, PAUSE, Harness, fault_schedule
 from .ledger import LEDGER_ENV, mute, read_ledger, unmute
-from .procs import ChaosError, RedisProcess, SupervisorProcess
+from .procs import ChaosError, RedisServer, SupervisorProcess
 from .report import ChaosProgress, ChaosReport, RecoveryStats
 from .verify import FlowSummary, recovery_samples, verify
 
@@ -111,13 +111,13 @@ async def chaos_run(module: str, flows: int | Sequence[object] = 50, *, schedule
     notes: list[str] = []
     kinds = _kinds(faults, store == "redis", store or "sqlite:", notes)
     if store == "redis":
-        RedisProcess.find()
+        RedisServer.find()
     work = Path(tempfile.mkdtemp(prefix="ergon-chaos-"))
-    redis: RedisProcess | None = None
+    redis: RedisServer | None = None
     if store is None:
         url = f"sqlite:///{work / 'journal.db'}"
     elif store == "redis":
-        redis = RedisProcess(work / "redis")
+        redis = RedisServer(work / "redis")
         url = redis.url
     else:
         url = store
@@ -132,7 +132,7 @@ async def chaos_run(module: str, flows: int | Sequence[object] = 50, *, schedule
     watcher = None
     try:
         if redis is not None:
-            await redis.start()
+            redis.start()  # in the main thread, so that it dies with this process
         handle = await open_store(url)
         await _schedule(handle, instances, ids, seed, 0.8 * duration)
         harness = Harness(sup, workers, redis, handle, ids, ledger_path, progress)

@@ -26,8 +26,18 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def no_actor_left() -> None:
-    mine = [p for p in psutil.Process().children(recursive=True)]
+    """No process this test started is left (servers other tests' fixtures keep are not ours)."""
+    mine = [p for p in psutil.Process().children(recursive=True) if p.pid not in BEFORE]
     assert mine == [], f"processes left behind: {mine}"
+
+
+BEFORE: set[int] = set()
+
+
+@pytest.fixture(autouse=True)
+def _children_before():
+    BEFORE.clear()
+    BEFORE.update(p.pid for p in psutil.Process().children(recursive=True))
 
 
 def test_every_fault_on_sqlite_and_no_violation():

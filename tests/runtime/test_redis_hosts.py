@@ -48,7 +48,10 @@ def tree(pid: int) -> list[int]:
 
 def signal_all(pids: list[int], signum: int) -> None:
     for pid in pids:
-        os.kill(pid, signum)
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:  # died first: a child whose supervisor was just SIGKILLed
+            pass
 
 
 async def _with_store(url: str, fn):
