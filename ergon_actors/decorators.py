@@ -81,7 +81,6 @@ def step(fn: Callable | None = None, *, name: str | None = None,
         def call(self: Any, *args: Any, **kwargs: Any):
             return call_step(options, fn, self, args, kwargs)
 
-        call.__ergon_step__ = options
         return call
     return wrap if fn is None else wrap(fn)
 

@@ -81,6 +81,15 @@ class Failure:
                 pass
         return StepError(self.type, self.message, self.retryable)
 
+    @classmethod
+    def cancelled(cls, flow_id: str) -> Failure:
+        """The failure a cancelled flow ends with."""
+        return cls("ergon_actors.errors:FlowCancelledError", f"flow {flow_id!r} was cancelled")
+
+    @property
+    def is_cancellation(self) -> bool:
+        return self.type == "ergon_actors.errors:FlowCancelledError"
+
     @property
     def type_name(self) -> str:
         return self.type.rpartition(":")[2]

@@ -43,5 +43,5 @@ class PendingChild:
         if recorded.status == StepStatus.COMPLETE:
             return codec.decode(recorded.result)
         error = recorded.error
-        status = "CANCELLED" if error.type.endswith("FlowCancelledError") else "FAILED"
+        status = "CANCELLED" if error.is_cancellation else "FAILED"
         raise ChildFlowError(self.flow_id, status, error.type_name, error.message)

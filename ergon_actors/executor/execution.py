@@ -14,7 +14,6 @@ from ..core import Failure, FlowRecord, FlowStatus
 from ..decorators import FlowDefinition, build_flow, definition_of, encode_args
 from ..errors import (FencedError, FlowCancelledError, FlowFailedError, FlowTimeoutError,
                       SerializationError)
-from ..storage.memory import cancelled_failure
 from ..storage.base import LogBase
 from ..wire import Claim
 from .context import FlowContext, Suspend, enter, leave
@@ -120,7 +119,7 @@ async def _within(call: Awaitable[Any], deadline: float | None, flow_id: str, ti
 
 
 async def _cancelled(store: LogBase, flow: FlowRecord) -> Outcome:
-    failure = cancelled_failure(flow.flow_id)
+    failure = Failure.cancelled(flow.flow_id)
     log.info("flow %s cancelled", flow.flow_id)
     await store.finish_flow(flow.flow_id, flow.epoch, FlowStatus.CANCELLED, error=failure)
     return Outcome(flow.flow_id, FlowStatus.CANCELLED, error=failure)

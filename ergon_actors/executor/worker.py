@@ -188,6 +188,7 @@ class Worker:
             log.warning("worker %s cancelled %d flows still running after %.3gs; releasing them",
                         self.worker_id, len(late), grace)
         await self.storage.release_worker(self.worker_id)
+        self.storage.unlisten(self._wake)  # a store may outlive many workers
         return len(late)
 
 

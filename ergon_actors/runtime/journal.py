@@ -12,7 +12,6 @@ import logging
 import os
 import signal
 import time
-from collections import defaultdict
 from typing import Any
 
 import zmq
@@ -143,7 +142,7 @@ class Journal:
                 return await self.store.execute(commands)
             except StoreError as exc:  # unreachable store: hold the batch, retry (clients wait)
                 log.warning("journal commit failed, retrying in %.2fs: %s", delay, exc)
-            except Exception as exc:
+            except Exception:
                 log.exception("journal commit of %d commands failed; answering each alone", len(commands))
                 return [await self._one(c) for c in commands]
             await self._wait_for_store(delay)

@@ -45,6 +45,11 @@ class LogBase:
         """Set `event` whenever flows may have become runnable here (scheduled, released, woken)."""
         self.__dict__.setdefault("_listeners", []).append(event)
 
+    def unlisten(self, event: asyncio.Event) -> None:
+        listeners = self.__dict__.get("_listeners", [])
+        if event in listeners:
+            listeners.remove(event)
+
     def notify(self, commands: Sequence[Command] | None = None) -> None:
         """Wake the listeners if `commands` (None: unknown) may have made a flow runnable."""
         listeners = self.__dict__.get("_listeners")

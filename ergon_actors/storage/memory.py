@@ -7,50 +7,14 @@ from dataclasses import replace
 from typing import Sequence
 
 from ..core import TERMINAL, Failure, FlowRecord, FlowStatus, StepRecord, StepStatus
-from ..errors import FencedError, FlowBusyError, FlowCancelledError, FlowNotFoundError
+from ..errors import FlowBusyError, FlowNotFoundError
 from ..wire import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows,
                     FinishFlow, GetFlow, InvokeChild, ListFlows, LoadSteps, ReleaseWorker,
                     RenewLeases, Scheduled, ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals)
 from .base import LogBase
+from .rules import REFUSALS, child_outcome, fence, runnable
 
 __all__ = ["InMemoryExecutionLog"]
-
-
-def runnable(flow: FlowRecord, now: float) -> bool:
-    """True when a worker may claim this flow now."""
-    if flow.status == FlowStatus.PENDING or flow.status == FlowStatus.SUSPENDED:
-        return flow.ready_at is not None and flow.ready_at <= now
-    if flow.status == FlowStatus.RUNNING:
-        return flow.lease_expires is not None and flow.lease_expires <= now
-    return False
-
-
-REFUSALS = (FencedError, FlowNotFoundError, FlowBusyError, FlowCancelledError)
-
-
-def fence(flow: FlowRecord | None, flow_id: str, epoch: int, cancelling: bool = False) -> Exception | None:
-    """Why a write at `epoch` is refused, or None when the epoch still owns the flow."""
-    if flow is None:
-        return FlowNotFoundError(flow_id)
-    if flow.epoch != epoch:
-        return FencedError(flow_id, epoch, f"flow is at epoch {flow.epoch}")
-    if flow.status != FlowStatus.RUNNING:
-        return FencedError(flow_id, epoch, f"flow is {flow.status}")
-    if flow.cancel_requested and not cancelling:
-        return FlowCancelledError(flow_id)
-    return None
-
-
-def cancelled_failure(flow_id: str) -> Failure:
-    return Failure("ergon_actors.errors:FlowCancelledError", f"flow {flow_id!r} was cancelled")
-
-
-def child_outcome(step: StepRecord, child: FlowRecord, now: float) -> StepRecord:
-    """The parent's journal entry for a child that ended: its result, or its error as a failure."""
-    if child.status == FlowStatus.COMPLETE:
-        return replace(step, status=StepStatus.COMPLETE, result=child.result, completed_at=now)
-    return replace(step, status=StepStatus.FAILED, completed_at=now,
-                   error=child.error or cancelled_failure(child.flow_id))
 
 
 class InMemoryExecutionLog(LogBase):
@@ -227,7 +191,7 @@ class InMemoryExecutionLog(LogBase):
         else:
             self._flows[c.flow_id] = replace(
                 flow, status=FlowStatus.CANCELLED, ready_at=None, waiting_on=None,
-                error=cancelled_failure(c.flow_id), updated_at=now)
+                error=Failure.cancelled(c.flow_id), updated_at=now)
             self._wake(flow.parent_id, f"child:{c.flow_id}", now)
         for child in [f for f in self._flows.values() if f.parent_id == c.flow_id]:
             self._CancelFlow(CancelFlow(child.flow_id), now)

@@ -27,7 +27,6 @@ from ..wire import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Comm
                     RenewLeases, Scheduled, ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals,
                     dumps, loads)
 from .base import LogBase
-from .memory import cancelled_failure
 
 __all__ = ["RedisExecutionLog"]
 
@@ -350,7 +349,7 @@ def _failure(value: bytes | None, flow_id: str) -> Failure | None:
     """A flow's error field: wire.dumps bytes, or the marker the cancel script writes."""
     if value is None:
         return None
-    return cancelled_failure(flow_id) if value == b"!cancelled" else loads(value)
+    return Failure.cancelled(flow_id) if value == b"!cancelled" else loads(value)
 
 
 def _unpack(reply: bytes) -> list:
@@ -561,7 +560,7 @@ class RedisExecutionLog(LogBase):
         child = c.child
         fields = _step_fields(c.flow_id, c.epoch, c.step) + [
             child.flow_id, child.flow_type, child.args, child.version, child.ready_at,
-            dumps(cancelled_failure(child.flow_id))]
+            dumps(Failure.cancelled(child.flow_id))]
         return self._script("InvokeChild", fields), _step
 
     def _CancelFlow(self, c: CancelFlow) -> Plan:

@@ -11,15 +11,15 @@ from typing import Callable, NamedTuple, Sequence
 
 import aiosqlite
 
-from ..core import TERMINAL, FlowRecord, FlowStatus, StepRecord, StepStatus
-from ..errors import (ConfigError, FencedError, FlowBusyError, FlowCancelledError,
-                      FlowNotFoundError, SchemaVersionError, StoreError)
+from ..core import TERMINAL, Failure, FlowRecord, FlowStatus, StepRecord, StepStatus
+from ..errors import (ConfigError, FencedError, FlowBusyError, FlowNotFoundError, SchemaVersionError,
+                      StoreError)
 from ..wire import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows,
                     FinishFlow, GetFlow, InvokeChild, ListFlows, LoadSteps, ReleaseWorker,
                     RenewLeases, Scheduled, ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals,
                     dumps, loads)
 from .base import LogBase
-from .memory import REFUSALS, cancelled_failure, child_outcome, fence
+from .rules import REFUSALS, child_outcome, fence
 
 __all__ = ["SqliteExecutionLog", "SCHEMA_VERSION"]
 
@@ -411,7 +411,7 @@ class SqliteExecutionLog(LogBase):
             db.execute("UPDATE flows SET cancel_requested = 1, updated_at = ? WHERE flow_id = ?", (now, c.flow_id))
         else:
             db.execute("UPDATE flows SET status = 'CANCELLED', ready_at = NULL, waiting_on = NULL, error = ?, "
-                       "updated_at = ? WHERE flow_id = ?", (dumps(cancelled_failure(c.flow_id)), now, c.flow_id))
+                       "updated_at = ? WHERE flow_id = ?", (dumps(Failure.cancelled(c.flow_id)), now, c.flow_id))
             if flow.parent_id is not None:
                 self._wake(db, flow.parent_id, f"child:{c.flow_id}")
         for (child_id,) in db.execute("SELECT flow_id FROM flows WHERE parent_id = ? AND status NOT IN "

@@ -1,0 +1,43 @@
+"""The rules every store applies the same way: what is runnable, what a write's epoch may do."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ..core import Failure, FlowRecord, FlowStatus, StepRecord, StepStatus
+from ..errors import FencedError, FlowBusyError, FlowCancelledError, FlowNotFoundError
+
+__all__ = ["runnable", "fence", "child_outcome", "REFUSALS"]
+
+
+def runnable(flow: FlowRecord, now: float) -> bool:
+    """True when a worker may claim this flow now."""
+    if flow.status == FlowStatus.PENDING or flow.status == FlowStatus.SUSPENDED:
+        return flow.ready_at is not None and flow.ready_at <= now
+    if flow.status == FlowStatus.RUNNING:
+        return flow.lease_expires is not None and flow.lease_expires <= now
+    return False
+
+
+REFUSALS = (FencedError, FlowNotFoundError, FlowBusyError, FlowCancelledError)
+
+
+def fence(flow: FlowRecord | None, flow_id: str, epoch: int, cancelling: bool = False) -> Exception | None:
+    """Why a write at `epoch` is refused, or None when the epoch still owns the flow."""
+    if flow is None:
+        return FlowNotFoundError(flow_id)
+    if flow.epoch != epoch:
+        return FencedError(flow_id, epoch, f"flow is at epoch {flow.epoch}")
+    if flow.status != FlowStatus.RUNNING:
+        return FencedError(flow_id, epoch, f"flow is {flow.status}")
+    if flow.cancel_requested and not cancelling:
+        return FlowCancelledError(flow_id)
+    return None
+
+
+def child_outcome(step: StepRecord, child: FlowRecord, now: float) -> StepRecord:
+    """The parent's journal entry for a child that ended: its result, or its error as a failure."""
+    if child.status == FlowStatus.COMPLETE:
+        return replace(step, status=StepStatus.COMPLETE, result=child.result, completed_at=now)
+    return replace(step, status=StepStatus.FAILED, completed_at=now,
+                   error=child.error or Failure.cancelled(child.flow_id))
