@@ -153,6 +153,7 @@ class Harness:
         """Restart a dead supervisor, count finished flows, note recoveries, report progress."""
         await self._restart_if_dead()
         self._watch(self.sup.descendants())
+        self.sup.observe()
         try:
             flows = await self.store.list_flows(limit=len(self.flow_ids) + 100_000)
         except Exception as exc:  # the store may be down (kill-redis): try again next tick

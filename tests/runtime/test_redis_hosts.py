@@ -271,7 +271,7 @@ def test_redis_sigkilled_and_restarted_mid_run_loses_no_acknowledged_write(tmp_p
             for key in keys:
                 assert await sup.result(key, timeout=90) == expected(key)
             assert ledger_size() > stalled  # the run went on after the restart
-            stats = sup.statistics()
+            stats = sup.snapshot()
             assert all(a.alive for a in stats.actors) and stats.restarts == 0  # rode it out, no restart
 
     run(body(), 130)
@@ -308,7 +308,7 @@ def test_redis_down_longer_than_hang_timeout_the_journal_waits_and_the_host_does
             await asyncio.to_thread(own_redis.start)
             for key in keys:
                 assert await sup.result(key, timeout=60) == expected(key)
-            stats = sup.statistics()
+            stats = sup.snapshot()
             assert all(a.alive for a in stats.actors) and stats.restarts == 0
 
     run(body(), 100)
