@@ -16,10 +16,8 @@ import sys
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any, Coroutine, Sequence
 
-import psutil
 import zmq
 import zmq.asyncio
 
@@ -31,69 +29,15 @@ from ..errors import (ActorStoppedError, BrokenActorError, ErgonError, ProtocolE
 from ..executor import Outcome, Scheduler
 from . import rundir
 from .actor import EXIT_CONFIG, ActorSpec, StoreWrapper
+from .children import Child, kill, stop
 from .client import JournalClient
-from .messages import (Drain, Drained, Failed, Heartbeat, JournalStats, Message, Ready, Stop, WorkerStats,
-                       decode, encode)
-from .snapshot import ActorInfo, Snapshot
-from .transport import endpoint, make_socket, spawn
+from .messages import Drain, Drained, Failed, Heartbeat, Message, Ready, Stop, decode, encode
+from .snapshot import Snapshot
+from .transport import endpoint, make_socket
 
 __all__ = ["Supervisor"]
 
 log = logging.getLogger(__name__)
-
-ENTRY = "ergon_actors.runtime.entry"
-
-
-@dataclass(eq=False)
-class _Actor:
-    name: str
-    role: str
-    worker_id: str | None = None
-    incarnation: int = 0
-    proc: asyncio.subprocess.Process | None = None
-    handle: psutil.Process | None = None
-    ready: asyncio.Future[Ready] | None = None
-    last_seen: float = 0.0
-    stats: WorkerStats | JournalStats | None = None
-    restarts: int = 0
-    flow_types: tuple[str, ...] = ()
-    exit_codes: deque[int] = field(default_factory=lambda: deque(maxlen=10))
-    rss_bytes: int | None = None
-    cpu_percent: float | None = None
-
-    @property
-    def identity(self) -> bytes:
-        return f"{self.name}#{self.incarnation}".encode()
-
-    @property
-    def pid(self) -> int | None:
-        return None if self.proc is None else self.proc.pid
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.returncode is None
-
-    @property
-    def is_ready(self) -> bool:
-        return (self.alive and self.ready is not None and self.ready.done() and not self.ready.cancelled()
-                and self.ready.exception() is None)
-
-    def sample(self) -> None:
-        """Read the process's memory and CPU use (CPU: since the previous sample)."""
-        self.rss_bytes = self.cpu_percent = None
-        if self.handle is not None and self.alive:
-            try:
-                with self.handle.oneshot():
-                    self.rss_bytes = self.handle.memory_info().rss
-                    self.cpu_percent = self.handle.cpu_percent()
-            except psutil.Error:
-                pass
-
-    def info(self, now: float) -> ActorInfo:
-        return ActorInfo(self.name, self.role, self.pid, self.incarnation,
-                         self.worker_id, self.alive, self.is_ready, self.restarts, tuple(self.exit_codes),
-                         round(now - self.last_seen, 3) if self.last_seen else None, self.stats,
-                         self.rss_bytes, self.cpu_percent)
 
 
 class Supervisor:
@@ -117,7 +61,7 @@ class Supervisor:
         self.settings = base.with_(**overrides) if overrides else base
         self.store_wrapper = store_wrapper
         self.client: JournalClient | None = None
-        self._actors: list[_Actor] = []
+        self._actors: list[Child] = []
         self._exits: deque[tuple[float, str, int]] = deque()  # restarts in the intensity window
         self._closing = False
         self._closed = asyncio.Event()
@@ -153,7 +97,7 @@ class Supervisor:
         self._ctl_address = endpoint(s.transport, self._run_dir, "supervisor")
         self._ctl.bind(self._ctl_address)
         self._journal_address = endpoint(s.transport, self._run_dir, "journal")
-        self._actors = [_Actor("journal", "journal")] + [_Actor(f"worker-{i}", "worker") for i in range(s.workers)]
+        self._actors = [Child("journal", "journal")] + [Child(f"worker-{i}", "worker") for i in range(s.workers)]
         # The client connects now: a worker that dies while the others start has its flows
         # released too (requests wait in ZeroMQ's queue until the journal binds).
         self.client = JournalClient(self._ctx, self._journal_address, hwm=s.high_water_mark,
@@ -172,65 +116,31 @@ class Supervisor:
         self._write_snapshot()
         log.info("supervisor started %d workers on %s", s.workers, public_store_url(s.store))
 
-    def _spec(self, actor: _Actor) -> ActorSpec:
+    def _spec(self, actor: Child) -> ActorSpec:
         level = logging.getLevelName(logging.getLogger("ergon_actors").getEffectiveLevel())
-        return ActorSpec(actor.role, f"{actor.name}#{actor.incarnation}", os.getpid(), self._ctl_address,
+        return ActorSpec(actor.role, actor.label, os.getpid(), self._ctl_address,
                          self._journal_address, self.settings, tuple(self.modules), actor.worker_id or "",
                          tuple(sys.path), level, self.store_wrapper if actor.role == "journal" else None)
 
-    async def _start_actor(self, actor: _Actor) -> None:
+    async def _start_actor(self, actor: Child) -> None:
         actor.incarnation += 1
         if actor.role == "worker":
             actor.worker_id = f"{self._host}-{actor.name}.{actor.incarnation}"
         elif self._journal_address.startswith("ipc://") and os.path.exists(self._journal_address[6:]):
             os.unlink(self._journal_address[6:])  # the socket file of a journal that died
-        spec = self._spec(actor)
         path = os.path.join(self._run_dir, f"{actor.name}.spec")
-        spec.write(path)
-        actor.ready = asyncio.get_running_loop().create_future()
-        actor.stats = None
-        actor.proc = await spawn([sys.executable, "-m", ENTRY, actor.role, spec.name, path])
-        try:
-            actor.handle = psutil.Process(actor.proc.pid)
-        except psutil.Error:
-            actor.handle = None
-        try:
-            await self._wait_ready(actor, spec.name)
-        except BaseException:
-            actor.ready.cancel()
-            await self._kill([actor])
-            raise
-        actor.last_seen = time.monotonic()
+        self._spec(actor).write(path)
+        await actor.start(path, self.settings.ready_timeout)
+        assert actor.proc is not None
         self._spawn_task(self._watch_exit(actor, actor.proc))
-        log.info("actor %s ready (pid %d)", spec.name, actor.proc.pid)
+        log.info("actor %s ready (pid %d)", actor.label, actor.proc.pid)
 
-    async def _wait_ready(self, actor: _Actor, name: str) -> None:
-        """Wait for the actor's READY, its exit or ready_timeout, whichever comes first."""
-        assert actor.proc is not None and actor.ready is not None
-        exited = asyncio.ensure_future(actor.proc.wait())
-        first: set[asyncio.Future[Any]] = {actor.ready, exited}
-        try:
-            await asyncio.wait(first, timeout=self.settings.ready_timeout, return_when=asyncio.FIRST_COMPLETED)
-            if exited.done() and not actor.ready.done():  # the Failed message may trail the exit
-                await asyncio.wait({actor.ready}, timeout=1.0)
-        finally:
-            exited.cancel()
-        if actor.ready.done():
-            actor.ready.result()  # raises BrokenActorError after a Failed message
-            return
-        code = actor.proc.returncode
-        if code is not None:
-            raise BrokenActorError(f"actor {name} exited with code {code} before READY", actor=name,
-                                   exit_code=code)
-        raise BrokenActorError(f"actor {name} sent no READY within {self.settings.ready_timeout:g}s",
-                               actor=name)
-
-    async def _watch_exit(self, actor: _Actor, proc: asyncio.subprocess.Process) -> None:
+    async def _watch_exit(self, actor: Child, proc: asyncio.subprocess.Process) -> None:
         code = await proc.wait()
         if self._closing or actor.proc is not proc:
             return
         actor.exit_codes.append(code)
-        log.warning("actor %s#%d (pid %d) exited with code %s", actor.name, actor.incarnation, proc.pid, code)
+        log.warning("actor %s (pid %d) exited with code %s", actor.label, proc.pid, code)
         if actor.worker_id is not None and self.client is not None:
             self._spawn_task(self._release(actor.worker_id))
         while not self._closing:
@@ -258,12 +168,12 @@ class Supervisor:
         log.info("released %d flows of dead worker %s", released, worker_id)
 
     async def _receive(self) -> None:
-        by_identity: dict[bytes, _Actor] = {}
+        by_identity: dict[bytes, Child] = {}
         while True:
             identity, *frames = await self._ctl.recv_multipart()
             actor = by_identity.get(identity)
-            if actor is None or actor.identity != identity:
-                actor = next((a for a in self._actors if a.identity == identity), None)
+            if actor is None or actor.label.encode() != identity:
+                actor = next((a for a in self._actors if a.label.encode() == identity), None)
                 if actor is None:
                     continue  # a message from an earlier incarnation: ignore it
                 by_identity[identity] = actor
@@ -275,7 +185,7 @@ class Supervisor:
             actor.last_seen = time.monotonic()
             self._on_message(actor, message)
 
-    def _on_message(self, actor: _Actor, message: Message) -> None:
+    def _on_message(self, actor: Child, message: Message) -> None:
         pending = actor.ready is not None and not actor.ready.done()
         if isinstance(message, Heartbeat):
             actor.stats = message.stats
@@ -298,7 +208,7 @@ class Supervisor:
                 if actor.is_ready and now - actor.last_seen > self.settings.hang_timeout:
                     log.warning("actor %s (pid %s) missed heartbeats for %.1fs; killing it",
                                 actor.name, actor.pid, now - actor.last_seen)
-                    self._signal(actor, signal.SIGKILL)
+                    actor.signal(signal.SIGKILL)
                     actor.last_seen = now
 
     async def _publish(self) -> None:
@@ -324,14 +234,6 @@ class Supervisor:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    @staticmethod
-    def _signal(actor: _Actor, signum: int) -> None:
-        if actor.proc is not None and actor.proc.returncode is None:
-            try:
-                actor.proc.send_signal(signum)
-            except ProcessLookupError:
-                pass
 
     async def wait_closed(self) -> None:
         """Wait until the supervisor has shut down; raises what made it give up, if anything."""
@@ -365,20 +267,20 @@ class Supervisor:
         if journal.alive:
             for actor in workers:
                 self._send(actor, Drain(grace))
-            await self._stop(workers, grace + 2.0)
+            await stop(workers, grace + 2.0, self._hurry)
             await self._release_killed(workers)
         else:
             log.warning("the journal is down: stopping workers at once (nothing they do could be "
                         "journaled); their flows are taken over when their leases lapse")
-            await self._kill(workers)
+            await kill(workers)
         if self.client is not None:
             await self.client.close()
         self._send(journal, Stop())
-        await self._stop([journal], 5.0)
+        await stop([journal], 5.0, self._hurry)
         self._cleanup()
         log.info("supervisor stopped")
 
-    async def _release_killed(self, workers: list[_Actor]) -> None:
+    async def _release_killed(self, workers: list[Child]) -> None:
         """Return the flows of workers that did not drain to the queue now."""
         killed = [a.worker_id for a in workers if a.worker_id and a.proc is not None and a.proc.returncode != 0]
         if not killed or self.client is None:
@@ -392,44 +294,13 @@ class Supervisor:
             log.warning("could not release flows at shutdown (%s: %s); the leases of %s will lapse",
                         type(exc).__name__, exc, ", ".join(killed))
 
-    def _send(self, actor: _Actor, message: Message) -> None:
+    def _send(self, actor: Child, message: Message) -> None:
         if actor.alive:
-            self._ctl.send_multipart((actor.identity, encode(message)))
-
-    async def _exited(self, actors: list[_Actor], timeout: float) -> list[_Actor]:
-        """Wait until the actors exited, `timeout` passed or a hurry was asked; returns the live ones."""
-        live = [a for a in actors if a.alive]
-        if live and timeout > 0 and not self._hurry.is_set():
-            exits = asyncio.ensure_future(asyncio.gather(*(a.proc.wait() for a in live if a.proc)))
-            hurry = asyncio.ensure_future(self._hurry.wait())
-            either: set[asyncio.Future[Any]] = {exits, hurry}
-            await asyncio.wait(either, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-            for future in (exits, hurry):
-                future.cancel()
-            await asyncio.gather(exits, hurry, return_exceptions=True)
-        return [a for a in live if a.alive]
-
-    async def _stop(self, actors: list[_Actor], timeout: float) -> None:
-        """Wait up to `timeout` for the actors to exit, then SIGTERM, then SIGKILL (at once when
-        hurried); returns once every one is reaped (a SIGKILLed process always goes)."""
-        live = await self._exited(actors, timeout)
-        if live and not self._hurry.is_set():
-            for actor in live:
-                self._signal(actor, signal.SIGTERM)
-            live = await self._exited(live, 2.0)
-        for actor in live:
-            if not self._hurry.is_set():
-                log.warning("actor %s (pid %s) ignored SIGTERM; killing it", actor.name, actor.pid)
-        await self._kill(live)
-
-    async def _kill(self, actors: list[_Actor]) -> None:
-        for actor in actors:
-            self._signal(actor, signal.SIGKILL)
-        await asyncio.gather(*(a.proc.wait() for a in actors if a.proc is not None))
+            self._ctl.send_multipart((actor.label.encode(), encode(message)))
 
     async def _kill_all(self) -> None:
         self._closing = True
-        await self._kill(self._actors)
+        await kill(self._actors)
 
     def _cleanup(self) -> None:
         for task in list(self._tasks):
