@@ -15,6 +15,7 @@ from typing import Any
 import psutil
 
 from ..errors import BrokenActorError
+from .actor import EXIT_CONFIG
 from .messages import JournalStats, Ready, WorkerStats
 from .snapshot import ActorInfo
 from .transport import spawn
@@ -91,8 +92,8 @@ class Child:
         first: set[asyncio.Future[Any]] = {self.ready, exited}
         try:
             await asyncio.wait(first, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-            if exited.done() and not self.ready.done():  # the Failed message may trail the exit
-                await asyncio.wait({self.ready}, timeout=1.0)
+            if exited.done() and self.proc.returncode == EXIT_CONFIG and not self.ready.done():
+                await asyncio.wait({self.ready}, timeout=1.0)  # its Failed message may trail the exit
         finally:
             exited.cancel()
         if self.ready.done():

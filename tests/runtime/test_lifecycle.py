@@ -95,6 +95,17 @@ def test_a_child_that_dies_before_ready_fails_the_start_at_once(tmp_path):
     run(body(), 90)
 
 
+def test_an_actor_that_cannot_start_says_why(tmp_path):
+    async def body():
+        sup = Supervisor("tests.runtime.no_such_module", store=f"sqlite:///{tmp_path}/journal.db", workers=1,
+                         ready_timeout=100.0)
+        with pytest.raises(BrokenActorError, match="failed to start: ModuleNotFoundError: .*no_such_module") as caught:
+            await asyncio.wait_for(sup.start(), 60)
+        assert caught.value.exit_code == 78
+
+    run(body(), 90)
+
+
 def test_shutdown_after_losing_the_journal_kills_workers_at_once(tmp_path, caplog):
     ledger = str(tmp_path / "ledger")
     caplog.set_level(logging.INFO, logger="ergon_actors")
