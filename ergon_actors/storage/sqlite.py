@@ -1,4 +1,4 @@
-"""SQLite store (aiosqlite): WAL, a schema-version row, one transaction per batch of commands."""
+"""SQLite store: WAL, a schema-version row, one transaction per group of batches of commands."""
 
 from __future__ import annotations
 
@@ -7,9 +7,7 @@ import functools
 import sqlite3
 import time
 from pathlib import Path
-from typing import Callable, NamedTuple, Sequence
-
-import aiosqlite
+from typing import Callable, NamedTuple, Sequence, TypeVar
 
 from ..core import TERMINAL, Failure, FlowRecord, FlowStatus, StepRecord, StepStatus
 from ..errors import (ConfigError, FencedError, FlowBusyError, FlowNotFoundError, SchemaVersionError,
@@ -20,6 +18,7 @@ from ..wire import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Comm
                     dumps, loads)
 from .base import LogBase
 from .rules import REFUSALS, child_outcome, fence
+from .sqlite_thread import ConnectionThread
 
 __all__ = ["SqliteExecutionLog", "SCHEMA_VERSION"]
 
@@ -69,6 +68,9 @@ def _claimable(types: int | None) -> str:
     return " UNION ALL ".join(branches) + " ORDER BY due LIMIT :n"
 
 
+T = TypeVar("T")
+
+
 class _Lease(NamedTuple):
     epoch: int
     status: str
@@ -103,8 +105,8 @@ class SqliteExecutionLog(LogBase):
             raise ConfigError(f"synchronous must be one of {', '.join(SYNCHRONOUS)}, got {synchronous!r}")
         self.path = str(path)
         self.synchronous = synchronous.upper()
-        self._db: aiosqlite.Connection | None = None
-        self._waiting: list[tuple[Sequence[Command], asyncio.Future]] = []
+        self._conn: ConnectionThread | None = None
+        self._waiting: list[tuple[Sequence[Command], asyncio.Future[list[object]]]] = []
         self._committing = False
         # worker -> its last claim request_id (as the memory store keeps it): a re-send whose
         # first answer holds no running flow any more must still claim nothing new.
@@ -125,30 +127,31 @@ class SqliteExecutionLog(LogBase):
             StoreError: not a SQLite file, or a SQLite file of another application.
             SchemaVersionError: written by a newer version of ergon_actors.
         """
-        if self._db is not None:
+        if self._conn is not None:
             return self
+        self._conn = ConnectionThread(self.path)
         try:
-            self._db = await aiosqlite.connect(self.path, isolation_level=None)
             await self._run(self._open)
         except sqlite3.DatabaseError as exc:
             await self.close()
             raise StoreError(f"cannot open {self.path!r} as an ergon_actors store: {exc}") from exc
-        except Exception:
+        except BaseException:
             await self.close()
             raise
         return self
 
     async def close(self) -> None:
-        db, self._db = self._db, None
-        if db is not None:
-            await db.close()
+        """Finish the work already handed to the connection, then close it."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()
 
-    async def _run(self, fn: Callable[[sqlite3.Connection], object]) -> object:
-        # The whole batch runs as one call on aiosqlite's connection thread: one thread hop per
-        # batch instead of one per statement, which is what makes group commit pay.
-        if self._db is None:
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        # A whole batch runs as one call on the connection's thread: one thread hop per batch
+        # instead of one per statement, which is what makes group commit pay.
+        if self._conn is None:
             raise StoreError("store is not connected: await store.connect() first")
-        return await self._db._execute(fn, self._db._conn)
+        return await self._conn.run(fn)
 
     def _open(self, db: sqlite3.Connection) -> None:
         app_id = db.execute("PRAGMA application_id").fetchone()[0]
@@ -175,7 +178,7 @@ class SqliteExecutionLog(LogBase):
     async def execute(self, commands: Sequence[Command]) -> list[object]:
         # Calls made while a transaction runs wait and then share the next one (group commit):
         # many flows in one process pay one fsync between them, as they do through the journal.
-        future = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[list[object]] = asyncio.get_running_loop().create_future()
         self._waiting.append((commands, future))
         if not self._committing:
             self._committing = True
@@ -190,7 +193,7 @@ class SqliteExecutionLog(LogBase):
         finally:
             self._committing = False
 
-    async def _commit_group(self, group: list[tuple[Sequence[Command], asyncio.Future]]) -> None:
+    async def _commit_group(self, group: list[tuple[Sequence[Command], asyncio.Future[list[object]]]]) -> None:
         commands = [c for batch, _ in group for c in batch]
         try:
             results = await self._run(lambda db: self._apply(db, commands))
