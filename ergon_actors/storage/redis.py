@@ -15,9 +15,8 @@ import msgpack
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, RedisError, ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import (ClusterDownError, MasterDownError, NoScriptError, OutOfMemoryError,
+                              ReadOnlyError, RedisError, ResponseError, TryAgainError)
 
 from ..core import Failure, FlowRecord, StepRecord
 from ..errors import (ConfigError, FencedError, FlowBusyError, FlowCancelledError,
@@ -27,6 +26,7 @@ from ..wire import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Comm
                     RenewLeases, Scheduled, ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals,
                     dumps, loads)
 from .base import LogBase
+from .rules import invalid
 
 __all__ = ["RedisExecutionLog"]
 
@@ -336,9 +336,30 @@ out[#out + 1] = 'due'; out[#out + 1] = due
 return out""",
 }
 
-# Errors after which the same batch may succeed later: the store is unavailable, not broken.
+# Error replies after which the same batch may succeed later: Redis is unavailable, not broken
+# (loading its data, a replica, out of memory, cannot write its AOF or RDB, busy in a script).
+# redis-py gives some codes classes of their own and drops the code from their message.
 _TRANSIENT = ("LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "BUSY", "OOM", "NOREPLICAS",
-              "CLUSTERDOWN", "NOSCRIPT")
+              "CLUSTERDOWN", "NOSCRIPT", "MISCONF")
+_TRANSIENT_REPLIES = (ReadOnlyError, OutOfMemoryError, TryAgainError, MasterDownError, ClusterDownError,
+                      NoScriptError)
+_ANNOTATION = "of pipeline caused error: "  # redis-py's prefix to a queued command's error reply
+
+
+def _server_text(exc: BaseException) -> str:
+    """What Redis said, without the command redis-py put in front of it (it holds raw payloads)."""
+    text = str(exc)
+    if _ANNOTATION in text:
+        text = text.split(_ANNOTATION, 1)[1].strip("(),'\" ")
+    code = getattr(exc, "status_code", None)
+    return f"{code} {text}" if code and not text.startswith(code) else text
+
+
+def _transient(exc: BaseException) -> bool:
+    """True for a failure of Redis itself (down, slow, loading, busy, full), not of a command."""
+    if not isinstance(exc, ResponseError) or isinstance(exc, _TRANSIENT_REPLIES):
+        return True  # connection refused or lost, timeout, LOADING, a protocol error
+    return _server_text(exc).split(" ", 1)[0].upper() in _TRANSIENT
 
 
 def _text(value: bytes | None) -> str | None:
@@ -464,19 +485,40 @@ class RedisExecutionLog(LogBase):
             await pipe.execute()
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailableError:
-        return StoreUnavailableError(f"Redis at {_redact(self.url)} is unavailable: {exc}")
+        return StoreUnavailableError(f"Redis at {_redact(self.url)} is unavailable: {_server_text(exc)}")
 
     async def execute(self, commands: Sequence[Command]) -> list[object]:
+        """Apply the commands as one MULTI/EXEC transaction.
+
+        Raises:
+            StoreUnavailableError: Redis is down, slow past `timeout`, loading, busy or out of
+                memory or disk; some commands may have been applied, and sending the same ones
+                again is safe.
+            StoreError: not connected, or Redis failed the transaction for another reason.
+        """
         if self._client is None:
             raise StoreError("store is not connected: await store.connect() first")
-        plans = [getattr(self, "_" + type(c).__name__)(c) for c in commands]
+        plans = [self._plan(c) for c in commands]
         replies = await self._transaction([p[0] for p in plans if p[0] is not None])
         results: list[object] = []
         queue = iter(replies)
         for command, (redis_command, decode) in zip(commands, plans):
             reply = next(queue) if redis_command is not None else None
-            results.append(self._refusal(command, reply) if isinstance(reply, Exception) else decode(reply))
+            try:
+                results.append(self._refusal(command, reply) if isinstance(reply, Exception) else decode(reply))
+            except StoreUnavailableError:
+                raise
+            except Exception as exc:  # a reply this command's content made undecodable
+                results.append(invalid(command, exc))
         return results
+
+    def _plan(self, command: Command) -> Plan:
+        try:
+            plan: Plan = getattr(self, "_" + type(command).__name__)(command)
+            return plan
+        except Exception as exc:  # the command's own content cannot be sent: only it fails
+            error = invalid(command, exc)
+            return None, lambda r: error
 
     async def _transaction(self, redis_commands: list[tuple]) -> list[object]:
         """Run the commands as one MULTI/EXEC in one round trip, reloading scripts once if needed."""
@@ -492,18 +534,20 @@ class RedisExecutionLog(LogBase):
                     await self._load_scripts(self._client)  # Redis restarted: its script cache is empty
                     continue
                 return replies
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                raise self._unavailable(exc) from exc
-            except ResponseError as exc:
-                raise self._response_error(exc) from exc
+            except (RedisError, OSError) as exc:
+                if _transient(exc):
+                    raise self._unavailable(exc) from exc
+                raise StoreError(f"Redis at {_redact(self.url)} failed a transaction: {_server_text(exc)}") from exc
         return replies
 
-    def _response_error(self, exc: ResponseError) -> StoreError:
-        if str(exc).split(" ", 1)[0].upper() in _TRANSIENT:
-            return self._unavailable(exc)
-        return StoreError(f"Redis at {_redact(self.url)} refused a command: {exc}")
-
     def _refusal(self, command: Command, exc: Exception) -> Exception:
+        """The refusal or error a script's error reply stands for (raised if Redis itself failed).
+
+        A script checks before it writes, so an error reply about the command's content means
+        nothing of that command was applied; the other commands of the batch were.
+        """
+        if _transient(exc):
+            raise self._unavailable(exc)
         code, _, reason = str(exc).partition(" ")
         flow_id = getattr(command, "flow_id", None)
         if code == "ERGON_FENCED":
@@ -514,7 +558,7 @@ class RedisExecutionLog(LogBase):
             return FlowBusyError(flow_id)
         if code == "ERGON_CANCELLED":
             return FlowCancelledError(flow_id)
-        raise self._response_error(exc) if isinstance(exc, ResponseError) else self._unavailable(exc)
+        return invalid(command, exc)
 
     def _script(self, name: str, fields: list[Any]) -> tuple:
         return ("EVALSHA", self._scripts[name].sha, 0, self.prefix, msgpack.packb(fields, use_bin_type=False))

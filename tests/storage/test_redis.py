@@ -11,6 +11,7 @@ import time
 
 import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
 
 from ergon_actors.core import FlowStatus, StepRecord
 from ergon_actors.errors import ConfigError, StoreUnavailableError
@@ -133,6 +134,56 @@ def test_a_redis_that_stops_answering_is_store_unavailable_after_the_timeout(own
             await log.schedule_flow("a", "Order", b"x")
             assert (await log.get_flow("a")).status == FlowStatus.PENDING
         finally:
+            await log.close()
+
+    asyncio.run(body())
+
+
+def test_a_redis_out_of_memory_is_store_unavailable_and_recovers(own_server):
+    async def body():
+        log = await RedisExecutionLog(own_server.url, timeout=5).connect()
+        raw = aioredis.Redis.from_url(own_server.url)
+        try:
+            await log.schedule_flow("a", "Order", b"x")
+            await raw.config_set("maxmemory", 1)  # every write is refused (noeviction)
+            with pytest.raises(StoreUnavailableError, match="OOM") as info:
+                await log.schedule_flow("b", "Order", b"x")
+            assert own_server.url in str(info.value)
+            await raw.config_set("maxmemory", 0)
+            assert (await log.schedule_flow("b", "Order", b"x")).created is True
+        finally:
+            await raw.aclose()
+            await log.close()
+
+    asyncio.run(body())
+
+
+def test_a_redis_busy_in_a_script_is_store_unavailable_and_recovers(own_server):
+    async def body():
+        log = await RedisExecutionLog(own_server.url, timeout=5).connect()
+        raw = aioredis.Redis.from_url(own_server.url)
+        spinner = aioredis.Redis.from_url(own_server.url)
+        try:
+            await raw.config_set("busy-reply-threshold", 50)  # ms before others are told BUSY
+            spin = asyncio.create_task(spinner.eval("while true do end", 0))
+            deadline = time.monotonic() + 10
+            while True:  # until Redis answers BUSY
+                try:
+                    await raw.ping()
+                except ResponseError as exc:
+                    if "BUSY" in str(exc):
+                        break
+                assert time.monotonic() < deadline, "Redis never became busy"
+                await asyncio.sleep(0.01)
+            with pytest.raises(StoreUnavailableError, match="BUSY"):
+                await log.schedule_flow("a", "Order", b"x")
+            await raw.script_kill()
+            with pytest.raises(Exception, match="killed"):
+                await spin
+            assert (await log.schedule_flow("a", "Order", b"x")).created is True
+        finally:
+            await spinner.aclose()
+            await raw.aclose()
             await log.close()
 
     asyncio.run(body())
