@@ -39,6 +39,13 @@ class InMemoryExecutionLog(LogBase):
                 results.append(invalid(command, exc))
         self.notify(commands)
         return results
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(flows={len(self._flows)})"
+
+    def __str__(self) -> str:
+        return type(self).__name__  # as PyErgon prints its in-memory store
+
     def _ScheduleFlow(self, c: ScheduleFlow, now: float) -> Scheduled:
         if c.flow_id in self._flows:
             return Scheduled(c.flow_id, False)

@@ -484,6 +484,10 @@ class RedisExecutionLog(LogBase):
                 pipe.script_load(script.script)
             await pipe.execute()
 
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({_redact(self.url)!r}, prefix={self.prefix!r}, "
+                f"connected={self._client is not None})")
+
     def _unavailable(self, exc: BaseException) -> StoreUnavailableError:
         return StoreUnavailableError(f"Redis at {_redact(self.url)} is unavailable: {_server_text(exc)}")
 

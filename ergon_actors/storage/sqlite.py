@@ -122,7 +122,7 @@ class SqliteExecutionLog(LogBase):
     """A store in one SQLite file.
 
     Args:
-        path: the database file (created if missing), or ":memory:".
+        path: the database file (created, with its folder, if missing), or ":memory:".
         synchronous: OFF, NORMAL, FULL (default: an answered commit survives power loss) or EXTRA.
     """
 
@@ -139,6 +139,11 @@ class SqliteExecutionLog(LogBase):
         self._last_claim: dict[str, str] = {}
         self._batch_claims: dict[str, str] = {}  # this batch's claims, kept once it commits
 
+    def __repr__(self) -> str:
+        where = "in-memory" if self.path == ":memory:" else repr(self.path)
+        return (f"{type(self).__name__}({where}, synchronous={self.synchronous!r}, "
+                f"connected={self._conn is not None})")
+
     @classmethod
     async def in_memory(cls) -> SqliteExecutionLog:
         """A connected store in a private in-memory database."""
@@ -147,16 +152,23 @@ class SqliteExecutionLog(LogBase):
         return store
 
     async def connect(self) -> SqliteExecutionLog:
-        """Open the file and check it is ours, creating the schema in a new file.
+        """Open the file and check it is ours, creating its folder and the schema when missing.
 
         Raises:
-            StoreError: not a SQLite file, or a SQLite file of another application.
+            StoreError: not a SQLite file, a SQLite file of another application, or a folder
+                that cannot be created.
             StoreUnavailableError: the file cannot be opened or written right now (locked, disk
                 full, I/O error); the same call may succeed later.
             SchemaVersionError: written by a newer version of ergon_actors.
         """
         if self._conn is not None:
             return self
+        folder = Path(self.path).parent
+        if self.path not in ("", ":memory:") and not folder.is_dir():
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the folder of the SQLite store {self.path!r}: {exc}") from exc
         self._conn = ConnectionThread(self.path)
         try:
             await self._run(self._open)

@@ -189,6 +189,21 @@ def test_a_redis_busy_in_a_script_is_store_unavailable_and_recovers(own_server):
     asyncio.run(body())
 
 
+def test_repr_names_the_url_without_its_password_and_whether_connected(redis_server):
+    secret = RedisExecutionLog("redis://user:s3cret@127.0.0.1:6379/0", prefix="app")
+    assert repr(secret) == "RedisExecutionLog('redis://user:***@127.0.0.1:6379/0', prefix='app', connected=False)"
+
+    async def body():
+        log = await empty_store(redis_server.url, "repr")
+        try:
+            assert repr(log) == f"RedisExecutionLog({redis_server.url!r}, prefix='repr', connected=True)"
+        finally:
+            await log.close()
+        assert repr(log).endswith("connected=False)")
+
+    asyncio.run(body())
+
+
 def test_bad_urls_are_config_errors():
     for url in ("redis://127.0.0.1:6379/x", "redis://127.0.0.1:port/0", "redis:///0", "sqlite:///x.db"):
         with pytest.raises(ConfigError):

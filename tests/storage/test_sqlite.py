@@ -268,6 +268,54 @@ def test_two_connections_to_one_file_never_claim_the_same_flow(tmp_path):
     assert sorted(claimed) == sorted(f"f{i}" for i in range(20))
 
 
+def test_a_missing_folder_is_created(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    async def body():
+        for path in ("data/x.db", tmp_path / "deep" / "er" / "y.db"):
+            log = await SqliteExecutionLog(path).connect()
+            try:
+                await log.schedule_flow("a", "Order", b"x")
+            finally:
+                await log.close()
+
+    run(body())
+    assert raw(tmp_path / "data" / "x.db", "SELECT flow_id FROM flows") == [("a",)]
+    assert raw(tmp_path / "deep" / "er" / "y.db", "SELECT flow_id FROM flows") == [("a",)]
+
+
+def test_a_folder_that_cannot_be_created_is_a_store_error_naming_the_path(tmp_path):
+    (tmp_path / "data").write_text("a file where the folder should be")
+    path = tmp_path / "data" / "x.db"
+    with pytest.raises(StoreError, match="folder") as info:
+        run(SqliteExecutionLog(path).connect())
+    assert str(path) in str(info.value)
+
+
+def test_repr_names_the_store_its_file_and_whether_it_is_connected(tmp_path):
+    path = tmp_path / "store.db"
+
+    async def body():
+        log = SqliteExecutionLog(path, synchronous="normal")
+        assert repr(log) == f"SqliteExecutionLog({str(path)!r}, synchronous='NORMAL', connected=False)"
+        await log.connect()
+        try:
+            assert repr(log) == f"SqliteExecutionLog({str(path)!r}, synchronous='NORMAL', connected=True)"
+        finally:
+            await log.close()
+        assert repr(log).endswith("connected=False)")
+        memory = await SqliteExecutionLog.in_memory()
+        try:
+            assert repr(memory) == "SqliteExecutionLog(in-memory, synchronous='FULL', connected=True)"
+        finally:
+            await memory.close()
+        plain = InMemoryExecutionLog()
+        await plain.schedule_flow("a", "Order", b"x")
+        assert (repr(plain), str(plain)) == ("InMemoryExecutionLog(flows=1)", "InMemoryExecutionLog")
+
+    run(body())
+
+
 EXIT_SCRIPT = """
 import asyncio, sys
 from ergon_actors.storage import SqliteExecutionLog
