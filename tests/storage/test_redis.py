@@ -4,10 +4,12 @@ when Redis cannot be reached, indexes that always agree with the flows, claims t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import statistics
 import time
+from typing import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -139,51 +141,58 @@ def test_a_redis_that_stops_answering_is_store_unavailable_after_the_timeout(own
     asyncio.run(body())
 
 
-def test_a_redis_out_of_memory_is_store_unavailable_and_recovers(own_server):
+@contextlib.asynccontextmanager
+async def out_of_memory(url: str) -> AsyncIterator[None]:
+    """Redis refuses every write (maxmemory reached, noeviction) inside the block."""
+    raw = aioredis.Redis.from_url(url)
+    await raw.config_set("maxmemory", 1)
+    try:
+        yield
+    finally:
+        await raw.config_set("maxmemory", 0)
+        await raw.aclose()
+
+
+@contextlib.asynccontextmanager
+async def busy_in_a_script(url: str) -> AsyncIterator[None]:
+    """A script loops inside the block, so Redis answers BUSY to everyone else."""
+    raw, spinner = aioredis.Redis.from_url(url), aioredis.Redis.from_url(url)
+    await raw.config_set("busy-reply-threshold", 50)  # ms before others are told BUSY
+    spin = asyncio.create_task(spinner.eval("while true do end", 0))
+    try:
+        deadline = time.monotonic() + 10
+        while not await answers_busy(raw):
+            assert time.monotonic() < deadline, "Redis never became busy"
+            await asyncio.sleep(0.01)
+        yield
+    finally:
+        await raw.script_kill()
+        with pytest.raises(ResponseError, match="killed"):
+            await spin
+        await spinner.aclose()
+        await raw.aclose()
+
+
+async def answers_busy(raw: aioredis.Redis) -> bool:
+    try:
+        await raw.ping()
+    except ResponseError as exc:
+        return "BUSY" in str(exc)
+    return False
+
+
+@pytest.mark.parametrize("fault, words", [(out_of_memory, "OOM"), (busy_in_a_script, "BUSY")])
+def test_a_redis_refusing_work_is_store_unavailable_and_the_same_store_recovers(own_server, fault, words):
     async def body():
         log = await RedisExecutionLog(own_server.url, timeout=5).connect()
-        raw = aioredis.Redis.from_url(own_server.url)
         try:
             await log.schedule_flow("a", "Order", b"x")
-            await raw.config_set("maxmemory", 1)  # every write is refused (noeviction)
-            with pytest.raises(StoreUnavailableError, match="OOM") as info:
-                await log.schedule_flow("b", "Order", b"x")
-            assert own_server.url in str(info.value)
-            await raw.config_set("maxmemory", 0)
+            async with fault(own_server.url):
+                with pytest.raises(StoreUnavailableError, match=words) as info:
+                    await log.schedule_flow("b", "Order", b"x")
+                assert own_server.url in str(info.value)
             assert (await log.schedule_flow("b", "Order", b"x")).created is True
         finally:
-            await raw.aclose()
-            await log.close()
-
-    asyncio.run(body())
-
-
-def test_a_redis_busy_in_a_script_is_store_unavailable_and_recovers(own_server):
-    async def body():
-        log = await RedisExecutionLog(own_server.url, timeout=5).connect()
-        raw = aioredis.Redis.from_url(own_server.url)
-        spinner = aioredis.Redis.from_url(own_server.url)
-        try:
-            await raw.config_set("busy-reply-threshold", 50)  # ms before others are told BUSY
-            spin = asyncio.create_task(spinner.eval("while true do end", 0))
-            deadline = time.monotonic() + 10
-            while True:  # until Redis answers BUSY
-                try:
-                    await raw.ping()
-                except ResponseError as exc:
-                    if "BUSY" in str(exc):
-                        break
-                assert time.monotonic() < deadline, "Redis never became busy"
-                await asyncio.sleep(0.01)
-            with pytest.raises(StoreUnavailableError, match="BUSY"):
-                await log.schedule_flow("a", "Order", b"x")
-            await raw.script_kill()
-            with pytest.raises(Exception, match="killed"):
-                await spin
-            assert (await log.schedule_flow("a", "Order", b"x")).created is True
-        finally:
-            await spinner.aclose()
-            await raw.aclose()
             await log.close()
 
     asyncio.run(body())
