@@ -7,7 +7,8 @@ import queue
 import sqlite3
 import threading
 import weakref
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from ..errors import StoreError
 

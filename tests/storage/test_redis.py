@@ -9,7 +9,7 @@ import os
 import signal
 import statistics
 import time
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -374,7 +375,9 @@ def test_close_finishes_the_work_queued_before_it(tmp_path):
 
     async def body():
         conn = ConnectionThread(str(path))
-        insert = lambda n: lambda db: db.execute("INSERT INTO t VALUES (?)", (n,)).rowcount  # noqa: E731
+        def insert(n: int) -> Callable[[sqlite3.Connection], int]:
+            return lambda db: db.execute("INSERT INTO t VALUES (?)", (n,)).rowcount
+
         calls = [asyncio.create_task(conn.run(insert(n))) for n in range(50)]
         await asyncio.sleep(0)  # every call is queued on the thread
         await conn.close()

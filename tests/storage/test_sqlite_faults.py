@@ -8,8 +8,8 @@ import asyncio
 import errno
 import sqlite3
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -34,7 +34,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     mount_point.mkdir()
     try:
         done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount_point)],
-                              capture_output=True, text=True, timeout=30)
+                              capture_output=True, text=True, timeout=30, check=False)
         reason = done.stderr.strip() if done.returncode else None
     except OSError as exc:
         reason = str(exc)
@@ -118,10 +118,11 @@ def test_connect_on_a_full_disk_is_store_unavailable_and_works_once_freed(small_
 
     async def body():
         fill(ballast)
+        log = SqliteExecutionLog(path)
         with pytest.raises(StoreUnavailableError, match="full"):
-            await SqliteExecutionLog(path).connect()
+            await log.connect()
         ballast.unlink()
-        log = await SqliteExecutionLog(path).connect()
+        await log.connect()  # the same object
         try:
             assert (await log.schedule_flow("a", "Order", b"x")).created
         finally:
