@@ -12,7 +12,7 @@ from .. import codec
 from ..core import StepRecord, StepStatus
 from ..decorators import definition_of, encode_args
 from ..errors import ChildFlowError
-from ..wire import ScheduleFlow
+from ..storage.commands import ScheduleFlow
 from .context import Suspend, require
 
 __all__ = ["PendingChild"]

@@ -15,7 +15,7 @@ from ..decorators import FlowDefinition, build_flow, definition_of, encode_args
 from ..errors import (FencedError, FlowCancelledError, FlowFailedError, FlowTimeoutError,
                       SerializationError)
 from ..storage.base import LogBase
-from ..wire import Claim
+from ..storage.commands import Claim
 from .context import FlowContext, Suspend, enter, leave
 
 __all__ = ["Executor", "Outcome", "run_claim"]

@@ -12,7 +12,7 @@ from .. import codec
 from ..decorators import FlowDefinition, definition_of
 from ..errors import FencedError, FlowDefinitionError
 from ..storage.base import LogBase
-from ..wire import Claim
+from ..storage.commands import Claim
 from .context import Halted
 from .execution import run_claim
 

@@ -18,7 +18,7 @@ import zmq.asyncio
 
 from ..errors import ActorStoppedError, ProtocolError
 from ..storage.base import LogBase
-from ..wire import Command, pack, unpack
+from ..storage.commands import Command, pack, unpack
 from .transport import make_socket
 
 __all__ = ["JournalClient"]

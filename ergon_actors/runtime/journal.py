@@ -22,7 +22,7 @@ from ..core import FlowRecord
 from ..errors import ErgonError, FencedError, ProtocolError, StoreError
 from ..storage import open_store
 from ..storage.base import WAKING, LogBase
-from ..wire import AppendStep, ClaimFlows, Command, FinishFlow, GetFlow, SuspendFlow, pack, unpack
+from ..storage.commands import AppendStep, ClaimFlows, Command, FinishFlow, GetFlow, SuspendFlow, pack, unpack
 from .actor import SupervisorLink
 from .transport import make_socket
 
@@ -113,6 +113,8 @@ class Journal:
                     if isinstance(result, FencedError):
                         self.stats["fenced"] += 1
                         log.info("journal refused a write: %s", result)
+                elif type(command) is ProtocolError:  # a command whose fields were malformed
+                    result = command
                 else:
                     result = ProtocolError(f"not a journal command: {type(command).__name__}")
                 answers.append((rid, result))

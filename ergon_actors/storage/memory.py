@@ -8,10 +8,10 @@ from typing import Sequence
 
 from ..core import TERMINAL, Failure, FlowRecord, FlowStatus, StepRecord, StepStatus
 from ..errors import FlowBusyError, FlowNotFoundError
-from ..wire import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows,
-                    FinishFlow, GetFlow, InvokeChild, ListFlows, LoadSteps, ReleaseWorker,
-                    RenewLeases, Scheduled, ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals)
 from .base import LogBase
+from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows,
+                       FinishFlow, GetFlow, InvokeChild, ListFlows, LoadSteps, ReleaseWorker,
+                       RenewLeases, Scheduled, ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals)
 from .rules import REFUSALS, child_outcome, fence, invalid, runnable
 
 __all__ = ["InMemoryExecutionLog"]

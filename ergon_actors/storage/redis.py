@@ -21,11 +21,11 @@ from redis.exceptions import (ClusterDownError, MasterDownError, NoScriptError, 
 from ..core import Failure, FlowRecord, StepRecord
 from ..errors import (ConfigError, FencedError, FlowBusyError, FlowCancelledError,
                       FlowNotFoundError, StoreError, StoreUnavailableError)
-from ..wire import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows,
-                    FinishFlow, GetFlow, InvokeChild, ListFlows, LoadSteps, ReleaseWorker,
-                    RenewLeases, Scheduled, ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals,
-                    dumps, loads)
 from .base import LogBase
+from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows,
+                       FinishFlow, GetFlow, InvokeChild, ListFlows, LoadSteps, ReleaseWorker,
+                       RenewLeases, Scheduled, ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals)
+from .records import dump_failure, load_failure
 from .redis_scripts import PRELUDE, SCRIPTS
 from .rules import invalid
 
@@ -62,10 +62,10 @@ def _text(value: bytes | None) -> str | None:
 
 
 def _failure(value: bytes | None, flow_id: str) -> Failure | None:
-    """A flow's error field: wire.dumps bytes, or the marker the cancel script writes."""
+    """A flow's error field: storage.records bytes, or the marker the cancel script writes."""
     if value is None:
         return None
-    return Failure.cancelled(flow_id) if value == b"!cancelled" else loads(value)
+    return Failure.cancelled(flow_id) if value == b"!cancelled" else load_failure(value)
 
 
 def _unpack(reply: bytes) -> list:
@@ -95,7 +95,7 @@ def _step(packed: bytes | None) -> StepRecord | None:
     base, status, result, error, completed_at = msgpack.unpackb(packed, raw=True)
     position, name, args_hash, attempt, tries, retry_at = msgpack.unpackb(base)
     return StepRecord(position, name, args_hash, status.decode(), None if result is False else result,
-                      None if error is False else loads(error), attempt, float(completed_at), tries, retry_at)
+                      None if error is False else load_failure(error), attempt, float(completed_at), tries, retry_at)
 
 
 def _steps(values: list[bytes]) -> list[StepRecord]:
@@ -105,7 +105,7 @@ def _steps(values: list[bytes]) -> list[StepRecord]:
 def _step_fields(flow_id: str, epoch: int, s: StepRecord) -> list[Any]:
     base = msgpack.packb([s.position, s.name, s.args_hash, s.attempt, s.tries, s.retry_at])
     return [flow_id, epoch, s.position, base, str(s.status), s.result,
-            None if s.error is None else dumps(s.error)]
+            None if s.error is None else dump_failure(s.error)]
 
 
 def _redact(url: str) -> str:
@@ -283,12 +283,12 @@ class RedisExecutionLog(LogBase):
         return self._script("AppendStep", _step_fields(c.flow_id, c.epoch, c.step)), lambda r: None
 
     def _FinishFlow(self, c: FinishFlow) -> Plan:
-        error = None if c.error is None else dumps(c.error)
+        error = None if c.error is None else dump_failure(c.error)
         fields = [c.flow_id, c.epoch, str(c.status), c.result, error]
         return self._script("FinishFlow", fields), lambda r: None
 
     def _SuspendFlow(self, c: SuspendFlow) -> Plan:
-        error = None if c.error is None else dumps(c.error)
+        error = None if c.error is None else dump_failure(c.error)
         fields = [c.flow_id, c.epoch, c.ready_at, c.attempt, error]
         return self._script("SuspendFlow", fields), lambda r: None
 
@@ -303,7 +303,7 @@ class RedisExecutionLog(LogBase):
         child = c.child
         fields = _step_fields(c.flow_id, c.epoch, c.step) + [
             child.flow_id, child.flow_type, child.args, child.version, child.ready_at,
-            dumps(Failure.cancelled(child.flow_id))]
+            dump_failure(Failure.cancelled(child.flow_id))]
         return self._script("InvokeChild", fields), _step
 
     def _CancelFlow(self, c: CancelFlow) -> Plan:

@@ -12,11 +12,11 @@ from typing import Callable, NamedTuple, Sequence, TypeVar
 from ..core import TERMINAL, Failure, FlowRecord, FlowStatus, StepRecord, StepStatus
 from ..errors import (ConfigError, FencedError, FlowBusyError, FlowNotFoundError, InvalidCommandError,
                       SchemaVersionError, StoreError, StoreUnavailableError)
-from ..wire import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows,
-                    FinishFlow, GetFlow, InvokeChild, ListFlows, LoadSteps, ReleaseWorker,
-                    RenewLeases, Scheduled, ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals,
-                    dumps, loads)
 from .base import LogBase
+from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows,
+                       FinishFlow, GetFlow, InvokeChild, ListFlows, LoadSteps, ReleaseWorker,
+                       RenewLeases, Scheduled, ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals)
+from .records import dump_failure, load_failure
 from .rules import REFUSALS, child_outcome, fence, invalid
 from .sqlite_thread import ConnectionThread
 
@@ -106,7 +106,7 @@ class _Lease(NamedTuple):
 def _flow(row: tuple) -> FlowRecord:
     values = list(row)
     if values[11] is not None:
-        values[11] = loads(values[11])
+        values[11] = load_failure(values[11])
     values[16] = bool(values[16])
     return FlowRecord(*values)
 
@@ -114,7 +114,7 @@ def _flow(row: tuple) -> FlowRecord:
 def _step(row: tuple) -> StepRecord:
     values = list(row)
     if values[5] is not None:
-        values[5] = loads(values[5])
+        values[5] = load_failure(values[5])
     return StepRecord(*values)
 
 
@@ -409,7 +409,7 @@ class SqliteExecutionLog(LogBase):
             "completed_at = excluded.completed_at, tries = excluded.tries, retry_at = excluded.retry_at "
             "WHERE steps.status != 'COMPLETE'",
             (flow_id, s.position, s.name, s.args_hash, s.status, s.result,
-             None if s.error is None else dumps(s.error), s.attempt, now, s.tries, s.retry_at))
+             None if s.error is None else dump_failure(s.error), s.attempt, now, s.tries, s.retry_at))
         return StepRecord(s.position, s.name, s.args_hash, s.status, s.result, s.error, s.attempt, now,
                           s.tries, s.retry_at)
 
@@ -441,12 +441,12 @@ class SqliteExecutionLog(LogBase):
 
     def _FinishFlow(self, db, c: FinishFlow, now: float) -> None:
         self._end(db, c.flow_id, c.epoch, c.status, "result = ?, error = ?, ready_at = NULL, waiting_on = NULL",
-                  (c.result, None if c.error is None else dumps(c.error)))
+                  (c.result, None if c.error is None else dump_failure(c.error)))
 
     def _SuspendFlow(self, db, c: SuspendFlow, now: float) -> None:
         self._end(db, c.flow_id, c.epoch, FlowStatus.SUSPENDED,
                   "ready_at = ?, attempt = coalesce(?, attempt), error = coalesce(?, error), waiting_on = NULL",
-                  (c.ready_at, c.attempt, None if c.error is None else dumps(c.error)))
+                  (c.ready_at, c.attempt, None if c.error is None else dump_failure(c.error)))
 
     def _AwaitSignal(self, db, c: AwaitSignal, now: float) -> StepRecord | None:
         done = self._recorded(db, c.flow_id, c.epoch, c.step.position)
@@ -497,7 +497,7 @@ class SqliteExecutionLog(LogBase):
             db.execute("UPDATE flows SET cancel_requested = 1, updated_at = ? WHERE flow_id = ?", (now, c.flow_id))
         else:
             db.execute("UPDATE flows SET status = 'CANCELLED', ready_at = NULL, waiting_on = NULL, error = ?, "
-                       "updated_at = ? WHERE flow_id = ?", (dumps(Failure.cancelled(c.flow_id)), now, c.flow_id))
+                       "updated_at = ? WHERE flow_id = ?", (dump_failure(Failure.cancelled(c.flow_id)), now, c.flow_id))
             if flow.parent_id is not None:
                 self._wake(db, flow.parent_id, f"child:{c.flow_id}")
         for (child_id,) in db.execute("SELECT flow_id FROM flows WHERE parent_id = ? AND status NOT IN "

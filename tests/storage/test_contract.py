@@ -16,8 +16,8 @@ from ergon_actors.core import Failure, FlowStatus, StepRecord, StepStatus
 from ergon_actors.errors import (FencedError, FlowBusyError, FlowNotFoundError, InvalidCommandError,
                                  TimeoutExpired)
 from ergon_actors.storage import LogBase
-from ergon_actors.wire import (AppendStep, Claim, ClaimFlows, CountFlows, FinishFlow, GetFlow,
-                               LoadSteps, ScheduleFlow, Scheduled, SuspendFlow)
+from ergon_actors.storage.commands import (AppendStep, Claim, ClaimFlows, CountFlows, FinishFlow, GetFlow,
+                                           LoadSteps, ScheduleFlow, Scheduled, SuspendFlow)
 
 pytestmark = pytest.mark.timeout(60)
 

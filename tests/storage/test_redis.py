@@ -18,8 +18,8 @@ from redis.exceptions import ResponseError
 from ergon_actors.core import FlowStatus, StepRecord
 from ergon_actors.errors import ConfigError, StoreUnavailableError
 from ergon_actors.storage import open_store
+from ergon_actors.storage.commands import ClaimFlows, ScheduleFlow
 from ergon_actors.storage.redis import RedisExecutionLog
-from ergon_actors.wire import ClaimFlows, ScheduleFlow
 
 from ..redis_server import RedisServer, empty_store, free_port
 

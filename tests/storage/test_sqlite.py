@@ -18,9 +18,9 @@ import pytest
 from ergon_actors.core import FlowStatus, StepRecord
 from ergon_actors.errors import ConfigError, SchemaVersionError, StoreError
 from ergon_actors.storage import InMemoryExecutionLog, SqliteExecutionLog, open_store
+from ergon_actors.storage.commands import ClaimFlows
 from ergon_actors.storage.sqlite import SCHEMA_VERSION
 from ergon_actors.storage.sqlite_thread import ConnectionThread
-from ergon_actors.wire import ClaimFlows
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -16,7 +16,7 @@ import pytest
 from ergon_actors.core import FlowStatus, StepRecord
 from ergon_actors.errors import InvalidCommandError, StoreUnavailableError
 from ergon_actors.storage import SqliteExecutionLog
-from ergon_actors.wire import AppendStep, AwaitSignal, GetFlow, ScheduleFlow
+from ergon_actors.storage.commands import AppendStep, AwaitSignal, GetFlow, ScheduleFlow
 
 pytestmark = pytest.mark.timeout(60)
 
