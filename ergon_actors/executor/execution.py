@@ -11,12 +11,12 @@ from typing import Any, Awaitable, Callable
 
 from .. import codec
 from ..core import Failure, FlowRecord, FlowStatus
-from ..decorators import FlowDefinition, build_flow, definition_of, encode_args
 from ..errors import (FencedError, FlowCancelledError, FlowFailedError, FlowTimeoutError,
                       SerializationError)
 from ..storage.base import LogBase
 from ..storage.commands import Claim
 from .context import FlowContext, Suspend, enter, leave
+from .definition import FlowDefinition, build_flow, definition_of, encode_args
 
 __all__ = ["Executor", "Outcome", "run_claim"]
 
