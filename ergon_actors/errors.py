@@ -165,6 +165,16 @@ class ProtocolError(ErgonError, ValueError):
     """Raised when a message on the wire is malformed, of an unknown kind or another version."""
 
 
+class MessageTooLargeError(ProtocolError):
+    """Raised for a request or an answer larger than the max_message_size setting lets travel."""
+
+    def __init__(self, what: str, size: int, limit: int) -> None:
+        super().__init__(f"{what} of {size} bytes exceeds max_message_size ({limit} bytes)")
+        self.what = what
+        self.size = size
+        self.limit = limit
+
+
 class FlowCancelledError(ErgonError):
     """Raised for writes of a flow that was cancelled; the flow then ends CANCELLED."""
 

@@ -18,7 +18,7 @@ import types
 import typing
 from dataclasses import MISSING, fields
 from functools import partial
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 import msgpack
 
@@ -40,6 +40,7 @@ _SEQUENCES = frozenset({list, tuple})
 # depth-first, so packing never re-enters the packer (and no Packer is built per message).
 _PACKER = msgpack.Packer(use_bin_type=True)
 
+T = TypeVar("T")
 # Per field of a record: the types its value may have, and for a tuple field its items' types.
 _Field = tuple[frozenset[type], frozenset[type] | None]
 # Per record: how many fields it needs at least (those without a default), and each field.
@@ -76,6 +77,34 @@ class Codec:
     def pack(self, kind: str, body: Any) -> bytes:
         """Encode one envelope: [protocol version, kind, body]."""
         return self.dumps((PROTOCOL_VERSION, kind, body))
+
+    def pack_within(self, kind: str, items: Sequence[T], limit: int) -> tuple[list[bytes], list[tuple[T, int]]]:
+        """Envelopes of `kind` whose bodies together carry `items` in order, none over `limit` bytes.
+
+        Returns the frames, and each item too large to travel even alone with its size.
+        """
+        frame = self.pack(kind, items)
+        if len(frame) <= limit and len(items) <= MAX_ARRAY_LEN:
+            return [frame], []
+        head = _PACKER.pack(PROTOCOL_VERSION) + _PACKER.pack(kind)
+        room = limit - len(head) - 6  # the envelope's header and its body's array header at most
+        frames: list[bytes] = []
+        too_large: list[tuple[T, int]] = []
+        group: list[bytes] = []
+        size = 0
+        for item in items:
+            data = self.dumps(item)
+            if len(data) > room:
+                too_large.append((item, len(data)))
+                continue
+            if size + len(data) > room or len(group) == MAX_ARRAY_LEN:
+                frames.append(_envelope(head, group))
+                group, size = [], 0
+            group.append(data)
+            size += len(data)
+        if group:
+            frames.append(_envelope(head, group))
+        return frames, too_large
 
     def _plain(self, obj: Any) -> Any:
         cls = type(obj)
@@ -186,6 +215,11 @@ def _error(values: Any) -> ErgonError:
     exc.args = (message,)
     vars(exc).update(state)
     return exc
+
+
+def _envelope(head: bytes, items: list[bytes]) -> bytes:
+    """[version, kind, [items]] from the encoded version and kind and the encoded items."""
+    return b"\x93" + head + _PACKER.pack_array_header(len(items)) + b"".join(items)
 
 
 def _malformed(cls: type, field: str, allowed: frozenset[type], value: Any) -> ProtocolError:

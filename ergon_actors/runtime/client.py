@@ -16,9 +16,10 @@ from typing import Sequence
 import zmq
 import zmq.asyncio
 
-from ..errors import ActorStoppedError, ProtocolError
+from ..config import DEFAULT_MAX_MESSAGE_SIZE
+from ..errors import ActorStoppedError, MessageTooLargeError, ProtocolError
 from ..storage.base import LogBase
-from ..storage.commands import Command, pack, unpack
+from ..storage.commands import Command, pack_within, unpack
 from .transport import make_socket
 
 __all__ = ["JournalClient"]
@@ -30,10 +31,13 @@ class JournalClient(LogBase):
     """Sends commands to the journal at `address` and resolves each with its answer."""
 
     def __init__(self, ctx: zmq.asyncio.Context, address: str, *, hwm: int = 10_000,
-                 resend_after: float = 2.0) -> None:
+                 resend_after: float = 2.0, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
         self.address = address
         self.resend_after = resend_after
-        self._sock = make_socket(ctx, zmq.DEALER, hwm)
+        self.max_message_size = max_message_size
+        # Answers come from the journal at the address we chose, and a claim carries a flow's
+        # whole journal: only what we send is bounded.
+        self._sock = make_socket(ctx, zmq.DEALER, hwm, max_message_size=None)
         self._sock.connect(address)
         self._ids = itertools.count(1)
         self._pending: dict[int, tuple[asyncio.Future, Command, float]] = {}
@@ -68,15 +72,21 @@ class JournalClient(LogBase):
 
     def _send(self, batch: list[tuple[int, Command]]) -> None:
         try:
-            frame = pack("req", batch)
+            frames, too_large = pack_within("req", batch, self.max_message_size)
         except TypeError as exc:  # a command that cannot be encoded fails its callers, not the rest
             for request_id, _ in batch:
-                future = self._pending.pop(request_id)[0]
-                if not future.done():
-                    future.set_exception(ProtocolError(f"cannot encode request: {exc}"))
+                self._fail(request_id, ProtocolError(f"cannot encode request: {exc}"))
             return
+        for (request_id, command), size in too_large:
+            self._fail(request_id, MessageTooLargeError(type(command).__name__, size, self.max_message_size))
         # zmq.asyncio queues sends in order while the high-water mark is reached (backpressure).
-        self._sock.send(frame).add_done_callback(_log_send_error)
+        for frame in frames:
+            self._sock.send(frame).add_done_callback(_log_send_error)
+
+    def _fail(self, request_id: int, exc: Exception) -> None:
+        future = self._pending.pop(request_id)[0]
+        if not future.done():
+            future.set_exception(exc)
 
     async def _receive(self) -> None:
         while True:

@@ -218,7 +218,7 @@ async def run_journal(name: str, spec: dict[str, Any]) -> int:
         log.error("journal cannot open store %s: %s", settings.store, exc)
         link.close()
         return 78
-    sock = make_socket(ctx, zmq.ROUTER, settings.high_water_mark)
+    sock = make_socket(ctx, zmq.ROUTER, settings.high_water_mark, max_message_size=settings.max_message_size)
     sock.bind(spec["address"])
     journal = Journal(store, sock, link, settings)
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, lambda: setattr(journal, "stopping", True))

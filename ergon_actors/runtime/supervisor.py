@@ -136,7 +136,7 @@ class Supervisor:
             self._cleanup()
             raise
         self.client = JournalClient(self._ctx, journal_address, hwm=s.high_water_mark,
-                                    resend_after=s.resend_after)
+                                    resend_after=s.resend_after, max_message_size=s.max_message_size)
         self._spawn_task(self._watch_heartbeats())
         log.info("supervisor started %d workers on %s", s.workers, s.store)
 

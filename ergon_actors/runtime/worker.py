@@ -57,7 +57,7 @@ async def run_worker(name: str, spec: dict[str, Any]) -> int:
         link.close()
         return 78
     client = JournalClient(ctx, spec["journal"], hwm=settings.high_water_mark,
-                           resend_after=settings.resend_after)
+                           resend_after=settings.resend_after, max_message_size=settings.max_message_size)
     worker = Worker(client, spec["worker_id"], concurrency=settings.concurrency,
                     lease_seconds=settings.lease_seconds)
     for cls in classes:

@@ -18,7 +18,7 @@ from ..wire import Codec
 __all__ = ["ScheduleFlow", "ClaimFlows", "RenewLeases", "ReleaseWorker", "AppendStep", "FinishFlow",
            "SuspendFlow", "AwaitSignal", "SendSignal", "InvokeChild", "CancelFlow", "WaitingSignals",
            "GetFlow", "LoadSteps", "ListFlows", "CountFlows", "Scheduled", "Claim", "Command",
-           "COMMAND_TYPES", "EXT_TYPES", "CODEC", "pack", "unpack"]
+           "COMMAND_TYPES", "EXT_TYPES", "CODEC", "pack", "unpack", "pack_within"]
 
 # -- commands (nouns) ------------------------------------------------------------------------
 
@@ -224,3 +224,4 @@ EXT_TYPES: tuple[tuple[int, type], ...] = (
 CODEC = Codec(EXT_TYPES)
 pack: Callable[[str, Any], bytes] = CODEC.pack
 unpack: Callable[[bytes], tuple[str, Any]] = CODEC.unpack
+pack_within = CODEC.pack_within

@@ -15,7 +15,7 @@ from ergon_actors.storage.commands import (EXT_TYPES, AppendStep, AwaitSignal, C
                                            ClaimFlows, CountFlows, FinishFlow, GetFlow, InvokeChild,
                                            ListFlows, LoadSteps, ReleaseWorker, RenewLeases, Scheduled,
                                            ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals, pack,
-                                           unpack)
+                                           pack_within, unpack)
 from ergon_actors.wire import ERROR_CODE, MAX_ARRAY_LEN, MAX_EXT_DEPTH, Codec
 from ergon_actors.wire import unpack as unpack_control
 
@@ -216,3 +216,14 @@ def test_random_and_mutated_frames_only_ever_raise_protocol_error():
             unpack(frame)
         except ProtocolError:
             pass
+
+
+def test_pack_within_splits_a_batch_and_names_what_cannot_travel():
+    items = [(i, ScheduleFlow(f"f{i}", "T", b"x" * (i * 100))) for i in range(40)]
+    frames, too_large = pack_within("req", items, 2000)
+    assert len(frames) > 1 and all(len(frame) <= 2000 for frame in frames)
+    carried = [tuple(item) for frame in frames for item in unpack(frame)[1]]
+    assert [rid for (rid, _), _ in too_large] == list(range(20, 40))
+    assert carried == items[:20]
+    assert all(size > 2000 for _, size in too_large)
+    assert pack_within("req", items[:3], 2000) == ([pack("req", items[:3])], [])
