@@ -20,6 +20,7 @@ from ..config import DEFAULT_MAX_MESSAGE_SIZE
 from ..errors import ActorStoppedError, MessageTooLargeError, ProtocolError
 from ..storage.base import LogBase
 from ..storage.commands import Command, pack_within, unpack
+from .drops import DropCounter
 from .transport import make_socket
 
 __all__ = ["JournalClient"]
@@ -44,6 +45,7 @@ class JournalClient(LogBase):
         self._outbox: list[tuple[int, Command]] = []
         self._closed = False
         self.resent = 0
+        self.drops = DropCounter(log, "journal client")
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._receive()), loop.create_task(self._resend())]
 
@@ -103,7 +105,7 @@ class JournalClient(LogBase):
                     if entry is not None and not entry[0].done():
                         entry[0].set_result(result)
             except (ProtocolError, TypeError, ValueError) as exc:
-                log.warning("journal client dropped a malformed reply: %s", exc)
+                self.drops.drop(self.address, exc)
 
     async def _resend(self) -> None:
         while True:

@@ -24,6 +24,7 @@ from ..storage import open_store
 from ..storage.base import WAKING, LogBase
 from ..storage.commands import AppendStep, ClaimFlows, Command, FinishFlow, GetFlow, SuspendFlow, pack, unpack
 from .actor import SupervisorLink
+from .drops import DropCounter
 from .transport import make_socket
 
 __all__ = ["run_journal", "COMMAND_TYPES"]
@@ -46,6 +47,7 @@ class Journal:
         self.stopping = False
         self.stats = {"commits": 0, "commands": 0, "fenced": 0, "malformed": 0, "largest": 0}
         self.claimers: dict[bytes, float] = {}  # clients that claim flows, by when they last did
+        self.drops = DropCounter(log, "journal")
         self.faults = _journal_faults(settings.fault_plan)
         self._appending_commits = 0
         if self.faults:
@@ -76,7 +78,9 @@ class Journal:
 
     async def _collect(self) -> list[tuple[bytes, list]]:
         batch = []
-        while len(batch) < MAX_MESSAGES and self.sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        until = time.monotonic() + self.settings.heartbeat_interval  # slow messages must not delay heartbeats
+        while (len(batch) < MAX_MESSAGES and time.monotonic() < until
+               and self.sock.getsockopt(zmq.EVENTS) & zmq.POLLIN):
             identity, *frames = await self.sock.recv_multipart()
             try:
                 if len(frames) != 1:
@@ -86,9 +90,13 @@ class Journal:
                     raise ProtocolError(f"unexpected message kind {kind!r}")
                 requests = [(rid, c) for rid, c in body]
             except (ProtocolError, TypeError, ValueError) as exc:
-                self.stats["malformed"] += 1
-                log.warning("journal dropped a malformed message from %s: %s", identity.hex(), exc)
+                self.drops.drop(identity.hex(), exc)
+                self.stats["malformed"] = self.drops.total
                 continue
+            for _, command in requests:
+                if type(command) is ProtocolError:  # answered with this error, and counted
+                    self.drops.drop(identity.hex(), command)
+                    self.stats["malformed"] = self.drops.total
             batch.append((identity, requests))
         return batch
 

@@ -33,6 +33,7 @@ from ..errors import (BrokenActorError, ProtocolError, RestartIntensityError, Ti
 from ..executor import Outcome, Scheduler
 from ..wire import pack, unpack
 from .client import JournalClient
+from .drops import DropCounter
 from .transport import endpoint, make_socket
 
 __all__ = ["Supervisor", "ActorInfo", "SupervisorStatistics"]
@@ -102,6 +103,7 @@ class Supervisor:
         self._closed = asyncio.Event()
         self._failure: BaseException | None = None
         self._tasks: set[asyncio.Task] = set()
+        self.drops = DropCounter(log, "supervisor")
 
     async def __aenter__(self) -> Supervisor:
         await self.start()
@@ -209,7 +211,7 @@ class Supervisor:
             try:
                 kind, body = unpack(frames[-1])
             except ProtocolError as exc:
-                log.warning("supervisor dropped a malformed message from %s: %s", identity, exc)
+                self.drops.drop(actor.name, exc)
                 continue
             actor.last_seen = time.monotonic()
             if kind == "hb":
