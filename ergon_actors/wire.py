@@ -72,7 +72,8 @@ class Codec:
 
     def dumps(self, obj: Any) -> bytes:
         """Encode registered records, ErgonErrors and builtins (TypeError for anything else)."""
-        return _PACKER.pack(self._plain(obj))
+        data: bytes = _PACKER.pack(self._plain(obj))
+        return data
 
     def pack(self, kind: str, body: Any) -> bytes:
         """Encode one envelope: [protocol version, kind, body]."""
@@ -219,7 +220,8 @@ def _error(values: Any) -> ErgonError:
 
 def _envelope(head: bytes, items: list[bytes]) -> bytes:
     """[version, kind, [items]] from the encoded version and kind and the encoded items."""
-    return b"\x93" + head + _PACKER.pack_array_header(len(items)) + b"".join(items)
+    header: bytes = _PACKER.pack_array_header(len(items))
+    return b"\x93" + head + header + b"".join(items)
 
 
 def _malformed(cls: type, field: str, allowed: frozenset[type], value: Any) -> ProtocolError:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from .. import codec
 from ..core import RetryPolicy
-from ..errors import FlowDefinitionError, SerializationError
+from ..errors import DecodeError, FlowDefinitionError, SerializationError
 
 __all__ = ["FlowDefinition", "definition_of", "encode_args", "build_flow"]
 
@@ -31,7 +31,7 @@ def definition_of(cls: type) -> FlowDefinition:
         FlowDefinitionError: not a dataclass, not marked @flow_type, or not exactly one @flow method.
     """
     cached = cls.__dict__.get("__ergon_definition__")
-    if cached is not None:
+    if isinstance(cached, FlowDefinition):
         return cached
     where = f"{cls.__module__}.{cls.__qualname__}"
     if not hasattr(cls, "__ergon_flow_type__"):
@@ -44,9 +44,10 @@ def definition_of(cls: type) -> FlowDefinition:
         raise FlowDefinitionError(f"{where} needs exactly one @flow method (found: {found})")
     entry = entries[0]
     retry_policy, timeout = getattr(cls, entry).__ergon_flow__
-    definition = FlowDefinition(cls.__ergon_flow_type__, cls, entry, retry_policy, timeout,
-                                cls.__ergon_invokable__)
-    cls.__ergon_definition__ = definition
+    # the marks @flow_type set on the class (attributes no type checker knows of)
+    definition = FlowDefinition(getattr(cls, "__ergon_flow_type__"), cls, entry, retry_policy, timeout,
+                                getattr(cls, "__ergon_invokable__"))
+    setattr(cls, "__ergon_definition__", definition)
     return definition
 
 
@@ -57,7 +58,7 @@ def encode_args(instance: object) -> bytes:
         SerializationError: naming the flow, the field and the offending type.
     """
     definition = definition_of(type(instance))
-    fields = {f.name: getattr(instance, f.name) for f in dataclasses.fields(instance) if f.init}
+    fields = {f.name: getattr(instance, f.name) for f in dataclasses.fields(definition.cls) if f.init}
     try:
         return codec.encode(fields)
     except SerializationError as exc:
@@ -77,4 +78,7 @@ def _encodes(value: object) -> bool:
 
 def build_flow(definition: FlowDefinition, args: bytes) -> object:
     """Rebuild a flow instance from its journaled arguments."""
-    return definition.cls(**codec.decode(args))
+    arguments = codec.decode(args)
+    if not isinstance(arguments, dict):
+        raise DecodeError(f"journaled arguments of a {definition.name} flow are not a mapping of its fields")
+    return definition.cls(**arguments)

@@ -19,7 +19,8 @@ _FAILURE = 64
 
 def dump_failure(failure: Failure) -> bytes:
     fields = [failure.type, failure.message, failure.retryable, failure.traceback, failure.args]
-    return msgpack.packb(msgpack.ExtType(_FAILURE, msgpack.packb(fields, use_bin_type=True)))
+    data: bytes = msgpack.packb(msgpack.ExtType(_FAILURE, msgpack.packb(fields, use_bin_type=True)))
+    return data
 
 
 def load_failure(data: bytes) -> Failure:

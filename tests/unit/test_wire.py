@@ -71,6 +71,7 @@ def test_results_and_errors_round_trip():
     answers = [(1, [Claim(FLOW, (STEP,))]), (2, Scheduled("f", True)), (3, {"PENDING": 2, "due": 1}),
                (4, FencedError("f", 3, "flow is at epoch 4")), (5, FlowNotFoundError("g")), (6, None)]
     kind, body = unpack(pack("rep", answers))
+    assert kind == "rep"
     claims, scheduled, counts, fenced, missing, nothing = [result for _, result in body]
     assert claims == [Claim(FLOW, (STEP,))] and scheduled == Scheduled("f", True)
     assert counts == {"PENDING": 2, "due": 1} and nothing is None
@@ -126,7 +127,7 @@ def test_nested_ext_payloads_do_not_crash_a_fresh_process():
     script = ("import msgpack\nfrom ergon_actors.storage.commands import unpack\n"
               "data = msgpack.packb(0)\nfor _ in range(5000): data = msgpack.packb(msgpack.ExtType(64, data))\n"
               "try:\n    unpack(data)\nexcept Exception as exc:\n    print(type(exc).__name__)\n")
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=20)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=20, check=False)
     assert (out.returncode, out.stdout.strip()) == (0, "ProtocolError"), out.stderr
 
 
