@@ -18,6 +18,7 @@ from ergon_actors.storage.commands import (EXT_TYPES, AppendStep, AwaitSignal, C
                                            pack_within, unpack)
 from ergon_actors.wire import ERROR_CODE, MAX_ARRAY_LEN, MAX_EXT_DEPTH, Codec
 from ergon_actors.wire import unpack as unpack_control
+from tests.helpers import nested_ext
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -108,18 +109,11 @@ def test_an_array_longer_than_the_limit_is_refused_before_it_is_built():
         unpack(b"\xdd" + items.to_bytes(4, "big") + b"\x90" * items)
 
 
-def nested(code: int, depth: int) -> bytes:
-    data = msgpack.packb(0)
-    for _ in range(depth):
-        data = msgpack.packb(msgpack.ExtType(code, data))
-    return data
-
-
 @pytest.mark.parametrize("code", [ERROR_CODE, *CODES.values()])
 def test_nested_ext_payloads_stop_at_the_depth_limit(code):
     for depth in (MAX_EXT_DEPTH + 1, 200, 1000):
         with pytest.raises(ProtocolError, match="nested deeper"):
-            unpack(request(msgpack.ExtType(code, nested(code, depth))))
+            unpack(request(msgpack.ExtType(code, nested_ext(code, depth))))
 
 
 def test_nested_ext_payloads_do_not_crash_a_fresh_process():
