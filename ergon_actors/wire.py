@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import types
 import typing
-from dataclasses import MISSING, fields
+from dataclasses import MISSING, dataclass, fields
 from functools import partial
+from operator import attrgetter
 from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 import msgpack
@@ -41,10 +42,19 @@ _SEQUENCES = frozenset({list, tuple})
 _PACKER = msgpack.Packer(use_bin_type=True)
 
 T = TypeVar("T")
-# Per field of a record: the types its value may have, and for a tuple field its items' types.
-_Field = tuple[frozenset[type], frozenset[type] | None]
-# Per record: how many fields it needs at least (those without a default), and each field.
-_Spec = tuple[int, tuple[_Field, ...]]
+_Field = tuple[frozenset[type], frozenset[type] | None]  # the types a value may have; a tuple's items'
+_contains = frozenset.__contains__
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    """A record class as the codec sees it, derived once from its fields' annotations."""
+
+    names: tuple[str, ...]
+    required: int  # fields without a default
+    allowed: tuple[frozenset[type], ...]  # per field, the types its value may have
+    sequences: tuple[tuple[int, frozenset[type]], ...]  # tuple fields: (index, their items' types)
+    values: Callable[[Any], tuple[Any, ...]]  # an instance's field values, in order
 
 
 class Codec:
@@ -64,8 +74,7 @@ class Codec:
                 raise ValueError(f"ext code {code} of {cls.__name__} is reserved or taken")
             self._code[cls] = code
             self._class[code] = cls
-        self._names = {cls: tuple(f.name for f in fields(cls)) for cls in self._code}
-        self._specs = {cls: self._spec(cls) for cls in self._code}
+        self._layouts = {cls: self._layout(cls) for cls in self._code}
         self._hooks = [partial(self._ext_hook, depth) for depth in range(MAX_EXT_DEPTH + 1)]
 
     # -- encoding ---------------------------------------------------------------------------
@@ -113,7 +122,7 @@ class Codec:
             return obj
         code = self._code.get(cls)
         if code is not None:
-            return msgpack.ExtType(code, _PACKER.pack([self._plain(getattr(obj, n)) for n in self._names[cls]]))
+            return msgpack.ExtType(code, _PACKER.pack(list(map(self._plain, self._layouts[cls].values(obj)))))
         if cls is list or cls is tuple or cls is set or cls is frozenset:
             return [self._plain(item) for item in obj]
         if cls is dict:
@@ -149,9 +158,10 @@ class Codec:
 
     def _loads(self, data: bytes, depth: int) -> Any:
         size = len(data)
-        return msgpack.unpackb(data, ext_hook=self._hooks[depth], raw=False, strict_map_key=False,
-                               max_str_len=size, max_bin_len=size, max_ext_len=size,
-                               max_array_len=min(size, MAX_ARRAY_LEN), max_map_len=min(size, MAX_MAP_LEN))
+        if size <= MAX_MAP_LEN:  # msgpack's defaults bound every length by the size: as below, but faster
+            return msgpack.unpackb(data, ext_hook=self._hooks[depth])
+        return msgpack.unpackb(data, ext_hook=self._hooks[depth], max_str_len=size, max_bin_len=size,
+                               max_ext_len=size, max_array_len=min(size, MAX_ARRAY_LEN), max_map_len=MAX_MAP_LEN)
 
     def _ext_hook(self, depth: int, code: int, data: bytes) -> Any:
         if depth == MAX_EXT_DEPTH:  # each level is a nested msgpack decode: unbounded, it overflows the C stack
@@ -165,23 +175,26 @@ class Codec:
 
     def _record(self, cls: type, values: Any) -> Any:
         """The record, or a ProtocolError naming what is wrong with its fields."""
-        required, spec = self._specs[cls]
-        if type(values) is not list or not required <= len(values) <= len(spec):
-            return ProtocolError(f"malformed {cls.__name__}: {len(spec)} fields expected, got {_shape(values)}")
-        for i, (value, (allowed, items)) in enumerate(zip(values, spec)):
-            if type(value) not in allowed:
-                return _malformed(cls, self._names[cls][i], allowed, value)
-            if items is not None and type(value) in _SEQUENCES:
-                bad = [item for item in value if type(item) not in items]
-                if bad:
-                    return _malformed(cls, f"{self._names[cls][i]} item", items, bad[0])
-                values[i] = tuple(value)
+        layout = self._layouts[cls]
+        if not (type(values) is list and layout.required <= len(values) <= len(layout.allowed)
+                and all(map(_contains, layout.allowed, map(type, values)))):
+            return _explain(cls, layout, values)
+        for i, items in layout.sequences:
+            if i < len(values) and type(values[i]) in _SEQUENCES:
+                if not all(map(items.__contains__, map(type, values[i]))):
+                    return _explain(cls, layout, values)
+                values[i] = tuple(values[i])
         return cls(*values)
 
-    def _spec(self, cls: type) -> _Spec:
+    def _layout(self, cls: type) -> _Layout:
         hints = typing.get_type_hints(cls)
-        required = sum(1 for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING)
-        return required, tuple(self._field(hints[f.name], f"{cls.__name__}.{f.name}") for f in fields(cls))
+        names = tuple(f.name for f in fields(cls))
+        specs = [self._field(hints[name], f"{cls.__name__}.{name}") for name in names]
+        get = attrgetter(*names)
+        return _Layout(names, sum(1 for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING),
+                       tuple(allowed for allowed, _ in specs),
+                       tuple((i, items) for i, (_, items) in enumerate(specs) if items is not None),
+                       get if len(names) > 1 else lambda obj: (get(obj),))
 
     def _field(self, hint: Any, where: str) -> _Field:
         if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
@@ -222,6 +235,22 @@ def _envelope(head: bytes, items: list[bytes]) -> bytes:
     """[version, kind, [items]] from the encoded version and kind and the encoded items."""
     header: bytes = _PACKER.pack_array_header(len(items))
     return b"\x93" + head + header + b"".join(items)
+
+
+def _explain(cls: type, layout: _Layout, values: Any) -> ProtocolError:
+    """What is wrong with the field values of a record that failed the check."""
+    if type(values) is not list or not layout.required <= len(values) <= len(layout.allowed):
+        return ProtocolError(f"malformed {cls.__name__}: {len(layout.allowed)} fields expected, "
+                             f"got {_shape(values)}")
+    for name, allowed, value in zip(layout.names, layout.allowed, values):
+        if type(value) not in allowed:
+            return _malformed(cls, name, allowed, value)
+    for i, items in layout.sequences:
+        if i < len(values) and type(values[i]) in _SEQUENCES:
+            bad = [item for item in values[i] if type(item) not in items]
+            if bad:
+                return _malformed(cls, f"{layout.names[i]} item", items, bad[0])
+    return ProtocolError(f"malformed {cls.__name__}")  # not reached: _record found a fault
 
 
 def _malformed(cls: type, field: str, allowed: frozenset[type], value: Any) -> ProtocolError:
