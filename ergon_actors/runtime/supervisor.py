@@ -119,7 +119,7 @@ class Supervisor:
         s = self.settings
         self._run_dir = tempfile.mkdtemp(prefix="ergon-")
         self._ctx = zmq.asyncio.Context()
-        self._ctl = make_socket(self._ctx, zmq.ROUTER, s.high_water_mark)
+        self._ctl = make_socket(self._ctx, zmq.ROUTER, s.high_water_mark, max_message_size=s.max_message_size)
         ctl_address = endpoint(s.transport, self._run_dir, "supervisor")
         self._ctl.bind(ctl_address)
         journal_address = endpoint(s.transport, self._run_dir, "journal")
