@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import types
 import typing
-from dataclasses import MISSING, dataclass, fields
-from functools import partial
+from dataclasses import MISSING, dataclass, field, fields
 from operator import attrgetter
 from typing import Any, Callable, Iterable, Sequence, TypeVar
 
@@ -44,6 +43,8 @@ _PACKER = msgpack.Packer(use_bin_type=True)
 T = TypeVar("T")
 _Field = tuple[frozenset[type], frozenset[type] | None]  # the types a value may have; a tuple's items'
 _contains = frozenset.__contains__
+_Hook = Callable[[int, bytes], Any]
+_INT64_MAX = 2**63 - 1  # msgpack carries ints up to 2**64 - 1; the stores keep signed 64-bit ones
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +55,11 @@ class _Layout:
     required: int  # fields without a default
     allowed: tuple[frozenset[type], ...]  # per field, the types its value may have
     sequences: tuple[tuple[int, frozenset[type]], ...]  # tuple fields: (index, their items' types)
+    integers: tuple[int, ...]  # indexes of the fields that may hold an int
     values: Callable[[Any], tuple[Any, ...]]  # an instance's field values, in order
+    # The field types of every record that passed the check: the next one of the same types
+    # passes with one lookup. Only valid combinations enter, so the set stays small.
+    passed: set[tuple[type, ...]] = field(default_factory=set)
 
 
 class Codec:
@@ -75,7 +80,10 @@ class Codec:
             self._code[cls] = code
             self._class[code] = cls
         self._layouts = {cls: self._layout(cls) for cls in self._code}
-        self._hooks = [partial(self._ext_hook, depth) for depth in range(MAX_EXT_DEPTH + 1)]
+        hook: _Hook = _too_deep
+        for _ in range(MAX_EXT_DEPTH):
+            hook = self._hook(hook)
+        self._ext_hook = hook  # decodes the ext payloads of a message, and those nested in them
 
     # -- encoding ---------------------------------------------------------------------------
 
@@ -139,7 +147,7 @@ class Codec:
     def loads(self, data: bytes) -> Any:
         """Decode bytes from a peer; ProtocolError for anything malformed."""
         try:
-            return self._loads(data, 0)
+            return self._loads(data, self._ext_hook)
         except ProtocolError:
             raise
         except Exception as exc:  # msgpack's errors, MemoryError, unhashable map keys, ...
@@ -156,35 +164,35 @@ class Codec:
                                 f"(this side speaks {PROTOCOL_VERSION})")
         return message[1], message[2]
 
-    def _loads(self, data: bytes, depth: int) -> Any:
+    @staticmethod
+    def _loads(data: bytes, hook: _Hook) -> Any:
         size = len(data)
         if size <= MAX_MAP_LEN:  # msgpack's defaults bound every length by the size: as below, but faster
-            return msgpack.unpackb(data, ext_hook=self._hooks[depth])
-        return msgpack.unpackb(data, ext_hook=self._hooks[depth], max_str_len=size, max_bin_len=size,
-                               max_ext_len=size, max_array_len=min(size, MAX_ARRAY_LEN), max_map_len=MAX_MAP_LEN)
+            return msgpack.unpackb(data, ext_hook=hook)
+        return msgpack.unpackb(data, ext_hook=hook, max_str_len=size, max_bin_len=size, max_ext_len=size,
+                               max_array_len=min(size, MAX_ARRAY_LEN), max_map_len=MAX_MAP_LEN)
 
-    def _ext_hook(self, depth: int, code: int, data: bytes) -> Any:
-        if depth == MAX_EXT_DEPTH:  # each level is a nested msgpack decode: unbounded, it overflows the C stack
-            raise ProtocolError(f"ext payloads nested deeper than {MAX_EXT_DEPTH}")
-        cls = self._class.get(code)
-        if cls is not None:
-            return self._record(cls, self._loads(data, depth + 1))
-        if code == ERROR_CODE:
-            return _error(self._loads(data, depth + 1))
-        raise ProtocolError(f"unknown ext type {code} on the wire")
+    def _hook(self, inner: _Hook) -> _Hook:
+        """The ext hook of one nesting level: it decodes a payload with `inner` as the hook for the
+        ext payloads inside it. Each level is a nested msgpack decode, so the levels are counted:
+        unbounded, 200 of them overflowed the C stack."""
+        classes, layouts, loads = self._class, self._layouts, self._loads
 
-    def _record(self, cls: type, values: Any) -> Any:
-        """The record, or a ProtocolError naming what is wrong with its fields."""
-        layout = self._layouts[cls]
-        if not (type(values) is list and layout.required <= len(values) <= len(layout.allowed)
-                and all(map(_contains, layout.allowed, map(type, values)))):
-            return _explain(cls, layout, values)
-        for i, items in layout.sequences:
-            if i < len(values) and type(values[i]) in _SEQUENCES:
-                if not all(map(items.__contains__, map(type, values[i]))):
-                    return _explain(cls, layout, values)
-                values[i] = tuple(values[i])
-        return cls(*values)
+        def hook(code: int, data: bytes) -> Any:
+            cls = classes.get(code)
+            if cls is None:
+                if code != ERROR_CODE:
+                    raise ProtocolError(f"unknown ext type {code} on the wire")
+                return _error(loads(data, inner))
+            values = loads(data, inner)
+            layout = layouts[cls]
+            wide = 0xCF in data  # an int over 2**63 - 1 travels as a uint64, whose marker is 0xcf
+            if (type(values) is list and tuple(map(type, values)) in layout.passed
+                    and not layout.sequences and not wide):
+                return cls(*values)
+            return _check(cls, layout, values, wide)
+
+        return hook
 
     def _layout(self, cls: type) -> _Layout:
         hints = typing.get_type_hints(cls)
@@ -194,6 +202,7 @@ class Codec:
         return _Layout(names, sum(1 for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING),
                        tuple(allowed for allowed, _ in specs),
                        tuple((i, items) for i, (_, items) in enumerate(specs) if items is not None),
+                       tuple(i for i, (allowed, _) in enumerate(specs) if int in allowed),
                        get if len(names) > 1 else lambda obj: (get(obj),))
 
     def _field(self, hint: Any, where: str) -> _Field:
@@ -237,6 +246,27 @@ def _envelope(head: bytes, items: list[bytes]) -> bytes:
     return b"\x93" + head + header + b"".join(items)
 
 
+def _too_deep(code: int, data: bytes) -> Any:
+    raise ProtocolError(f"ext payloads nested deeper than {MAX_EXT_DEPTH}")
+
+
+def _check(cls: type, layout: _Layout, values: Any, wide: bool) -> Any:
+    """The record, once its field count and types, its ints (if `wide`: maybe over 64 bits) and
+    the items of its tuple fields are checked; or the ProtocolError saying what is wrong."""
+    if not (type(values) is list and layout.required <= len(values) <= len(layout.allowed)
+            and all(map(_contains, layout.allowed, map(type, values)))):
+        return _explain(cls, layout, values)
+    layout.passed.add(tuple(map(type, values)))
+    if wide and any(type(values[i]) is int and values[i] > _INT64_MAX for i in layout.integers if i < len(values)):
+        return _explain(cls, layout, values)
+    for i, items in layout.sequences:
+        if i < len(values) and type(values[i]) in _SEQUENCES:
+            if not all(map(items.__contains__, map(type, values[i]))):
+                return _explain(cls, layout, values)
+            values[i] = tuple(values[i])
+    return cls(*values)
+
+
 def _explain(cls: type, layout: _Layout, values: Any) -> ProtocolError:
     """What is wrong with the field values of a record that failed the check."""
     if type(values) is not list or not layout.required <= len(values) <= len(layout.allowed):
@@ -245,6 +275,8 @@ def _explain(cls: type, layout: _Layout, values: Any) -> ProtocolError:
     for name, allowed, value in zip(layout.names, layout.allowed, values):
         if type(value) not in allowed:
             return _malformed(cls, name, allowed, value)
+        if type(value) is int and value > _INT64_MAX:
+            return ProtocolError(f"malformed {cls.__name__}.{name}: {value} is outside the signed 64-bit range")
     for i, items in layout.sequences:
         if i < len(values) and type(values[i]) in _SEQUENCES:
             bad = [item for item in values[i] if type(item) not in items]
@@ -253,9 +285,9 @@ def _explain(cls: type, layout: _Layout, values: Any) -> ProtocolError:
     return ProtocolError(f"malformed {cls.__name__}")  # not reached: _record found a fault
 
 
-def _malformed(cls: type, field: str, allowed: frozenset[type], value: Any) -> ProtocolError:
+def _malformed(cls: type, name: str, allowed: frozenset[type], value: Any) -> ProtocolError:
     got = f": {value}" if type(value) is ProtocolError else f", got {type(value).__name__}"
-    return ProtocolError(f"malformed {cls.__name__}.{field}: {_type_names(allowed)} expected{got}")
+    return ProtocolError(f"malformed {cls.__name__}.{name}: {_type_names(allowed)} expected{got}")
 
 
 def _shape(value: Any) -> str:

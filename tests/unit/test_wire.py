@@ -222,3 +222,18 @@ def test_pack_within_splits_a_batch_and_names_what_cannot_travel():
     assert carried == items[:20]
     assert all(size > 2000 for _, size in too_large)
     assert pack_within("req", items[:3], 2000) == ([pack("req", items[:3])], [])
+
+
+def test_an_int_beyond_64_signed_bits_fails_its_record():
+    # msgpack carries up to 2**64 - 1; the stores keep signed 64-bit integers
+    first, wrong, last = answers(request(ext(GetFlow, "f"), ext(ClaimFlows, "w", "r", 2**64 - 1, 5.0),
+                                         ext(ClaimFlows, "w", "r", 2**63 - 1, 5.0)))
+    assert type(wrong) is ProtocolError and "ClaimFlows.limit: 18446744073709551615 is outside" in str(wrong)
+    assert last == ClaimFlows("w", "r", 2**63 - 1, 5.0)
+
+
+def test_records_are_checked_after_others_of_known_field_types_passed():
+    good = ext(StepRecord, 1, "s", 1, "COMPLETE", b"r", None, 1, 1.5)
+    first, second, wrong, last = answers(request(good, good, ext(StepRecord, 1, "s", "x"), good))
+    assert first == second == last == StepRecord(1, "s", 1, "COMPLETE", b"r", None, 1, 1.5)
+    assert type(wrong) is ProtocolError and "StepRecord.args_hash: int expected, got str" in str(wrong)
