@@ -250,7 +250,8 @@ def _print_supervisor(snap: Snapshot) -> None:
     if journal.store_failing_since is not None:
         since = time.strftime("%H:%M:%S", time.localtime(journal.store_failing_since))
         store = f"failing since {since}: {journal.store_error}"
-    print(f"  pid {snap.pid} on {snap.host}, {snap.state} since {started}, {snap.restarts} restarts")
+    print(f"  pid {snap.pid} on {snap.host}, {snap.state} since {started}, {snap.restarts} restarts, "
+          f"{snap.dropped} malformed messages dropped")
     print(f"    journal: {journal.commits} commits, {journal.commands_per_commit:.1f} commands per commit, "
           f"{journal.fenced} writes refused, {journal.malformed} malformed messages dropped; store {store}")
     print(f"    {'actor':<10} {'pid':>7} {'ready':<5} {'restarts':>8}  {'heartbeat':>9} {'rss MB':>7} {'cpu %':>6}  "

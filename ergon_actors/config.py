@@ -9,9 +9,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .errors import ConfigError
 
-__all__ = ["Settings", "DEFAULT_STORE", "check_store_url", "public_store_url"]
+__all__ = ["Settings", "DEFAULT_STORE", "DEFAULT_MAX_MESSAGE_SIZE", "check_store_url", "public_store_url"]
 
 DEFAULT_STORE = "sqlite:///ergon.db"
+DEFAULT_MAX_MESSAGE_SIZE = 4 * 2**20
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,9 @@ class Settings:
         grace: seconds in-flight steps get to finish on shutdown before actors are killed.
         resend_after: seconds a journal request waits for its answer before it is sent again.
         high_water_mark: ZeroMQ queue bound per socket (messages): backpressure beyond it.
+        max_message_size: bytes one message to the journal or the supervisor may have; a peer
+            sending more is disconnected. A request that cannot fit (a step result, a flow's
+            arguments) fails with MessageTooLargeError; bigger batches travel in several messages.
         transport: "ipc" (one host) or "tcp" (loopback or configured interface).
     """
 
@@ -48,11 +52,13 @@ class Settings:
     grace: float = 10.0
     resend_after: float = 2.0
     high_water_mark: int = 10_000
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     transport: str = "ipc"
 
     def __post_init__(self) -> None:
         positive = ("workers", "concurrency", "lease_seconds", "heartbeat_interval", "hang_timeout",
-                    "ready_timeout", "max_restarts", "restart_period", "resend_after", "high_water_mark")
+                    "ready_timeout", "max_restarts", "restart_period", "resend_after", "high_water_mark",
+                    "max_message_size")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"setting {name} must be > 0, got {getattr(self, name)!r}")

@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-from dataclasses import dataclass
 from typing import Any, Callable
 
 from . import codec
 from .core import RetryPolicy
-from .errors import FlowDefinitionError, SerializationError
+from .executor.child import PendingChild
+from .executor.context import StepOptions, call_step
+from .executor.definition import FlowDefinition, build_flow, definition_of, encode_args
 
 __all__ = ["flow_type", "flow", "step", "FlowDefinition", "definition_of", "encode_args", "build_flow"]
-
-
-@dataclass(frozen=True, slots=True)
-class FlowDefinition:
-    """What the runtime needs to know about a flow class."""
-
-    name: str
-    cls: type
-    entry: str
-    retry_policy: RetryPolicy | None
-    timeout: float | None = None
-    invokable: object = None
 
 
 def flow_type(cls: type | None = None, *, invokable: object = None, name: str | None = None):
@@ -44,7 +32,6 @@ def flow_type(cls: type | None = None, *, invokable: object = None, name: str | 
 
 def _invoke(self: object, child: object):
     """Start `child` as a child flow of this flow: `await self.invoke(child).result()`."""
-    from .executor.child import PendingChild  # executor imports this module
     return PendingChild(child)
 
 
@@ -74,7 +61,6 @@ def step(fn: Callable | None = None, *, name: str | None = None,
         timeout: seconds a single try may run before it fails with StepTimeoutError.
     """
     def wrap(fn: Callable) -> Callable:
-        from .executor.context import StepOptions, call_step  # executor imports this module
         options = StepOptions(name or fn.__name__, retry_policy, timeout)
 
         @functools.wraps(fn)
@@ -83,59 +69,3 @@ def step(fn: Callable | None = None, *, name: str | None = None,
 
         return call
     return wrap if fn is None else wrap(fn)
-
-
-def definition_of(cls: type) -> FlowDefinition:
-    """The FlowDefinition of a @flow_type dataclass.
-
-    Raises:
-        FlowDefinitionError: not a dataclass, not marked @flow_type, or not exactly one @flow method.
-    """
-    cached = cls.__dict__.get("__ergon_definition__")
-    if cached is not None:
-        return cached
-    where = f"{cls.__module__}.{cls.__qualname__}"
-    if not hasattr(cls, "__ergon_flow_type__"):
-        raise FlowDefinitionError(f"{where} is not a flow: decorate it with @flow_type (under @dataclass)")
-    if not dataclasses.is_dataclass(cls):
-        raise FlowDefinitionError(f"{where} is not a dataclass: write @dataclass above @flow_type")
-    entries = [n for n in dir(cls) if hasattr(getattr(cls, n, None), "__ergon_flow__")]
-    if len(entries) != 1:
-        found = ", ".join(entries) or "none"
-        raise FlowDefinitionError(f"{where} needs exactly one @flow method (found: {found})")
-    entry = entries[0]
-    retry_policy, timeout = getattr(cls, entry).__ergon_flow__
-    definition = FlowDefinition(cls.__ergon_flow_type__, cls, entry, retry_policy, timeout,
-                                cls.__ergon_invokable__)
-    cls.__ergon_definition__ = definition
-    return definition
-
-
-def encode_args(instance: object) -> bytes:
-    """Encode a flow instance's init fields.
-
-    Raises:
-        SerializationError: naming the flow, the field and the offending type.
-    """
-    definition = definition_of(type(instance))
-    fields = {f.name: getattr(instance, f.name) for f in dataclasses.fields(instance) if f.init}
-    try:
-        return codec.encode(fields)
-    except SerializationError as exc:
-        bad = next((k for k, v in fields.items() if not _encodes(v)), "?")
-        raise SerializationError(
-            f"cannot schedule flow {definition.name}: argument {bad!r} is of type {exc.type_name}, "
-            f"which ergon_actors cannot store ({exc})", type_name=exc.type_name) from None
-
-
-def _encodes(value: object) -> bool:
-    try:
-        codec.encode(value)
-    except SerializationError:
-        return False
-    return True
-
-
-def build_flow(definition: FlowDefinition, args: bytes) -> object:
-    """Rebuild a flow instance from its journaled arguments."""
-    return definition.cls(**codec.decode(args))

@@ -34,6 +34,16 @@ class StoreUnavailableError(StoreError):
     """Raised when the store cannot be reached right now; the same request may be sent again."""
 
 
+class InvalidCommandError(ErgonError, ValueError):
+    """Raised in place of one command's result when a store cannot apply that command's own
+    content (a field of the wrong type, a value out of range); the rest of its batch is applied."""
+
+    def __init__(self, command: str, reason: str) -> None:
+        super().__init__(f"{command} refused by the store: {reason}")
+        self.command = command
+        self.reason = reason
+
+
 class SchemaVersionError(StoreError):
     """Raised when a store was written by a newer schema version than this code knows."""
 
@@ -159,6 +169,16 @@ class RestartIntensityError(ErgonError):
 
 class ProtocolError(ErgonError, ValueError):
     """Raised when a message on the wire is malformed, of an unknown kind or another version."""
+
+
+class MessageTooLargeError(ProtocolError):
+    """Raised for a request or an answer larger than the max_message_size setting lets travel."""
+
+    def __init__(self, what: str, size: int, limit: int) -> None:
+        super().__init__(f"{what} of {size} bytes exceeds max_message_size ({limit} bytes)")
+        self.what = what
+        self.size = size
+        self.limit = limit
 
 
 class FlowCancelledError(ErgonError):

@@ -49,7 +49,7 @@ from ergon_actors import SqliteExecutionLog, Worker  # noqa: E402
 from ergon_actors.core import TERMINAL  # noqa: E402
 from ergon_actors.decorators import definition_of, encode_args  # noqa: E402
 from ergon_actors.runtime.supervisor import Supervisor  # noqa: E402
-from ergon_actors.wire import ScheduleFlow  # noqa: E402
+from ergon_actors.storage.commands import ScheduleFlow  # noqa: E402
 
 SECTIONS = ("throughput", "latency", "recovery", "memory", "alternatives")
 ALTERNATIVES = ("pyergon", "pyergon-shared", "dbos")

@@ -9,6 +9,7 @@ import time
 from collections import defaultdict
 from typing import Awaitable, Callable
 
+import msgpack
 import psutil
 
 
@@ -102,3 +103,11 @@ def assert_gone(pids: list[int], timeout: float = 2.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"processes still alive after {timeout}s: {alive()}")
         time.sleep(0.02)
+
+
+def nested_ext(code: int, depth: int) -> bytes:
+    """`depth` msgpack ext payloads of type `code`, each the only content of the one around it."""
+    data = msgpack.packb(0)
+    for _ in range(depth):
+        data = msgpack.packb(msgpack.ExtType(code, data))
+    return data

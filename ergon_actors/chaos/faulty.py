@@ -18,7 +18,7 @@ from typing import Sequence
 from ..core import FlowRecord
 from ..errors import ConfigError, FencedError
 from ..storage.base import LogBase
-from ..wire import AppendStep, Command, FinishFlow, GetFlow, SuspendFlow
+from ..storage.commands import AppendStep, Command, FinishFlow, GetFlow, SuspendFlow
 
 __all__ = ["FaultyStore", "parse_plan", "WRAPPER", "MODES"]
 

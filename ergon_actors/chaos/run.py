@@ -26,7 +26,7 @@ from ..errors import ConfigError, ErgonError
 from ..executor import Scheduler, Worker
 from ..runtime.worker import discover_flows
 from ..storage import InMemoryExecutionLog, check_store_url, open_store
-from ..wire import GetFlow, LoadSteps, ScheduleFlow
+from ..storage.commands import GetFlow, LoadSteps, ScheduleFlow
 from .faults import FAULTS, LEASE, PAUSE, Harness, fault_schedule
 from .faulty import parse_plan
 from .ledger import LEDGER_ENV, mute, read_ledger, unmute

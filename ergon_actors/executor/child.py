@@ -10,10 +10,10 @@ from typing import Any
 
 from .. import codec
 from ..core import StepRecord, StepStatus
-from ..decorators import definition_of, encode_args
 from ..errors import ChildFlowError
-from ..wire import ScheduleFlow
+from ..storage.commands import ScheduleFlow
 from .context import Suspend, require
+from .definition import definition_of, encode_args
 
 __all__ = ["PendingChild"]
 

@@ -11,12 +11,12 @@ from typing import Any, Awaitable, Callable
 
 from .. import codec
 from ..core import Failure, FlowRecord, FlowStatus
-from ..decorators import FlowDefinition, build_flow, definition_of, encode_args
 from ..errors import (FencedError, FlowCancelledError, FlowFailedError, FlowTimeoutError,
-                      SerializationError)
+                      MessageTooLargeError, SerializationError)
 from ..storage.base import LogBase
-from ..wire import Claim
+from ..storage.commands import Claim
 from .context import FlowContext, Suspend, enter, leave
+from .definition import FlowDefinition, build_flow, definition_of, encode_args
 
 __all__ = ["Executor", "Outcome", "run_claim"]
 
@@ -93,7 +93,10 @@ async def run_claim(store: LogBase, claim: Claim, definition: FlowDefinition,
             if isinstance(exc, FlowCancelledError) or ctx.refused is not None:
                 return await _cancelled(store, flow)
             return await _failed(store, flow, definition, exc)
-        await store.finish_flow(flow.flow_id, flow.epoch, FlowStatus.COMPLETE, result=data)
+        try:
+            await store.finish_flow(flow.flow_id, flow.epoch, FlowStatus.COMPLETE, result=data)
+        except MessageTooLargeError as exc:  # a result the journal can never take: fail, not loop
+            return await _failed(store, flow, definition, exc)
         return Outcome(flow.flow_id, FlowStatus.COMPLETE, value)
     except FlowCancelledError:  # a cancel that arrived while the flow was suspending or failing
         return await _cancelled(store, flow)

@@ -7,8 +7,8 @@ import time
 import uuid
 from datetime import timedelta
 
-from ..decorators import definition_of, encode_args
 from ..storage.base import LogBase
+from .definition import definition_of, encode_args
 
 __all__ = ["Scheduler"]
 

@@ -9,11 +9,11 @@ import uuid
 from dataclasses import dataclass
 
 from .. import codec
-from ..decorators import FlowDefinition, definition_of
 from ..errors import FencedError, FlowDefinitionError
 from ..storage.base import LogBase
-from ..wire import Claim
+from ..storage.commands import Claim
 from .context import Halted
+from .definition import FlowDefinition, definition_of
 from .execution import run_claim
 
 __all__ = ["Worker", "WorkerHandle", "WorkerStatistics"]

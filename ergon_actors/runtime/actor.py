@@ -35,6 +35,7 @@ import zmq.asyncio
 from ..config import Settings
 from ..errors import ProtocolError
 from ..storage.base import LogBase
+from .drops import DropCounter
 from .messages import (Drain, Drained, Failed, Heartbeat, JournalStats, Message, Ready, Stop, WorkerStats,
                        decode, encode)
 from .rundir import write_private
@@ -126,6 +127,7 @@ class Actor:
         self.link = SupervisorLink(self.ctx, spec.supervisor, spec.name)
         self.inbox: zmq.asyncio.Socket | None = None
         self.resources = AsyncExitStack()
+        self.drops = DropCounter(log, self.role or spec.name)  # malformed messages, from any peer
         self._grace: float | None = None  # set once a stop was asked for
 
     # -- hooks -----------------------------------------------------------------------------
@@ -210,7 +212,7 @@ class Actor:
             try:
                 message = decode(frame)
             except ProtocolError as exc:
-                log.warning("actor %s dropped a malformed control message: %s", self.name, exc)
+                self.drops.drop("supervisor", exc)
                 continue
             if isinstance(message, Drain):
                 log.info("actor %s draining (grace %.3gs)", self.name, message.grace)

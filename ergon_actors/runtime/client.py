@@ -16,9 +16,11 @@ from typing import Sequence
 import zmq
 import zmq.asyncio
 
-from ..errors import ActorStoppedError, ProtocolError
+from ..config import DEFAULT_MAX_MESSAGE_SIZE
+from ..errors import ActorStoppedError, MessageTooLargeError, ProtocolError
 from ..storage.base import LogBase
-from ..wire import Command, pack, unpack
+from ..storage.commands import Command, pack_within, unpack
+from .drops import DropCounter
 from .transport import make_socket
 
 __all__ = ["JournalClient"]
@@ -30,16 +32,20 @@ class JournalClient(LogBase):
     """Sends commands to the journal at `address` and resolves each with its answer."""
 
     def __init__(self, ctx: zmq.asyncio.Context, address: str, *, hwm: int = 10_000,
-                 resend_after: float = 2.0) -> None:
+                 resend_after: float = 2.0, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
         self.address = address
         self.resend_after = resend_after
-        self._sock = make_socket(ctx, zmq.DEALER, hwm)
+        self.max_message_size = max_message_size
+        # Answers come from the journal at the address we chose, and a claim carries a flow's
+        # whole journal: only what we send is bounded.
+        self._sock = make_socket(ctx, zmq.DEALER, hwm, max_message_size=None)
         self._sock.connect(address)
         self._ids = itertools.count(1)
         self._pending: dict[int, tuple[asyncio.Future, Command, float]] = {}
         self._outbox: list[tuple[int, Command]] = []
         self._closed = False
         self.resent = 0
+        self.drops = DropCounter(log, "journal client")
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._receive()), loop.create_task(self._resend())]
 
@@ -68,15 +74,21 @@ class JournalClient(LogBase):
 
     def _send(self, batch: list[tuple[int, Command]]) -> None:
         try:
-            frame = pack("req", batch)
+            frames, too_large = pack_within("req", batch, self.max_message_size)
         except TypeError as exc:  # a command that cannot be encoded fails its callers, not the rest
             for request_id, _ in batch:
-                future = self._pending.pop(request_id)[0]
-                if not future.done():
-                    future.set_exception(ProtocolError(f"cannot encode request: {exc}"))
+                self._fail(request_id, ProtocolError(f"cannot encode request: {exc}"))
             return
+        for (request_id, command), size in too_large:
+            self._fail(request_id, MessageTooLargeError(type(command).__name__, size, self.max_message_size))
         # zmq.asyncio queues sends in order while the high-water mark is reached (backpressure).
-        self._sock.send(frame).add_done_callback(_log_send_error)
+        for frame in frames:
+            self._sock.send(frame).add_done_callback(_log_send_error)
+
+    def _fail(self, request_id: int, exc: Exception) -> None:
+        future = self._pending.pop(request_id)[0]
+        if not future.done():
+            future.set_exception(exc)
 
     async def _receive(self) -> None:
         while True:
@@ -93,7 +105,7 @@ class JournalClient(LogBase):
                     if entry is not None and not entry[0].done():
                         entry[0].set_result(result)
             except (ProtocolError, TypeError, ValueError) as exc:
-                log.warning("journal client dropped a malformed reply: %s", exc)
+                self.drops.drop(self.address, exc)
 
     async def _resend(self) -> None:
         while True:

@@ -16,7 +16,7 @@ import zmq.asyncio
 from ..errors import ErgonError, FencedError, ProtocolError, StoreError
 from ..storage import open_store
 from ..storage.base import WAKING, LogBase
-from ..wire import ClaimFlows, Command, pack, unpack
+from ..storage.commands import ClaimFlows, Command, pack, unpack
 from .actor import Actor
 from .messages import JournalStats, Wake, encode
 from .transport import make_socket
@@ -45,7 +45,8 @@ class Journal(Actor):
         self.claimers: dict[bytes, float] = {}  # clients that claim flows, by when they last did
         self.failing_since: float | None = None
         self.store_error = ""
-        self.sock = self.inbox = make_socket(self.ctx, zmq.ROUTER, settings.high_water_mark)
+        self.sock = self.inbox = make_socket(self.ctx, zmq.ROUTER, settings.high_water_mark,
+                                             max_message_size=settings.max_message_size)
         self.sock.bind(self.spec.journal)
 
     async def on_message(self) -> None:
@@ -58,7 +59,9 @@ class Journal(Actor):
 
     async def _collect(self) -> list[tuple[bytes, list]]:
         batch = []
-        while len(batch) < MAX_MESSAGES and self.sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        until = time.monotonic() + self.settings.heartbeat_interval  # slow messages must not delay heartbeats
+        while (len(batch) < MAX_MESSAGES and time.monotonic() < until
+               and self.sock.getsockopt(zmq.EVENTS) & zmq.POLLIN):
             identity, *frames = await self.sock.recv_multipart()
             try:
                 if len(frames) != 1:
@@ -68,9 +71,13 @@ class Journal(Actor):
                     raise ProtocolError(f"unexpected message kind {kind!r}")
                 requests = [(rid, c) for rid, c in body]
             except (ProtocolError, TypeError, ValueError) as exc:
-                self.stats["malformed"] += 1
-                log.warning("journal dropped a malformed message from %s: %s", identity.hex(), exc)
+                self.drops.drop(identity.hex(), exc)
+                self.stats["malformed"] = self.drops.total
                 continue
+            for _, command in requests:
+                if type(command) is ProtocolError:  # answered with this error, and counted
+                    self.drops.drop(identity.hex(), command)
+                    self.stats["malformed"] = self.drops.total
             batch.append((identity, requests))
         return batch
 
@@ -90,6 +97,8 @@ class Journal(Actor):
                     if isinstance(result, FencedError):
                         self.stats["fenced"] += 1
                         log.info("journal refused a write: %s", result)
+                elif type(command) is ProtocolError:  # a command whose fields were malformed
+                    result = command
                 else:
                     result = ProtocolError(f"not a journal command: {type(command).__name__}")
                 answers.append((rid, result))

@@ -51,6 +51,7 @@ class Snapshot:
     started: float      # wall time the supervisor started
     state: str          # "starting", "running" or "stopping"
     run_dir: str
+    dropped: int        # malformed messages the supervisor dropped from its actors
     actors: tuple[ActorInfo, ...]
 
     @property

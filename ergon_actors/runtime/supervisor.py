@@ -31,6 +31,7 @@ from . import rundir
 from .actor import EXIT_CONFIG, ActorSpec, StoreWrapper
 from .children import Child, kill, stop
 from .client import JournalClient
+from .drops import DropCounter
 from .messages import Drain, Drained, Failed, Heartbeat, Message, Ready, Stop, decode, encode
 from .snapshot import Snapshot
 from .transport import endpoint, make_socket
@@ -72,6 +73,7 @@ class Supervisor:
         self._host = f"{os.uname().nodename}-{os.getpid()}-{uuid.uuid4().hex[:6]}"  # unique per supervisor
         self._started = 0.0
         self._run_dir = ""
+        self.drops = DropCounter(log, "supervisor")
 
     async def __aenter__(self) -> Supervisor:
         await self.start()
@@ -93,7 +95,7 @@ class Supervisor:
         self._started = time.time()
         self._run_dir = rundir.create()
         self._ctx = zmq.asyncio.Context()
-        self._ctl = make_socket(self._ctx, zmq.ROUTER, s.high_water_mark)
+        self._ctl = make_socket(self._ctx, zmq.ROUTER, s.high_water_mark, max_message_size=s.max_message_size)
         self._ctl_address = endpoint(s.transport, self._run_dir, "supervisor")
         self._ctl.bind(self._ctl_address)
         self._journal_address = endpoint(s.transport, self._run_dir, "journal")
@@ -101,7 +103,7 @@ class Supervisor:
         # The client connects now: a worker that dies while the others start has its flows
         # released too (requests wait in ZeroMQ's queue until the journal binds).
         self.client = JournalClient(self._ctx, self._journal_address, hwm=s.high_water_mark,
-                                    resend_after=s.resend_after)
+                                    resend_after=s.resend_after, max_message_size=s.max_message_size)
         self._spawn_task(self._receive())
         self._spawn_task(self._publish())
         try:
@@ -180,7 +182,7 @@ class Supervisor:
             try:
                 message = decode(frames[-1])
             except ProtocolError as exc:
-                log.warning("supervisor dropped a malformed message from %s: %s", identity, exc)
+                self.drops.drop(actor.name, exc)
                 continue
             actor.last_seen = time.monotonic()
             self._on_message(actor, message)
@@ -390,4 +392,4 @@ class Supervisor:
         heartbeat interval)."""
         now = time.monotonic()
         return Snapshot(os.getpid(), self._host, public_store_url(self.settings.store), self._started,
-                        self._state, self._run_dir, tuple(a.info(now) for a in self._actors))
+                        self._state, self._run_dir, self.drops.total, tuple(a.info(now) for a in self._actors))

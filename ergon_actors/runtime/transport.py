@@ -15,6 +15,8 @@ import time
 import zmq
 import zmq.asyncio
 
+from ..config import DEFAULT_MAX_MESSAGE_SIZE
+
 __all__ = ["endpoint", "make_socket", "spawn", "die_with_parent", "free_tcp_port"]
 
 log = logging.getLogger(__name__)
@@ -36,12 +38,15 @@ def free_tcp_port() -> int:
         return port
 
 
-def make_socket(ctx: zmq.asyncio.Context, kind: int, hwm: int, identity: bytes | None = None) -> zmq.asyncio.Socket:
-    """A socket that never lingers on close and bounds its queues at `hwm` messages."""
+def make_socket(ctx: zmq.asyncio.Context, kind: int, hwm: int, identity: bytes | None = None, *,
+                max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE) -> zmq.asyncio.Socket:
+    """A socket that never lingers on close, bounds its queues at `hwm` messages and
+    disconnects a peer that sends a message over `max_message_size` bytes (None: any size)."""
     sock = ctx.socket(kind)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.SNDHWM, hwm)
     sock.setsockopt(zmq.RCVHWM, hwm)
+    sock.setsockopt(zmq.MAXMSGSIZE, -1 if max_message_size is None else max_message_size)
     if identity is not None:
         sock.setsockopt(zmq.IDENTITY, identity)
     if kind == zmq.ROUTER:

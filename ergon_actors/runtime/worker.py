@@ -51,7 +51,7 @@ class WorkerActor(Actor):
         classes = discover_flows(list(self.spec.modules))
         settings = self.settings
         self.client = JournalClient(self.ctx, self.spec.journal, hwm=settings.high_water_mark,
-                                    resend_after=settings.resend_after)
+                                    resend_after=settings.resend_after, max_message_size=settings.max_message_size)
         self.resources.push_async_callback(self.client.close)
         self.worker = Worker(self.client, self.spec.worker_id, concurrency=settings.concurrency,
                              lease_seconds=settings.lease_seconds)

@@ -8,11 +8,11 @@ from typing import Sequence
 
 from ..core import TERMINAL, Failure, FlowRecord, FlowStatus, StepRecord, StepStatus
 from ..errors import FlowBusyError, FlowNotFoundError
-from ..wire import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows,
-                    FinishFlow, GetFlow, InvokeChild, ListFlows, LoadSteps, ReleaseWorker,
-                    RenewLeases, Scheduled, ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals)
 from .base import LogBase
-from .rules import REFUSALS, child_outcome, fence, runnable
+from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows,
+                       FinishFlow, GetFlow, InvokeChild, ListFlows, LoadSteps, ReleaseWorker,
+                       RenewLeases, Scheduled, ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals)
+from .rules import REFUSALS, child_outcome, fence, invalid, runnable
 
 __all__ = ["InMemoryExecutionLog"]
 
@@ -31,13 +31,20 @@ class InMemoryExecutionLog(LogBase):
         now = time.time()
         results: list[object] = []
         for command in commands:
-            handler = getattr(self, "_" + type(command).__name__)
             try:
-                results.append(handler(command, now))
+                results.append(getattr(self, "_" + type(command).__name__)(command, now))
             except REFUSALS as exc:
                 results.append(exc)
+            except Exception as exc:  # the command's own content: only it fails
+                results.append(invalid(command, exc))
         self.notify(commands)
         return results
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(flows={len(self._flows)})"
+
+    def __str__(self) -> str:
+        return type(self).__name__  # as PyErgon prints its in-memory store
 
     def _ScheduleFlow(self, c: ScheduleFlow, now: float) -> Scheduled:
         if c.flow_id in self._flows:

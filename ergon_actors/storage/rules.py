@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ..core import Failure, FlowRecord, FlowStatus, StepRecord, StepStatus
-from ..errors import FencedError, FlowBusyError, FlowCancelledError, FlowNotFoundError
+from ..errors import FencedError, FlowBusyError, FlowCancelledError, FlowNotFoundError, InvalidCommandError
 
-__all__ = ["runnable", "fence", "child_outcome", "REFUSALS"]
+__all__ = ["runnable", "fence", "child_outcome", "invalid", "REFUSALS"]
 
 
 def runnable(flow: FlowRecord, now: float) -> bool:
@@ -20,6 +20,11 @@ def runnable(flow: FlowRecord, now: float) -> bool:
 
 
 REFUSALS = (FencedError, FlowNotFoundError, FlowBusyError, FlowCancelledError)
+
+
+def invalid(command: object, exc: BaseException) -> InvalidCommandError:
+    """The error put in place of a command that failed on its own content, naming the cause."""
+    return InvalidCommandError(type(command).__name__, f"{type(exc).__name__}: {exc}")
 
 
 def fence(flow: FlowRecord | None, flow_id: str, epoch: int, cancelling: bool = False) -> Exception | None:

@@ -1,4 +1,4 @@
-"""SQLite store (aiosqlite): WAL, a schema-version row, one transaction per batch of commands."""
+"""SQLite store: WAL, a schema-version row, one transaction per group of batches of commands."""
 
 from __future__ import annotations
 
@@ -7,19 +7,18 @@ import functools
 import sqlite3
 import time
 from pathlib import Path
-from typing import Callable, NamedTuple, Sequence
-
-import aiosqlite
+from typing import Callable, NamedTuple, Sequence, TypeVar
 
 from ..core import TERMINAL, Failure, FlowRecord, FlowStatus, StepRecord, StepStatus
-from ..errors import (ConfigError, FencedError, FlowBusyError, FlowNotFoundError, SchemaVersionError,
-                      StoreError)
-from ..wire import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows,
-                    FinishFlow, GetFlow, InvokeChild, ListFlows, LoadSteps, ReleaseWorker,
-                    RenewLeases, Scheduled, ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals,
-                    dumps, loads)
+from ..errors import (ConfigError, FencedError, FlowBusyError, FlowNotFoundError, InvalidCommandError,
+                      SchemaVersionError, StoreError, StoreUnavailableError)
 from .base import LogBase
-from .rules import REFUSALS, child_outcome, fence
+from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows,
+                       FinishFlow, GetFlow, InvokeChild, ListFlows, LoadSteps, ReleaseWorker,
+                       RenewLeases, Scheduled, ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals)
+from .records import dump_failure, load_failure
+from .rules import REFUSALS, child_outcome, fence, invalid
+from .sqlite_thread import ConnectionThread
 
 __all__ = ["SqliteExecutionLog", "SCHEMA_VERSION"]
 
@@ -69,6 +68,35 @@ def _claimable(types: int | None) -> str:
     return " UNION ALL ".join(branches) + " ORDER BY due LIMIT :n"
 
 
+T = TypeVar("T")
+
+# Result codes (the low byte of an extended code) that are about the store, not a command: busy or
+# locked by another process, out of memory, read-only file or file system, interrupted, I/O
+# error, disk full, cannot open, lock protocol. The same batch may succeed once the cause is gone.
+_UNAVAILABLE = {5, 6, 7, 8, 9, 10, 13, 14, 15}
+_BROKEN = {11, 26}  # corrupt, not a database: no retry can help
+
+
+def _code(exc: BaseException) -> int | None:
+    """SQLite's primary result code of an error, None for any other error."""
+    code = getattr(exc, "sqlite_errorcode", None) if isinstance(exc, sqlite3.Error) else None
+    return None if code is None else code & 0xFF
+
+
+def _store_fault(exc: BaseException) -> bool:
+    """True when an error met while applying a command is the store's, not the command's."""
+    return _code(exc) in _UNAVAILABLE | _BROKEN
+
+
+class _CommandFailed(Exception):
+    """One command of a transaction failed on its own content: roll back, apply the rest without it."""
+
+    def __init__(self, index: int, error: InvalidCommandError) -> None:
+        super().__init__(index)
+        self.index = index
+        self.error = error
+
+
 class _Lease(NamedTuple):
     epoch: int
     status: str
@@ -78,7 +106,7 @@ class _Lease(NamedTuple):
 def _flow(row: tuple) -> FlowRecord:
     values = list(row)
     if values[11] is not None:
-        values[11] = loads(values[11])
+        values[11] = load_failure(values[11])
     values[16] = bool(values[16])
     return FlowRecord(*values)
 
@@ -86,7 +114,7 @@ def _flow(row: tuple) -> FlowRecord:
 def _step(row: tuple) -> StepRecord:
     values = list(row)
     if values[5] is not None:
-        values[5] = loads(values[5])
+        values[5] = load_failure(values[5])
     return StepRecord(*values)
 
 
@@ -94,7 +122,7 @@ class SqliteExecutionLog(LogBase):
     """A store in one SQLite file.
 
     Args:
-        path: the database file (created if missing), or ":memory:".
+        path: the database file (created, with its folder, if missing), or ":memory:".
         synchronous: OFF, NORMAL, FULL (default: an answered commit survives power loss) or EXTRA.
     """
 
@@ -103,13 +131,18 @@ class SqliteExecutionLog(LogBase):
             raise ConfigError(f"synchronous must be one of {', '.join(SYNCHRONOUS)}, got {synchronous!r}")
         self.path = str(path)
         self.synchronous = synchronous.upper()
-        self._db: aiosqlite.Connection | None = None
-        self._waiting: list[tuple[Sequence[Command], asyncio.Future]] = []
+        self._conn: ConnectionThread | None = None
+        self._waiting: list[tuple[Sequence[Command], asyncio.Future[list[object]]]] = []
         self._committing = False
         # worker -> its last claim request_id (as the memory store keeps it): a re-send whose
         # first answer holds no running flow any more must still claim nothing new.
         self._last_claim: dict[str, str] = {}
         self._batch_claims: dict[str, str] = {}  # this batch's claims, kept once it commits
+
+    def __repr__(self) -> str:
+        where = "in-memory" if self.path == ":memory:" else repr(self.path)
+        return (f"{type(self).__name__}({where}, synchronous={self.synchronous!r}, "
+                f"connected={self._conn is not None})")
 
     @classmethod
     async def in_memory(cls) -> SqliteExecutionLog:
@@ -119,36 +152,55 @@ class SqliteExecutionLog(LogBase):
         return store
 
     async def connect(self) -> SqliteExecutionLog:
-        """Open the file and check it is ours, creating the schema in a new file.
+        """Open the file and check it is ours, creating its folder and the schema when missing.
 
         Raises:
-            StoreError: not a SQLite file, or a SQLite file of another application.
+            StoreError: not a SQLite file, a SQLite file of another application, or a folder
+                that cannot be created.
+            StoreUnavailableError: the file cannot be opened or written right now (locked, disk
+                full, I/O error); the same call may succeed later.
             SchemaVersionError: written by a newer version of ergon_actors.
         """
-        if self._db is not None:
+        if self._conn is not None:
             return self
+        folder = Path(self.path).parent
+        if self.path not in ("", ":memory:") and not folder.is_dir():
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the folder of the SQLite store {self.path!r}: {exc}") from exc
+        self._conn = ConnectionThread(self.path)
         try:
-            self._db = await aiosqlite.connect(self.path, isolation_level=None)
             await self._run(self._open)
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.Error as exc:
             await self.close()
+            if _code(exc) in _UNAVAILABLE:
+                raise self._fault(exc) from exc
             raise StoreError(f"cannot open {self.path!r} as an ergon_actors store: {exc}") from exc
-        except Exception:
+        except BaseException:
             await self.close()
             raise
         return self
 
     async def close(self) -> None:
-        db, self._db = self._db, None
-        if db is not None:
-            await db.close()
+        """Finish the work already handed to the connection, then close it."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()
 
-    async def _run(self, fn: Callable[[sqlite3.Connection], object]) -> object:
-        # The whole batch runs as one call on aiosqlite's connection thread: one thread hop per
-        # batch instead of one per statement, which is what makes group commit pay.
-        if self._db is None:
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        # A whole batch runs as one call on the connection's thread: one thread hop per batch
+        # instead of one per statement, which is what makes group commit pay.
+        if self._conn is None:
             raise StoreError("store is not connected: await store.connect() first")
-        return await self._db._execute(fn, self._db._conn)
+        return await self._conn.run(fn)
+
+    def _fault(self, exc: sqlite3.Error) -> StoreError:
+        """The error to raise for a failure of the store itself, keeping SQLite's own words."""
+        name = getattr(exc, "sqlite_errorname", None) or type(exc).__name__
+        if _code(exc) in _UNAVAILABLE:
+            return StoreUnavailableError(f"SQLite store {self.path!r} is unavailable: {exc} ({name})")
+        return StoreError(f"SQLite store {self.path!r} failed: {exc} ({name})")
 
     def _open(self, db: sqlite3.Connection) -> None:
         app_id = db.execute("PRAGMA application_id").fetchone()[0]
@@ -173,9 +225,16 @@ class SqliteExecutionLog(LogBase):
         db.execute("PRAGMA busy_timeout = 10000")
 
     async def execute(self, commands: Sequence[Command]) -> list[object]:
+        """Apply the commands in one transaction, shared with the calls waiting beside this one.
+
+        Raises:
+            StoreUnavailableError: the store cannot commit right now (disk full, I/O error,
+                locked); nothing was applied, and the same commands may be sent again.
+            StoreError: the store is broken (corrupt) or not connected.
+        """
         # Calls made while a transaction runs wait and then share the next one (group commit):
         # many flows in one process pay one fsync between them, as they do through the journal.
-        future = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[list[object]] = asyncio.get_running_loop().create_future()
         self._waiting.append((commands, future))
         if not self._committing:
             self._committing = True
@@ -190,16 +249,14 @@ class SqliteExecutionLog(LogBase):
         finally:
             self._committing = False
 
-    async def _commit_group(self, group: list[tuple[Sequence[Command], asyncio.Future]]) -> None:
+    async def _commit_group(self, group: list[tuple[Sequence[Command], asyncio.Future[list[object]]]]) -> None:
         commands = [c for batch, _ in group for c in batch]
         try:
             results = await self._run(lambda db: self._apply(db, commands))
-        except Exception as exc:
-            if len(group) > 1:  # one caller's batch failed the transaction: commit each alone
-                for item in group:
-                    await self._commit_group([item])
-            elif not group[0][1].done():
-                group[0][1].set_exception(exc)
+        except Exception as exc:  # about the store, never one command: every caller gets it
+            for _, future in group:
+                if not future.done():
+                    future.set_exception(exc)
             return
         start = 0
         for batch, future in group:
@@ -209,19 +266,48 @@ class SqliteExecutionLog(LogBase):
         self.notify(commands)
 
     def _apply(self, db: sqlite3.Connection, commands: Sequence[Command]) -> list[object]:
+        """Commit the commands; a command failing on its own content gets its error in its place.
+
+        Such a command may have written before it failed, so the transaction is rolled back and
+        applied again without it; this costs nothing while commands are sound.
+        """
         now = time.time()
+        failed: dict[int, InvalidCommandError] = {}
+        while True:
+            try:
+                return self._transaction(db, commands, now, failed)
+            except _CommandFailed as exc:
+                failed[exc.index] = exc.error
+            except sqlite3.Error as exc:  # BEGIN or COMMIT failed, or a command met a store fault
+                raise self._fault(exc) from exc
+
+    def _transaction(self, db: sqlite3.Connection, commands: Sequence[Command], now: float,
+                     failed: dict[int, InvalidCommandError]) -> list[object]:
         results: list[object] = []
+        if db.in_transaction:  # a rollback that failed earlier left it open
+            db.execute("ROLLBACK")
         db.execute("BEGIN IMMEDIATE")
         try:
-            for command in commands:
+            for index, command in enumerate(commands):
+                if index in failed:
+                    results.append(failed[index])
+                    continue
                 try:
                     results.append(getattr(self, "_" + type(command).__name__)(db, command, now))
                 except REFUSALS as exc:
                     results.append(exc)
+                except Exception as exc:
+                    if _store_fault(exc):
+                        raise
+                    raise _CommandFailed(index, invalid(command, exc)) from exc
             db.execute("COMMIT")
         except BaseException:
             self._batch_claims.clear()
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # SQLite ends some failed transactions itself (disk full, I/O)
+                try:
+                    db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass  # the error that matters is the one being raised; the next batch retries
             raise
         self._last_claim.update(self._batch_claims)
         self._batch_claims.clear()
@@ -323,7 +409,7 @@ class SqliteExecutionLog(LogBase):
             "completed_at = excluded.completed_at, tries = excluded.tries, retry_at = excluded.retry_at "
             "WHERE steps.status != 'COMPLETE'",
             (flow_id, s.position, s.name, s.args_hash, s.status, s.result,
-             None if s.error is None else dumps(s.error), s.attempt, now, s.tries, s.retry_at))
+             None if s.error is None else dump_failure(s.error), s.attempt, now, s.tries, s.retry_at))
         return StepRecord(s.position, s.name, s.args_hash, s.status, s.result, s.error, s.attempt, now,
                           s.tries, s.retry_at)
 
@@ -355,12 +441,12 @@ class SqliteExecutionLog(LogBase):
 
     def _FinishFlow(self, db, c: FinishFlow, now: float) -> None:
         self._end(db, c.flow_id, c.epoch, c.status, "result = ?, error = ?, ready_at = NULL, waiting_on = NULL",
-                  (c.result, None if c.error is None else dumps(c.error)))
+                  (c.result, None if c.error is None else dump_failure(c.error)))
 
     def _SuspendFlow(self, db, c: SuspendFlow, now: float) -> None:
         self._end(db, c.flow_id, c.epoch, FlowStatus.SUSPENDED,
                   "ready_at = ?, attempt = coalesce(?, attempt), error = coalesce(?, error), waiting_on = NULL",
-                  (c.ready_at, c.attempt, None if c.error is None else dumps(c.error)))
+                  (c.ready_at, c.attempt, None if c.error is None else dump_failure(c.error)))
 
     def _AwaitSignal(self, db, c: AwaitSignal, now: float) -> StepRecord | None:
         done = self._recorded(db, c.flow_id, c.epoch, c.step.position)
@@ -411,7 +497,7 @@ class SqliteExecutionLog(LogBase):
             db.execute("UPDATE flows SET cancel_requested = 1, updated_at = ? WHERE flow_id = ?", (now, c.flow_id))
         else:
             db.execute("UPDATE flows SET status = 'CANCELLED', ready_at = NULL, waiting_on = NULL, error = ?, "
-                       "updated_at = ? WHERE flow_id = ?", (dumps(Failure.cancelled(c.flow_id)), now, c.flow_id))
+                       "updated_at = ? WHERE flow_id = ?", (dump_failure(Failure.cancelled(c.flow_id)), now, c.flow_id))
             if flow.parent_id is not None:
                 self._wake(db, flow.parent_id, f"child:{c.flow_id}")
         for (child_id,) in db.execute("SELECT flow_id FROM flows WHERE parent_id = ? AND status NOT IN "

@@ -465,7 +465,7 @@ def test_cancelling_a_parent_cancels_its_waiting_child(make_store):
         await store.schedule_flow("p", "Parent", codec.encode({"n": 1}))
         claim, = await store.claim("w", 1, 30.0, flow_id="p")
         from ergon_actors.core import StepRecord
-        from ergon_actors.wire import ScheduleFlow
+        from ergon_actors.storage.commands import ScheduleFlow
         assert await store.invoke_child("p", claim.flow.epoch, StepRecord(1, "child:Child", 0),
                                         ScheduleFlow("p/1", "Child", codec.encode({"n": 1}))) is None
         assert await store.cancel_flow("p") == "CANCELLED"

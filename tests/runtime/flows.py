@@ -107,3 +107,20 @@ class RetryingFlow:
     @flow
     async def run(self) -> str:
         return await self.call()
+
+
+@dataclass
+@flow_type
+class SizedFlow:
+    """Returns `size` bytes, made by a step (`in_step`) or by the flow itself."""
+
+    size: int
+    in_step: bool = True
+
+    @step
+    async def make(self) -> bytes:
+        return b"x" * self.size
+
+    @flow
+    async def run(self) -> bytes:
+        return await self.make() if self.in_step else b"x" * self.size

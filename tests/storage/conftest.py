@@ -2,7 +2,7 @@
 
 pytest-asyncio is not used. A test writes an async body taking the connected store and hands it
 to `store.run(body)`, which opens the store, runs the body and closes the store, all on one fresh
-event loop (aiosqlite binds its connection to the loop that opened it):
+event loop:
 
     def test_something(store):
         async def body(log):

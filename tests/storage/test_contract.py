@@ -13,10 +13,11 @@ from dataclasses import replace
 import pytest
 
 from ergon_actors.core import Failure, FlowStatus, StepRecord, StepStatus
-from ergon_actors.errors import (FencedError, FlowBusyError, FlowNotFoundError, TimeoutExpired)
+from ergon_actors.errors import (FencedError, FlowBusyError, FlowNotFoundError, InvalidCommandError,
+                                 TimeoutExpired)
 from ergon_actors.storage import LogBase
-from ergon_actors.wire import (AppendStep, Claim, ClaimFlows, CountFlows, FinishFlow, GetFlow,
-                               LoadSteps, ScheduleFlow, Scheduled, SuspendFlow)
+from ergon_actors.storage.commands import (AppendStep, Claim, ClaimFlows, CountFlows, FinishFlow, GetFlow,
+                                           LoadSteps, ScheduleFlow, Scheduled, SuspendFlow)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -693,4 +694,22 @@ def test_batch_commands_apply_in_order(store):
         assert scheduled == Scheduled("a", True)
         assert ids(claims) == ["a"]
         assert count.get(FlowStatus.RUNNING) == 1 and count.get(FlowStatus.PENDING, 0) == 0
+    store.run(body)
+
+
+def test_a_command_with_bad_content_fails_alone_in_its_place(store):
+    async def body(log):
+        results = await log.execute([ScheduleFlow("a", "Order", b"a"), GetFlow([1, 2]),
+                                     ScheduleFlow("b", "Order", b"b")])
+        assert isinstance(results[1], InvalidCommandError), results[1]
+        assert results[1].command == "GetFlow" and "GetFlow" in str(results[1])
+        assert results[0] == Scheduled("a", True) and results[2] == Scheduled("b", True)
+        with pytest.raises(InvalidCommandError):
+            await log.get_flow([1, 2])
+        # callers sharing a transaction (group commit) are not failed by another's bad command
+        bad, good = await asyncio.gather(log.execute([GetFlow({"x": 1}), ScheduleFlow("c", "Order", b"c")]),
+                                         log.execute([ScheduleFlow("d", "Order", b"d")]))
+        assert isinstance(bad[0], InvalidCommandError) and bad[1] == Scheduled("c", True)
+        assert good == [Scheduled("d", True)]
+        assert [f.flow_id for f in await log.list_flows()] == ["a", "b", "c", "d"]
     store.run(body)

@@ -13,8 +13,8 @@ import pytest
 
 from ergon_actors.core import Failure, FlowStatus, StepStatus
 from ergon_actors.errors import FencedError, FlowCancelledError, FlowNotFoundError
-from ergon_actors.wire import (AppendStep, AwaitSignal, CancelFlow, FinishFlow, InvokeChild,
-                               ScheduleFlow, SuspendFlow)
+from ergon_actors.storage.commands import (AppendStep, AwaitSignal, CancelFlow, FinishFlow, InvokeChild,
+                                           ScheduleFlow, SuspendFlow)
 
 from .test_contract import LEASE, claim_one, ids, poll_claim, step, without_time
 

@@ -4,19 +4,22 @@ when Redis cannot be reached, indexes that always agree with the flows, claims t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import statistics
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
 
 from ergon_actors.core import FlowStatus, StepRecord
 from ergon_actors.errors import ConfigError, StoreUnavailableError
 from ergon_actors.storage import open_store
+from ergon_actors.storage.commands import ClaimFlows, ScheduleFlow
 from ergon_actors.storage.redis import RedisExecutionLog
-from ergon_actors.wire import ClaimFlows, ScheduleFlow
 
 from ..redis_server import RedisServer, empty_store, free_port
 
@@ -134,6 +137,78 @@ def test_a_redis_that_stops_answering_is_store_unavailable_after_the_timeout(own
             assert (await log.get_flow("a")).status == FlowStatus.PENDING
         finally:
             await log.close()
+
+    asyncio.run(body())
+
+
+@contextlib.asynccontextmanager
+async def out_of_memory(url: str) -> AsyncIterator[None]:
+    """Redis refuses every write (maxmemory reached, noeviction) inside the block."""
+    raw = aioredis.Redis.from_url(url)
+    await raw.config_set("maxmemory", 1)
+    try:
+        yield
+    finally:
+        await raw.config_set("maxmemory", 0)
+        await raw.aclose()
+
+
+@contextlib.asynccontextmanager
+async def busy_in_a_script(url: str) -> AsyncIterator[None]:
+    """A script loops inside the block, so Redis answers BUSY to everyone else."""
+    raw, spinner = aioredis.Redis.from_url(url), aioredis.Redis.from_url(url)
+    await raw.config_set("busy-reply-threshold", 50)  # ms before others are told BUSY
+    spin = asyncio.create_task(spinner.eval("while true do end", 0))
+    try:
+        deadline = time.monotonic() + 10
+        while not await answers_busy(raw):
+            assert time.monotonic() < deadline, "Redis never became busy"
+            await asyncio.sleep(0.01)
+        yield
+    finally:
+        await raw.script_kill()
+        with pytest.raises(ResponseError, match="killed"):
+            await spin
+        await spinner.aclose()
+        await raw.aclose()
+
+
+async def answers_busy(raw: aioredis.Redis) -> bool:
+    try:
+        await raw.ping()
+    except ResponseError as exc:
+        return "BUSY" in str(exc)
+    return False
+
+
+@pytest.mark.parametrize("fault, words", [(out_of_memory, "OOM"), (busy_in_a_script, "BUSY")])
+def test_a_redis_refusing_work_is_store_unavailable_and_the_same_store_recovers(own_server, fault, words):
+    async def body():
+        log = await RedisExecutionLog(own_server.url, timeout=5).connect()
+        try:
+            await log.schedule_flow("a", "Order", b"x")
+            async with fault(own_server.url):
+                with pytest.raises(StoreUnavailableError, match=words) as info:
+                    await log.schedule_flow("b", "Order", b"x")
+                assert own_server.url in str(info.value)
+            assert (await log.schedule_flow("b", "Order", b"x")).created is True
+        finally:
+            await log.close()
+
+    asyncio.run(body())
+
+
+def test_repr_names_the_url_without_its_password_and_whether_connected(redis_server):
+    secret = RedisExecutionLog("redis://user:s3cret@127.0.0.1:6379/0", prefix="app")
+    assert repr(secret) == "RedisExecutionLog('redis://user:***@127.0.0.1:6379/0', prefix='app', connected=False)"
+
+    async def body():
+        log = await empty_store(redis_server.url, "repr")
+        try:
+            assert repr(log) == f"RedisExecutionLog({redis_server.url!r}, prefix='repr', connected=True)"
+        finally:
+            await log.close()
+        assert repr(log).endswith("connected=False)")
 
     asyncio.run(body())
 

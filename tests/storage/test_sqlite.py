@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import sqlite3
+import subprocess
+import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,10 +18,13 @@ import pytest
 from ergon_actors.core import FlowStatus, StepRecord
 from ergon_actors.errors import ConfigError, SchemaVersionError, StoreError
 from ergon_actors.storage import InMemoryExecutionLog, SqliteExecutionLog, open_store
+from ergon_actors.storage.commands import ClaimFlows
 from ergon_actors.storage.sqlite import SCHEMA_VERSION
-from ergon_actors.wire import ClaimFlows
+from ergon_actors.storage.sqlite_thread import ConnectionThread
 
 pytestmark = pytest.mark.timeout(60)
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(coro):
@@ -259,3 +267,123 @@ def test_two_connections_to_one_file_never_claim_the_same_flow(tmp_path):
 
     claimed = run(body())
     assert sorted(claimed) == sorted(f"f{i}" for i in range(20))
+
+
+def test_a_missing_folder_is_created(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    async def body():
+        for path in ("data/x.db", tmp_path / "deep" / "er" / "y.db"):
+            log = await SqliteExecutionLog(path).connect()
+            try:
+                await log.schedule_flow("a", "Order", b"x")
+            finally:
+                await log.close()
+
+    run(body())
+    assert raw(tmp_path / "data" / "x.db", "SELECT flow_id FROM flows") == [("a",)]
+    assert raw(tmp_path / "deep" / "er" / "y.db", "SELECT flow_id FROM flows") == [("a",)]
+
+
+def test_a_folder_that_cannot_be_created_is_a_store_error_naming_the_path(tmp_path):
+    (tmp_path / "data").write_text("a file where the folder should be")
+    path = tmp_path / "data" / "x.db"
+    with pytest.raises(StoreError, match="folder") as info:
+        run(SqliteExecutionLog(path).connect())
+    assert str(path) in str(info.value)
+
+
+def test_repr_names_the_store_its_file_and_whether_it_is_connected(tmp_path):
+    path = tmp_path / "store.db"
+
+    async def body():
+        log = SqliteExecutionLog(path, synchronous="normal")
+        assert repr(log) == f"SqliteExecutionLog({str(path)!r}, synchronous='NORMAL', connected=False)"
+        await log.connect()
+        try:
+            assert repr(log) == f"SqliteExecutionLog({str(path)!r}, synchronous='NORMAL', connected=True)"
+        finally:
+            await log.close()
+        assert repr(log).endswith("connected=False)")
+        memory = await SqliteExecutionLog.in_memory()
+        try:
+            assert repr(memory) == "SqliteExecutionLog(in-memory, synchronous='FULL', connected=True)"
+        finally:
+            await memory.close()
+        plain = InMemoryExecutionLog()
+        await plain.schedule_flow("a", "Order", b"x")
+        assert (repr(plain), str(plain)) == ("InMemoryExecutionLog(flows=1)", "InMemoryExecutionLog")
+
+    run(body())
+
+
+EXIT_SCRIPT = """
+import asyncio, sys
+from ergon_actors.storage import SqliteExecutionLog
+
+async def main(path, ending):
+    log = await SqliteExecutionLog(path).connect()
+    await log.schedule_flow("written", "Order", b"x")
+    if ending == "raise":
+        raise RuntimeError("the script failed with its store open")
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+@pytest.mark.parametrize("ending, exit_code", [("raise", 1), ("return", 0)])
+def test_a_script_ending_with_its_store_open_exits_promptly(tmp_path, ending, exit_code):
+    path = tmp_path / "store.db"
+    proc = subprocess.Popen([sys.executable, "-c", EXIT_SCRIPT, str(path), ending], cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        _, err = proc.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail(f"a script that {ending}s with its SQLite store open did not exit within 15 s")
+    assert proc.returncode == exit_code, err
+    assert ("the script failed" in err) == (ending == "raise")
+    assert raw(path, "SELECT flow_id FROM flows") == [("written",)]
+
+
+def store_threads(path: Path) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == f"ergon-sqlite {path}"]
+
+
+def test_a_store_dropped_without_close_ends_its_thread(tmp_path):
+    path = tmp_path / "store.db"
+
+    async def open_and_drop():
+        log = await SqliteExecutionLog(path).connect()
+        await log.schedule_flow("a", "Order", b"x")
+        assert len(store_threads(path)) == 1
+
+    run(open_and_drop())
+    gc.collect()
+    deadline = time.monotonic() + 10
+    while store_threads(path):
+        assert time.monotonic() < deadline, "the connection thread of a dropped store is still running"
+        time.sleep(0.01)
+    assert raw(path, "SELECT flow_id FROM flows") == [("a",)]
+
+
+def test_close_finishes_the_work_queued_before_it(tmp_path):
+    path = tmp_path / "store.db"
+    raw(path, "CREATE TABLE t (n INTEGER)")
+
+    async def body():
+        conn = ConnectionThread(str(path))
+        def insert(n: int) -> Callable[[sqlite3.Connection], int]:
+            return lambda db: db.execute("INSERT INTO t VALUES (?)", (n,)).rowcount
+
+        calls = [asyncio.create_task(conn.run(insert(n))) for n in range(50)]
+        await asyncio.sleep(0)  # every call is queued on the thread
+        await conn.close()
+        assert all(call.done() for call in calls)
+        return [call.result() for call in calls]
+
+    assert run(body()) == [1] * 50
+    assert raw(path, "SELECT count(*) FROM t") == [(50,)]
+    assert not store_threads(path)

@@ -1,0 +1,227 @@
+"""The journal's commands and their results, and the codec that carries them between actors.
+
+A command is a frozen dataclass; every store executes them (`ExecutionLog.execute`) and the
+journal client sends them to the journal actor over ZeroMQ. `pack` and `unpack` encode the
+envelopes of that traffic; `wire.Codec` decodes them bounded and checks every field's type, so
+a store never sees a malformed command. What the stores keep on disk is encoded by
+`storage.records`, not by this codec.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, get_args
+
+from ..core import Failure, FlowRecord, StepRecord
+from ..wire import Codec
+
+__all__ = ["ScheduleFlow", "ClaimFlows", "RenewLeases", "ReleaseWorker", "AppendStep", "FinishFlow",
+           "SuspendFlow", "AwaitSignal", "SendSignal", "InvokeChild", "CancelFlow", "WaitingSignals",
+           "GetFlow", "LoadSteps", "ListFlows", "CountFlows", "Scheduled", "Claim", "Command",
+           "COMMAND_TYPES", "EXT_TYPES", "CODEC", "pack", "unpack", "pack_within"]
+
+# -- commands (nouns) ------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class ScheduleFlow:
+    """Create a flow unless flow_id exists (the idempotency key). Result: Scheduled."""
+
+    flow_id: str
+    flow_type: str
+    args: bytes
+    version: str | None = None
+    ready_at: float | None = None
+    parent_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimFlows:
+    """Lease up to `limit` runnable flows to a worker. Result: list[Claim].
+
+    Runnable: PENDING or SUSPENDED with ready_at due, or RUNNING with an expired lease. A claim
+    bumps the flow's epoch. Re-sending the same request_id returns the same claims. With flow_id
+    set only that flow is claimed; `steal` takes it even from a live lease (FlowBusyError if not).
+    """
+
+    worker_id: str
+    request_id: str
+    limit: int
+    lease_seconds: float
+    flow_types: tuple[str, ...] | None = None
+    flow_id: str | None = None
+    steal: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RenewLeases:
+    """Extend the leases of worker_id's RUNNING flows among flow_ids (all of them if None).
+
+    Result: number renewed. Workers name the flows they run, so a flow leased by an answer
+    that never reached its worker is not kept alive: its lease lapses and it runs elsewhere.
+    """
+
+    worker_id: str
+    lease_seconds: float
+    flow_ids: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseWorker:
+    """Return every RUNNING flow of worker_id to PENDING at once. Result: number released."""
+
+    worker_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AppendStep:
+    """Journal a step. Result: None. A COMPLETE step is never overwritten (a re-send is a no-op)."""
+
+    flow_id: str
+    epoch: int
+    step: StepRecord
+
+
+@dataclass(frozen=True, slots=True)
+class FinishFlow:
+    """End a flow COMPLETE, FAILED or CANCELLED. Result: None. Idempotent for its epoch."""
+
+    flow_id: str
+    epoch: int
+    status: str
+    result: bytes | None = None
+    error: Failure | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SuspendFlow:
+    """Park a flow until ready_at (None: until woken). Result: None.
+
+    With attempt set, the flow starts that attempt when it runs again (a retry), and error
+    records why the previous attempt failed.
+    """
+
+    flow_id: str
+    epoch: int
+    ready_at: float | None
+    attempt: int | None = None
+    error: Failure | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AwaitSignal:
+    """Take the signal `signal` for the step at step.position, or suspend the flow until it comes.
+
+    Result: the journaled StepRecord (the signal's payload as its result), or None when the flow
+    is now SUSPENDED waiting for it (until ready_at, if set: the wait's timeout).
+    """
+
+    flow_id: str
+    epoch: int
+    step: StepRecord
+    signal: str
+    ready_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SendSignal:
+    """Store a signal and wake the flow waiting for it. Result: False if the name was already
+    sent (a signal is delivered once)."""
+
+    name: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class InvokeChild:
+    """Schedule `child` (unless it exists) and wait for it at step.position.
+
+    Result: the journaled StepRecord once the child has ended (its result, or its error as a
+    FAILED step), or None when the parent is now SUSPENDED until the child ends.
+    """
+
+    flow_id: str
+    epoch: int
+    step: StepRecord
+    child: ScheduleFlow
+
+
+@dataclass(frozen=True, slots=True)
+class CancelFlow:
+    """Cancel a flow and its live children. Result: the flow's status afterwards (RUNNING means
+    cancel requested: it stops at its next step boundary)."""
+
+    flow_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingSignals:
+    """Result: the names of the signals that suspended flows wait for."""
+
+    limit: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class GetFlow:
+    """Result: the FlowRecord, or None."""
+
+    flow_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class LoadSteps:
+    """Result: the flow's StepRecords by position."""
+
+    flow_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ListFlows:
+    """Result: up to `limit` FlowRecords, oldest first, optionally of one status."""
+
+    status: str | None = None
+    limit: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class CountFlows:
+    """Result: {status: count} plus "due": flows that are runnable now.
+
+    With `limit`, every count stops at limit (cheap on a big store: limit=1 tells idle from busy).
+    """
+
+    limit: int | None = None
+
+
+# -- results ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Scheduled:
+    flow_id: str
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A leased flow with its journal so far: the worker replays without another round trip."""
+
+    flow: FlowRecord
+    steps: tuple[StepRecord, ...]
+
+
+Command = (ScheduleFlow | ClaimFlows | RenewLeases | ReleaseWorker | AppendStep | FinishFlow
+           | SuspendFlow | AwaitSignal | SendSignal | InvokeChild | CancelFlow | WaitingSignals
+           | GetFlow | LoadSteps | ListFlows | CountFlows)
+COMMAND_TYPES: tuple[type, ...] = get_args(Command)
+
+# The wire format: each class's ext code. Never renumber or reuse a code; give a new type a new one.
+EXT_TYPES: tuple[tuple[int, type], ...] = (
+    (64, Failure), (65, FlowRecord), (66, StepRecord), (67, Scheduled), (68, Claim),
+    (69, ScheduleFlow), (70, ClaimFlows), (71, RenewLeases), (72, ReleaseWorker), (73, AppendStep),
+    (74, FinishFlow), (75, SuspendFlow), (76, GetFlow), (77, LoadSteps), (78, ListFlows),
+    (79, CountFlows), (80, AwaitSignal), (81, SendSignal), (82, InvokeChild), (83, CancelFlow),
+    (84, WaitingSignals),
+)
+CODEC = Codec(EXT_TYPES)
+pack: Callable[[str, Any], bytes] = CODEC.pack
+unpack: Callable[[bytes], tuple[str, Any]] = CODEC.unpack
+pack_within = CODEC.pack_within
