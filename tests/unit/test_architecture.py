@@ -62,15 +62,6 @@ def test_public_names_are_exported_once_and_importable():
         assert getattr(ergon_actors, name) is not None
 
 
-# Known cycles, each with the reason it is still here. Nothing else may be added.
-KNOWN_CYCLES = [
-    # decorators.py imports executor.child and executor.context inside functions (to call steps
-    # and child flows); executor.child imports definition_of/encode_args from decorators. It
-    # goes once FlowDefinition, definition_of and encode_args live in executor/definition.py.
-    {"ergon_actors.decorators", "ergon_actors.executor.child"},
-]
-
-
 def module_name(path: Path, root: Path = PACKAGE) -> str:
     parts = path.relative_to(root.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
@@ -131,8 +122,8 @@ def import_cycles(root: Path = PACKAGE) -> list[set[str]]:
 
 
 def test_no_import_cycles():
-    unexpected = [sorted(c) for c in import_cycles() if c not in KNOWN_CYCLES]
-    assert not unexpected, f"modules importing each other in a ring: {unexpected}"
+    cycles = [sorted(c) for c in import_cycles()]
+    assert not cycles, f"modules importing each other in a ring: {cycles}"
 
 
 def test_the_cycle_check_finds_a_ring_also_through_imports_inside_functions(tmp_path):
