@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any, cast
 
 import zmq
 import zmq.asyncio
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 
 COMMAND_TYPES = tuple(Command.__args__)
 MAX_MESSAGES = 4096  # messages folded into one transaction at most
+Batch = list[tuple[bytes, list[tuple[Any, Any]]]]  # (client identity, [(request id, command)])
 
 
 class Journal(Actor):
@@ -41,7 +43,7 @@ class Journal(Actor):
         store = await open_store(settings.store, synchronous=settings.synchronous)
         self.resources.push_async_callback(store.close)
         self.store = store if self.spec.store_wrapper is None else self.spec.store_wrapper.apply(store)
-        self.stats = {"commits": 0, "commands": 0, "fenced": 0, "malformed": 0, "largest": 0}
+        self.stats = {"commits": 0, "commands": 0, "fenced": 0, "largest": 0}
         self.claimers: dict[bytes, float] = {}  # clients that claim flows, by when they last did
         self.failing_since: float | None = None
         self.store_error = ""
@@ -54,14 +56,14 @@ class Journal(Actor):
 
     def statistics(self) -> JournalStats:
         s = self.stats
-        return JournalStats(s["commits"], s["commands"], s["largest"], s["fenced"], s["malformed"],
+        return JournalStats(s["commits"], s["commands"], s["largest"], s["fenced"], self.drops.total,
                             self.failing_since, self.store_error)
 
-    async def _collect(self) -> list[tuple[bytes, list]]:
-        batch = []
+    async def _collect(self) -> Batch:
+        batch: Batch = []
         until = time.monotonic() + self.settings.heartbeat_interval  # slow messages must not delay heartbeats
         while (len(batch) < MAX_MESSAGES and time.monotonic() < until
-               and self.sock.getsockopt(zmq.EVENTS) & zmq.POLLIN):
+               and cast(int, self.sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN):
             identity, *frames = await self.sock.recv_multipart()
             try:
                 if len(frames) != 1:
@@ -72,16 +74,14 @@ class Journal(Actor):
                 requests = [(rid, c) for rid, c in body]
             except (ProtocolError, TypeError, ValueError) as exc:
                 self.drops.drop(identity.hex(), exc)
-                self.stats["malformed"] = self.drops.total
                 continue
             for _, command in requests:
                 if type(command) is ProtocolError:  # answered with this error, and counted
                     self.drops.drop(identity.hex(), command)
-                    self.stats["malformed"] = self.drops.total
             batch.append((identity, requests))
         return batch
 
-    async def _commit(self, batch: list[tuple[bytes, list]]) -> None:
+    async def _commit(self, batch: Batch) -> None:
         commands = [c for _, requests in batch for _, c in requests if isinstance(c, COMMAND_TYPES)]
         if not commands and not batch:
             return
@@ -105,7 +105,7 @@ class Journal(Actor):
             self.sock.send_multipart((identity, pack("rep", answers)))
         self._wake_claimers(batch, commands)
 
-    def _wake_claimers(self, batch: list[tuple[bytes, list]], commands: list[Command]) -> None:
+    def _wake_claimers(self, batch: Batch, commands: list[Command]) -> None:
         """Tell every claiming client that runnable work was just committed, so it claims now
         instead of at its next poll."""
         now = time.monotonic()
