@@ -7,17 +7,20 @@ import asyncio
 import importlib
 import json
 import logging
-import signal
 import sys
+import time
 from enum import IntEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import codec
-from .config import DEFAULT_STORE, Settings
+from .config import DEFAULT_STORE, Settings, public_store_url
 from .core import FlowRecord
 from .decorators import definition_of
 from .errors import (ConfigError, ErgonError, FlowDefinitionError, FlowNotFoundError,
                      RestartIntensityError, StoreError, UnknownFlowTypeError)
+
+if TYPE_CHECKING:
+    from .runtime.snapshot import Snapshot
 
 __all__ = ["main", "build_parser", "ExitCode"]
 
@@ -68,8 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     schedule.add_argument("--id", dest="flow_id", help="flow id (idempotency key); default: a new UUID")
     schedule.add_argument("--delay", type=float, help="run no sooner than this many seconds from now")
 
-    status = command("status", "Flows by status, and the workers holding flows.")
-    status.add_argument("--json", action="store_true", help="every flow's id, class, status, result or error")
+    status = command("status", "Flows by status, the workers holding flows, and the supervisors running "
+                               "on the store on this host: their actors, pids, restarts and figures.")
+    status.add_argument("--json", action="store_true", help="also every flow's id, class, status, result or "
+                        "error, and each supervisor's status snapshot")
     status.add_argument("--limit", type=int, default=1000, help="flows listed with --json (default 1000)")
 
     send = command("signal", "Send a signal to the flow waiting for NAME (kept until one waits).")
@@ -130,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     except ErgonError as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return ExitCode.ERROR
+    except KeyboardInterrupt:  # before `run` handles interrupts itself: nothing was started yet
+        print("interrupted", file=sys.stderr)
+        return ExitCode.INTERRUPTED
 
 
 def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
@@ -137,50 +145,21 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    from .runtime import Supervisor
+    from .runtime import Supervisor, serve
+    from .runtime.worker import discover_flows
 
     settings = _settings(args, workers=args.workers, concurrency=args.concurrency,
                          synchronous=args.synchronous, lease_seconds=args.lease_seconds, grace=args.grace)
-    from .runtime.worker import discover_flows
-    discover_flows(args.modules)  # fail here, with one clear message, rather than in every worker
-    await _counts(settings)  # likewise for a store that cannot be opened
-    sup = Supervisor(args.modules, settings)
-    loop = asyncio.get_running_loop()
-    interrupted, forced = asyncio.Event(), asyncio.Event()
-    started = False
 
-    def on_signal() -> None:
-        if interrupted.is_set():
-            forced.set()
-            print("second interrupt: stopping now", file=sys.stderr)
-            asyncio.ensure_future(sup.shutdown(grace=0))
-            return
-        interrupted.set()
-        print(f"draining (up to {settings.grace:g}s); interrupt again to stop now", file=sys.stderr)
-        if started:
-            asyncio.ensure_future(sup.shutdown())
+    async def check() -> None:
+        discover_flows(args.modules)  # fail here, with one clear message, rather than in every worker
+        await _counts(settings)  # likewise for a store that cannot be opened
 
-    for signum in (signal.SIGINT, signal.SIGTERM):  # before start: workers claim as soon as ready
-        loop.add_signal_handler(signum, on_signal)
-    await sup.start()
-    started = True
-    if interrupted.is_set():
-        await sup.shutdown()
-    if args.until_idle:
-        idle = asyncio.ensure_future(sup.wait_until_idle())
-        closed = asyncio.ensure_future(sup.wait_closed())
-        await asyncio.wait({idle, closed}, return_when=asyncio.FIRST_COMPLETED)
-        await sup.shutdown()  # at once if idle; waits for a shutdown already under way
-        closed.cancel()
-        await asyncio.gather(closed, return_exceptions=True)
-        await sup.wait_closed()  # raises what made the supervisor give up, if anything
-        if idle.done() and not idle.cancelled() and idle.exception() is not None:
-            raise idle.exception()
-        idle.cancel()
-    await sup.wait_closed()
+    forced = await serve(Supervisor(args.modules, settings), until_idle=args.until_idle, prepare=check,
+                         notify=lambda line: print(line, file=sys.stderr))
     counts = await _counts(settings)
     print("flows: " + ", ".join(f"{k.lower()} {v}" for k, v in sorted(counts.items()) if k != "due"))
-    return ExitCode.INTERRUPTED if forced.is_set() else ExitCode.OK
+    return ExitCode.INTERRUPTED if forced else ExitCode.OK
 
 
 async def _counts(settings: Settings) -> dict[str, int]:
@@ -230,6 +209,7 @@ async def _schedule(args: argparse.Namespace) -> int:
 
 
 async def _status(args: argparse.Namespace) -> int:
+    from .runtime import rundir
     from .storage import open_store
 
     settings = _settings(args)
@@ -243,19 +223,45 @@ async def _status(args: argparse.Namespace) -> int:
     workers: dict[str, int] = {}
     for flow in running:
         workers[flow.owner or "?"] = workers.get(flow.owner or "?", 0) + 1
+    url = public_store_url(settings.store)
+    supervisors = [s for s in rundir.snapshots() if s.store == url]
     if args.json:
-        print(json.dumps({"counts": counts, "workers": workers, "flows": [_flow_json(f) for f in flows]},
-                         indent=2, default=str))
+        print(json.dumps({"counts": counts, "workers": workers, "flows": [_flow_json(f) for f in flows],
+                          "supervisors": [s.to_dict() for s in supervisors]}, indent=2, default=str))
         return ExitCode.OK
     total = sum(v for k, v in counts.items() if k != "due")
-    print(f"store: {settings.store}\nflows: {total}")
+    print(f"store: {url}\nflows: {total}")
     for status in ("PENDING", "RUNNING", "SUSPENDED", "COMPLETE", "FAILED", "CANCELLED"):
         print(f"  {status.lower():<10} {counts.get(status, 0)}")
     print(f"  {'due now':<10} {counts.get('due', 0)}")
     print(f"workers holding flows: {len(workers)}")
     for owner, n in sorted(workers.items()):
         print(f"  {owner}: {n}")
+    print(f"supervisors running on this store here: {len(supervisors)}")
+    for snap in supervisors:
+        _print_supervisor(snap)
     return ExitCode.OK
+
+
+def _print_supervisor(snap: Snapshot) -> None:
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(snap.started))
+    journal = snap.journal
+    store = "ok"
+    if journal.store_failing_since is not None:
+        since = time.strftime("%H:%M:%S", time.localtime(journal.store_failing_since))
+        store = f"failing since {since}: {journal.store_error}"
+    print(f"  pid {snap.pid} on {snap.host}, {snap.state} since {started}, {snap.restarts} restarts, "
+          f"{snap.dropped} malformed messages dropped")
+    print(f"    journal: {journal.commits} commits, {journal.commands_per_commit:.1f} commands per commit, "
+          f"{journal.fenced} writes refused, {journal.malformed} malformed messages dropped; store {store}")
+    print(f"    {'actor':<10} {'pid':>7} {'ready':<5} {'restarts':>8}  {'heartbeat':>9} {'rss MB':>7} {'cpu %':>6}  "
+          "exit codes")
+    for a in snap.actors:
+        beat = "-" if a.heartbeat_age is None else f"{a.heartbeat_age:.1f}s ago"
+        rss = "-" if a.rss_bytes is None else f"{a.rss_bytes / 2**20:.0f}"
+        cpu = "-" if a.cpu_percent is None else f"{a.cpu_percent:.0f}"
+        print(f"    {a.name:<10} {a.pid or '-':>7} {'yes' if a.ready else 'no':<5} {a.restarts:>8}  {beat:>9} "
+              f"{rss:>7} {cpu:>6}  {', '.join(str(c) for c in a.exit_codes) or '-'}")
 
 
 async def _inspect(args: argparse.Namespace) -> int:

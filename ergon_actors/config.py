@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass, fields, replace
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .errors import ConfigError
 
-__all__ = ["Settings", "DEFAULT_STORE", "DEFAULT_MAX_MESSAGE_SIZE", "check_store_url"]
+__all__ = ["Settings", "DEFAULT_STORE", "DEFAULT_MAX_MESSAGE_SIZE", "check_store_url", "public_store_url"]
 
 DEFAULT_STORE = "sqlite:///ergon.db"
 DEFAULT_MAX_MESSAGE_SIZE = 4 * 2**20
@@ -37,7 +37,6 @@ class Settings:
             sending more is disconnected. A request that cannot fit (a step result, a flow's
             arguments) fails with MessageTooLargeError; bigger batches travel in several messages.
         transport: "ipc" (one host) or "tcp" (loopback or configured interface).
-        fault_plan: actor faults for chaos tests, e.g. "journal:die_after_commits=50".
     """
 
     store: str = DEFAULT_STORE
@@ -55,7 +54,6 @@ class Settings:
     high_water_mark: int = 10_000
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     transport: str = "ipc"
-    fault_plan: str = ""
 
     def __post_init__(self) -> None:
         positive = ("workers", "concurrency", "lease_seconds", "heartbeat_interval", "hang_timeout",
@@ -109,6 +107,26 @@ def check_store_url(url: str) -> str:
     if parts.scheme.startswith("redis") and not parts.hostname:
         raise ConfigError(f"store URL {url!r}: a Redis URL needs a host, e.g. redis://127.0.0.1:6379/0")
     return parts.scheme
+
+
+def public_store_url(url: str) -> str:
+    """The store URL as it may be shown: any password masked, a SQLite path made absolute.
+
+    Every process naming the same store gets the same text, so it also identifies the store.
+    """
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        return "sqlite:///" + os.path.abspath(parts.path[1:])
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if parts.password is None and not any(k.lower() == "password" for k, _ in query):
+        return url
+    netloc = parts.netloc
+    if parts.password is not None:
+        host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host
+        netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    masked = urlencode([(k, "***" if k.lower() == "password" else v) for k, v in query], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, masked, parts.fragment))
 
 
 def _parse(name: str, kind: str, raw: str) -> object:

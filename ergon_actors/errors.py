@@ -148,17 +148,23 @@ class BrokenActorError(ErgonError):
 
 
 class RestartIntensityError(ErgonError):
-    """Raised when actors restarted more often than the restart intensity allows."""
+    """Raised when actors restarted more often than the restart intensity allows.
 
-    def __init__(self, actor: str, restarts: int, period: float, exit_codes: tuple[int, ...]) -> None:
-        codes = ", ".join(str(c) for c in exit_codes)
-        super().__init__(
-            f"actor {actor!r} restarted {restarts} times within {period:g}s "
-            f"(exit codes: {codes}); giving up")
-        self.actor = actor
-        self.restarts = restarts
+    `exits` holds (actor, exit code) of every restart in the window, oldest first.
+    """
+
+    def __init__(self, exits: tuple[tuple[str, int], ...], period: float) -> None:
+        by_actor: dict[str, list[int]] = {}
+        for actor, code in exits:
+            by_actor.setdefault(actor, []).append(code)
+        named = ", ".join(f"{actor} {len(codes)} {'time' if len(codes) == 1 else 'times'} "
+                          f"(exit codes: {', '.join(str(c) for c in codes)})"
+                          for actor, codes in sorted(by_actor.items()))
+        super().__init__(f"actors restarted {len(exits)} times within {period:g}s: {named}; giving up")
+        self.exits = exits
         self.period = period
-        self.exit_codes = exit_codes
+        self.actors = tuple(sorted(by_actor))
+        self.restarts = len(exits)
 
 
 class ProtocolError(ErgonError, ValueError):

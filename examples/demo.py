@@ -77,7 +77,7 @@ async def main(orders: int = 300) -> int:
         print(f"SIGKILLed {victim} (pid {pid}) in the middle of its steps")
         results = [await sup.result(flow_id, timeout=120) for flow_id in ids]
         elapsed = time.perf_counter() - started
-        restarts = sup.statistics().restarts
+        restarts = sup.snapshot().restarts
     runs = defaultdict(list)
     with open(ledger) as f:
         for line in f:

@@ -100,9 +100,11 @@ def supervisor(db: str, a, *, synchronous: str = "FULL", **extra) -> Supervisor:
 async def sample_rss(sup: Supervisor, peaks: dict[str, int], stop: asyncio.Event) -> None:
     """Keep the max RSS of each actor (by name) until stop is set; every 0.2 s."""
     while True:
-        for actor in sup.statistics().actors:
-            if actor.rss_bytes is not None:
-                peaks[actor.name] = max(peaks.get(actor.name, 0), actor.rss_bytes)
+        for name, pid in sup.pids().items():  # read here: the snapshot samples only per heartbeat
+            try:
+                peaks[name] = max(peaks.get(name, 0), psutil.Process(pid).memory_info().rss)
+            except psutil.Error:
+                pass
         if stop.is_set():
             return
         try:
@@ -125,7 +127,7 @@ async def throughput_supervisor(tmp: str, a, synchronous: str, store: str | None
         stop = asyncio.Event()
         sampler = asyncio.create_task(sample_rss(sup, peaks, stop))
         await asyncio.sleep(beat)
-        before = sup.statistics().journal
+        before = sup.snapshot().journal
         t0 = time.perf_counter()
         await schedule_noops(sup.client, "tp", a.flows, a.steps)
         await wait_complete(sup.client, a.flows, timeout_for(a.flows, a.steps))
@@ -133,15 +135,15 @@ async def throughput_supervisor(tmp: str, a, synchronous: str, store: str | None
         stop.set()
         await sampler
         await asyncio.sleep(beat)
-        after = sup.statistics().journal
-        roles = {x.name: x.role for x in sup.statistics().actors}
-    commits = after.get("commits", 0) - before.get("commits", 0)
-    commands = after.get("commands", 0) - before.get("commands", 0)
+        after = sup.snapshot().journal
+        roles = {x.name: x.role for x in sup.snapshot().actors}
+    commits = after.commits - before.commits
+    commands = after.commands - before.commands
     label = "Redis (AOF, appendfsync always)" if store else synchronous
     return {"case": f"supervisor W={a.workers} {label}", "seconds": seconds,
             "flows_per_s": a.flows / seconds, "steps_per_s": a.flows * a.steps / seconds,
             "journal_commits": commits, "commands_per_commit": commands / commits if commits else None,
-            "largest_commit": after.get("largest"),
+            "largest_commit": after.largest,
             "rss_max": {name: peaks[name] for name in sorted(peaks)}, "roles": roles}
 
 
@@ -221,7 +223,7 @@ async def section_latency(tmp: str, a) -> dict:
 # -- recovery ----------------------------------------------------------------------------------
 
 def all_ready(sup: Supervisor) -> bool:
-    return all(actor.ready for actor in sup.statistics().actors)
+    return all(actor.ready for actor in sup.snapshot().actors)
 
 
 async def wait_path(path: str, timeout: float) -> None:
@@ -258,7 +260,7 @@ async def section_recovery(tmp: str, a) -> dict:
             with open(resumed) as f:
                 gaps_ms.append((float(f.read()) - t0) * 1000)
             await sup.wait_for(key, timeout=30)
-        restarts = sup.statistics().restarts
+        restarts = sup.snapshot().restarts
     return {"kills": a.kills, "restarts": restarts, "p50_ms": pct(gaps_ms, 50), "p99_ms": pct(gaps_ms, 99),
             "max_ms": max(gaps_ms), "all_ms": [round(g, 1) for g in gaps_ms]}
 
@@ -269,7 +271,7 @@ async def section_queue_memory(tmp: str, a) -> dict:
     db = os.path.join(tmp, "queued.db")
     args = encode_args(bench_flows.Noop(a.steps))
     async with supervisor(db, a, synchronous="FULL") as sup:
-        journal = next(x for x in sup.statistics().actors if x.role == "journal")
+        journal = next(x for x in sup.snapshot().actors if x.role == "journal")
         proc = psutil.Process(journal.pid)
 
         async def probe() -> tuple[float, float]:

@@ -32,6 +32,7 @@ LEASE = 2.5            # the lease under test: longer than a journal restart, so
 PAUSE = (3.0, 4.0)     # a stopped worker stays stopped this long: past its lease
 INTERVAL = (0.4, 1.0)  # seconds between two faults
 TARGET_WAIT = 15.0     # how long a fault waits for its target to be up (a restart in progress)
+BUSY_WAIT = 2.0        # how long a worker fault waits for a worker holding flows, else hits an idle one
 ORPHAN_WAIT = 2.0      # a supervisor's children must be gone this long after it died
 
 
@@ -153,6 +154,7 @@ class Harness:
         """Restart a dead supervisor, count finished flows, note recoveries, report progress."""
         await self._restart_if_dead()
         self._watch(self.sup.descendants())
+        self.sup.observe()
         try:
             flows = await self.store.list_flows(limit=len(self.flow_ids) + 100_000)
         except Exception as exc:  # the store may be down (kill-redis): try again next tick
@@ -240,6 +242,11 @@ class Harness:
                               f"within {TARGET_WAIT:g}s")
             return
         running = await self._running()
+        deadline = time.monotonic() + BUSY_WAIT
+        while (role == "worker" and not {a.worker_id for a in candidates} & set(running.values())
+               and time.monotonic() < deadline and not self.all_done):
+            await asyncio.sleep(0.05)
+            running = await self._running()
         if role == "journal":
             victim, affected = candidates[0], frozenset(running)
         else:

@@ -1,4 +1,4 @@
-"""The processes a chaos run starts and hits: the supervisor (a `run` child), its actors, redis-server.
+"""The processes a chaos run starts and hits: the supervisor under test, its actors, redis-server.
 
 Every process is addressed by pid through a psutil handle, which refuses to signal a pid that
 was reused by another process. Processes started here get SIGKILL when the chaos process dies
@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import json
-import re
 import shutil
 import signal
 import socket
@@ -24,13 +22,10 @@ from pathlib import Path
 import psutil
 
 from ..errors import ErgonError
+from ..runtime import rundir
+from ..runtime.snapshot import Snapshot
 
 __all__ = ["ChaosError", "Actor", "SupervisorProcess", "RedisServer", "still_alive"]
-
-_READY = re.compile(rb"actor (\S+) ready \(pid (\d+)\)")
-_REFUSED = b"journal refused a write"
-_STARTED = b"supervisor started"
-
 
 class ChaosError(ErgonError):
     """Raised when a chaos run cannot be carried out (bad arguments, a process that will not start)."""
@@ -55,7 +50,7 @@ class Actor:
 
     @property
     def pid(self) -> int:
-        return self.proc.pid
+        return int(self.proc.pid)
 
     def signal(self, signum: int) -> bool:
         """Send a signal; False if the process is gone (its pid is never reused for another)."""
@@ -83,26 +78,26 @@ def still_alive(procs: list[psutil.Process], timeout: float) -> list[psutil.Proc
 
 
 class SupervisorProcess:
-    """`python -m ergon_actors -v run MODULES --store URL --workers W` as a child; restartable.
+    """The supervisor under test (ergon_actors.chaos.supervise) as a child process; restartable.
 
-    Each incarnation logs to its own file in `work_dir`; the log tells which actors are READY
-    and how many writes the journal refused for a stale epoch.
+    Each incarnation logs to its own file in `work_dir`. Its actors, their worker ids and the
+    writes its journal refused are read from the status snapshot it keeps in its run directory.
     """
 
     def __init__(self, modules: list[str], store: str, workers: int, env: dict[str, str],
-                 work_dir: Path, grace: float) -> None:
-        self.command = [sys.executable, "-m", "ergon_actors", "-v", "run", *modules, "--store", store,
+                 work_dir: Path, grace: float, fault_plan: str = "") -> None:
+        self.command = [sys.executable, "-m", "ergon_actors.chaos.supervise", *modules, "--store", store,
                         "--workers", str(workers), "--grace", str(grace)]
+        if fault_plan:
+            self.command += ["--fault-plan", fault_plan]
         self.env = env
         self.work_dir = work_dir
         self.incarnation = 0
         self.proc: asyncio.subprocess.Process | None = None
         self.handle: psutil.Process | None = None
         self.expected_exit = False
-        self._ready: set[int] = set()
-        self._up = False
-        self._offset = 0
-        self._refused = 0
+        self._run_dir: str | None = None
+        self._fenced: dict[tuple[int, int], int] = {}  # (incarnation, journal pid) -> writes refused
 
     @property
     def log_path(self) -> Path:
@@ -113,9 +108,9 @@ class SupervisorProcess:
         return self.proc is not None and self.proc.returncode is None
 
     async def start(self) -> None:
-        self._scan()
+        self.observe()
         self.incarnation += 1
-        self._ready, self._offset, self._up = set(), 0, False
+        self._run_dir = None
         self.expected_exit = False
         with open(self.log_path, "wb") as log:
             self.proc = await asyncio.create_subprocess_exec(
@@ -123,28 +118,35 @@ class SupervisorProcess:
                 preexec_fn=_die_with_parent, start_new_session=True)
         self.handle = psutil.Process(self.proc.pid)
 
-    def _scan(self) -> None:
-        """Read what the current log added: READY actors, refused writes."""
-        if self.incarnation == 0:
-            return
-        try:
-            with open(self.log_path, "rb") as f:
-                f.seek(self._offset)
-                data = f.read()
-        except FileNotFoundError:
-            return
-        end = data.rfind(b"\n") + 1
-        self._offset += end
-        chunk = data[:end]
-        self._ready.update(int(m.group(2)) for m in _READY.finditer(chunk))
-        self._refused += chunk.count(_REFUSED)
-        self._up = self._up or _STARTED in chunk
+    def snapshot(self) -> Snapshot | None:
+        """The current incarnation's last status snapshot (None before it wrote one)."""
+        if not self.running or self.proc is None:
+            return None
+        if self._run_dir is None:
+            for path in rundir.live():
+                snap = rundir.read_snapshot(path)
+                if snap is not None and snap.pid == self.proc.pid:
+                    self._run_dir = path
+                    return snap
+            return None
+        return rundir.read_snapshot(self._run_dir)
+
+    def observe(self) -> Snapshot | None:
+        """Read the snapshot and keep the journal's count of refused writes."""
+        snap = self.snapshot()
+        if snap is not None:
+            for info in snap.actors:
+                if info.role == "journal" and info.pid is not None:
+                    key = (self.incarnation, info.pid)
+                    self._fenced[key] = max(self._fenced.get(key, 0), snap.journal.fenced)
+        return snap
 
     @property
     def refused(self) -> int:
-        """Writes the journal refused for a stale epoch, over every incarnation so far."""
-        self._scan()
-        return self._refused
+        """Writes the journal refused for a stale epoch, over every incarnation so far (as last
+        reported: a journal killed between two snapshots takes its latest refusals along)."""
+        self.observe()
+        return sum(self._fenced.values())
 
     def actors(self, ready_only: bool = True) -> list[Actor]:
         """The current incarnation's live actors (READY ones only, by default), by name.
@@ -152,30 +154,15 @@ class SupervisorProcess:
         READY ones are listed only once the supervisor has started its whole pool: an actor
         that dies while `Supervisor.start()` is still waiting for the others is not restarted.
         """
-        if not self.running:
+        snap = self.observe()
+        if snap is None or self.handle is None or (ready_only and snap.state != "running"):
             return []
-        self._scan()
-        if ready_only and not self._up:
-            return []
-        found = []
         try:
-            children = self.handle.children()
+            children = {p.pid: p for p in self.handle.children()}
         except psutil.Error:
             return []
-        for child in children:
-            try:
-                argv = child.cmdline()
-            except psutil.Error:
-                continue
-            if len(argv) < 7 or argv[2] != "ergon_actors.runtime.actor":
-                continue
-            if ready_only and child.pid not in self._ready:
-                continue
-            try:
-                worker_id = json.loads(argv[6]).get("worker_id")
-            except ValueError:
-                worker_id = None
-            found.append(Actor(argv[3], argv[4], worker_id, child))
+        found = [Actor(info.role, info.name, info.worker_id, children[info.pid]) for info in snap.actors
+                 if info.pid in children and info.alive and (info.ready or not ready_only)]
         return sorted(found, key=lambda a: a.name)
 
     def descendants(self) -> list[psutil.Process]:

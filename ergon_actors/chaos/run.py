@@ -1,10 +1,10 @@
 """chaos_run: run flows under a real supervisor while faults hit it, then verify everything.
 
 The chaos process owns the store (a temporary SQLite file unless told otherwise), schedules the
-flows into it, and runs `python -m ergon_actors run MODULE` as a child process: that child is
-the supervisor under test, and its journal and workers are the actors the faults hit. Meanwhile
-the same flows run fault-free in this process (an in-process Worker on an in-memory store) to
-give the results every flow must end with.
+flows into it, and runs the supervisor under test as a child process (ergon_actors.chaos.supervise:
+`python -m ergon_actors run` plus the test-only fault plan); its journal and workers are the
+actors the faults hit. Meanwhile the same flows run fault-free in this process (an in-process
+Worker on an in-memory store) to give the results every flow must end with.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from ..runtime.worker import discover_flows
 from ..storage import InMemoryExecutionLog, check_store_url, open_store
 from ..storage.commands import GetFlow, LoadSteps, ScheduleFlow
 from .faults import FAULTS, LEASE, PAUSE, Harness, fault_schedule
+from .faulty import parse_plan
 from .ledger import LEDGER_ENV, mute, read_ledger, unmute
 from .procs import ChaosError, RedisServer, SupervisorProcess
 from .report import ChaosProgress, ChaosReport, RecoveryStats
@@ -84,7 +85,8 @@ async def chaos_run(module: str, flows: int | Sequence[object] = 50, *, schedule
         faults: kinds to inject (default: all the store allows): kill-worker, stop-worker,
             kill-journal, kill-supervisor, kill-redis.
         seed: seeds the fault schedule and the release times; the same seed replays them.
-        fault_plan: Settings.fault_plan for the actors: test-only, deliberately broken modes.
+        fault_plan: test only: break the journal's store on purpose ("journal:skip_fencing",
+            "journal:ack_before_commit=N"; see chaos.faulty) to see the verifier catch it.
         progress: called about twice a second with a ChaosProgress.
         keep: keep the work directory (store, ledger, logs) even when nothing was violated.
         settle_timeout: seconds the flows get to finish after the fault phase.
@@ -100,6 +102,7 @@ async def chaos_run(module: str, flows: int | Sequence[object] = 50, *, schedule
     started = time.monotonic()
     if workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
+    parse_plan(fault_plan)
     instances = load_flows(module, flows, seed, schedule) if isinstance(flows, int) else list(flows)
     if not instances:
         raise ConfigError("no flows to run")
@@ -124,7 +127,7 @@ async def chaos_run(module: str, flows: int | Sequence[object] = 50, *, schedule
     ledger_path = str(work / "ledger.jsonl")
     tag = uuid.uuid4().hex[:6]
     ids = [f"chaos-{seed}-{tag}-{i:04d}" for i in range(len(instances))]
-    sup = SupervisorProcess(modules, url, workers, _child_env(ledger_path, fault_plan), work, GRACE)
+    sup = SupervisorProcess(modules, url, workers, _child_env(ledger_path), work, GRACE, fault_plan)
     reference = asyncio.get_running_loop().create_task(_reference(instances, ids, classes, settle_timeout))
     handle = None
     harness = None
@@ -227,7 +230,7 @@ def _kinds(faults: Sequence[str] | None, own_redis: bool, url: str, notes: list[
     return tuple(wanted)
 
 
-def _child_env(ledger_path: str, fault_plan: str) -> dict[str, str]:
+def _child_env(ledger_path: str) -> dict[str, str]:
     """The supervisor's environment: the module importable, the ledger on, chaos-ready settings."""
     env = {k: v for k, v in os.environ.items() if k != "ERGON_STORE"}
     prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix}
@@ -244,7 +247,6 @@ def _child_env(ledger_path: str, fault_plan: str) -> dict[str, str]:
         "ERGON_MAX_RESTARTS": "1000000",                 # chaos kills far more than any policy allows
         "ERGON_RESTART_PERIOD": "1",
         "ERGON_READY_TIMEOUT": "10",
-        "ERGON_FAULT_PLAN": fault_plan,
     })
     return env
 

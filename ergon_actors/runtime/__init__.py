@@ -1,6 +1,8 @@
 """The actor runtime: supervisor, journal actor, worker actors and the journal client."""
 
 from .client import JournalClient
-from .supervisor import ActorInfo, Supervisor, SupervisorStatistics
+from .serve import serve
+from .snapshot import ActorInfo, Snapshot
+from .supervisor import Supervisor
 
-__all__ = ["Supervisor", "SupervisorStatistics", "ActorInfo", "JournalClient"]
+__all__ = ["Supervisor", "serve", "Snapshot", "ActorInfo", "JournalClient"]

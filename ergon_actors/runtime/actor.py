@@ -1,73 +1,222 @@
-"""The child side of an actor process: its link to the supervisor and its entry point.
+"""The actor base: one process, its link to the supervisor, READY, heartbeats, drain and stop.
 
-A child is started as `python -m ergon_actors.runtime.actor ROLE NAME PARENT_PID SPEC_JSON`.
-It dies with its parent, ignores SIGINT (the supervisor owns Ctrl-C), reports READY with
-its pid, sends heartbeats, and obeys control messages ("drain", "stop").
+A subclass (the journal, the worker) holds only its own work, in four hooks:
+
+- `on_start()`: open what the actor needs. An exception here is reported to the supervisor as
+  `Failed` and the process exits 78; once it returns, the base sends `Ready`.
+- `on_message()`: the actor's `inbox` socket has messages; take and handle them.
+- `on_tick()`: called every heartbeat interval on the actor's loop; raise to crash the actor.
+- `on_stop(grace)`: stop taking work, give work in flight `grace` seconds; returns how many
+  flows were cut mid-step. Resources are closed by `resources` (an AsyncExitStack), which runs
+  on every way out, a crash included.
+
+The base sends a `Heartbeat` with `statistics()` every heartbeat interval from a task of its
+own on the actor's loop: an actor awaiting a slow store keeps beating, one whose loop is
+blocked stops, and the supervisor kills it as hung. `Drain(grace)` or SIGTERM (with the
+configured grace) ends the loop and drains; `Stop` does so with no grace.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 import os
 import signal
-import sys
-from typing import Any
+import time
+from contextlib import AsyncExitStack
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar, cast
 
 import zmq
 import zmq.asyncio
 
-from ..wire import pack, unpack
-from .transport import die_with_parent, make_socket
+from ..config import Settings
+from ..errors import ProtocolError
+from ..storage.base import LogBase
+from .drops import DropCounter
+from .messages import (Drain, Drained, Failed, Heartbeat, JournalStats, Message, Ready, Stop, WorkerStats,
+                       decode, encode)
+from .rundir import write_private
+from .transport import make_socket
 
-__all__ = ["SupervisorLink", "main"]
+__all__ = ["Actor", "ActorSpec", "StoreWrapper", "SupervisorLink", "EXIT_OK", "EXIT_CRASHED", "EXIT_CONFIG"]
 
 log = logging.getLogger(__name__)
 
+EXIT_OK = 0
+EXIT_CRASHED = 1   # an unexpected error (logged with its traceback)
+EXIT_CONFIG = 78   # could not start: the supervisor got a Failed message saying why
+POLL = 0.1         # the longest the loop sleeps before it looks at a stop request again
+
+
+@dataclass(frozen=True, slots=True)
+class StoreWrapper:
+    """A callable the journal applies to its store, `target(store, argument)`, named "module:name".
+
+    For test harnesses only (the chaos verifier's deliberately broken stores): it is a Python
+    argument of `Supervisor`, never a setting or an environment variable.
+    """
+
+    target: str
+    argument: str = ""
+
+    def apply(self, store: LogBase) -> LogBase:
+        module, _, name = self.target.partition(":")
+        wrapped: LogBase = getattr(importlib.import_module(module), name)(store, self.argument)
+        return wrapped
+
+
+@dataclass(frozen=True, slots=True)
+class ActorSpec:
+    """What an actor process needs to start.
+
+    The supervisor writes it to a 0600 file in its 0700 run directory and passes only the
+    file's path on the command line: it holds the store URL, which may hold a password.
+    """
+
+    role: str
+    name: str            # NAME#INCARNATION, also the actor's identity on the supervisor's socket
+    parent_pid: int
+    supervisor: str      # the supervisor's control address
+    journal: str         # the journal's address
+    settings: Settings
+    modules: tuple[str, ...] = ()
+    worker_id: str = ""
+    sys_path: tuple[str, ...] = ()
+    log_level: str = "WARNING"
+    store_wrapper: StoreWrapper | None = None
+
+    def write(self, path: str) -> None:
+        """Write the spec to `path` (mode 0600), replacing any earlier one at once."""
+        write_private(path, json.dumps(asdict(self)))
+
+    @classmethod
+    def read(cls, path: str) -> ActorSpec:
+        with open(path) as f:
+            data: dict[str, Any] = json.load(f)
+        wrapper = data.pop("store_wrapper")
+        return cls(**{**data, "settings": Settings(**data["settings"]), "modules": tuple(data["modules"]),
+                      "sys_path": tuple(data["sys_path"]),
+                      "store_wrapper": StoreWrapper(**wrapper) if wrapper else None})
+
 
 class SupervisorLink:
-    """DEALER socket to the supervisor's ROUTER; the identity is the actor's name."""
+    """DEALER socket to the supervisor's ROUTER; its identity is the actor's NAME#INCARNATION."""
 
     def __init__(self, ctx: zmq.asyncio.Context, address: str, name: str) -> None:
         self.name = name
         self.sock = make_socket(ctx, zmq.DEALER, 1000, identity=name.encode())
         self.sock.connect(address)
 
-    def send(self, kind: str, body: Any = None) -> None:
-        self.sock.send(pack(kind, body))
-
-    async def receive(self, timeout: float) -> tuple[str, Any] | None:
-        """The next control message, or None after `timeout` seconds."""
-        if not await self.sock.poll(timeout * 1000, zmq.POLLIN):
-            return None
-        return unpack(await self.sock.recv())
-
-    def close(self) -> None:
-        self.sock.close(linger=0)
+    def send(self, message: Message) -> None:
+        self.sock.send(encode(message))
 
 
-def main(argv: list[str]) -> int:
-    role, name, parent_pid, spec_json = argv
-    die_with_parent(int(parent_pid))
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    spec = json.loads(spec_json)
-    sys.path[:] = spec["sys_path"] + [p for p in sys.path if p not in spec["sys_path"]]
-    logging.basicConfig(level=spec.get("log_level", "WARNING"), stream=sys.stderr,
-                        format=f"%(asctime)s %(levelname)s [{name} pid={os.getpid()}] %(name)s: %(message)s")
-    if role == "journal":
-        from .journal import run_journal as run
-    elif role == "worker":
-        from .worker import run_worker as run
-    else:
-        log.error("unknown actor role %r", role)
-        return 64
-    try:
-        return asyncio.run(run(name, spec))
-    except Exception:
-        log.exception("actor %s crashed", name)
-        return 1
+class Actor:
+    """The base of the journal and worker actors; `await actor.run()` is the whole process."""
 
+    role: ClassVar[str] = ""
 
-if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    def __init__(self, spec: ActorSpec) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.settings = spec.settings
+        self.ctx = zmq.asyncio.Context()
+        self.link = SupervisorLink(self.ctx, spec.supervisor, spec.name)
+        self.inbox: zmq.asyncio.Socket | None = None
+        self.resources = AsyncExitStack()
+        self.drops = DropCounter(log, self.role or spec.name)  # malformed messages, from any peer
+        self._grace: float | None = None  # set once a stop was asked for
+
+    # -- hooks -----------------------------------------------------------------------------
+
+    async def on_start(self) -> None:
+        """Open what the actor needs; raise to fail the start."""
+
+    async def on_message(self) -> None:
+        """The inbox has messages: take and handle them."""
+
+    async def on_tick(self) -> None:
+        """Periodic work, every heartbeat interval; raise to crash the actor."""
+
+    async def on_stop(self, grace: float) -> int:
+        """Stop taking work and finish within `grace` seconds; returns the flows cut mid-step."""
+        return 0
+
+    def ready(self) -> Ready:
+        """The READY message sent once on_start() returned."""
+        return Ready(os.getpid())
+
+    def statistics(self) -> WorkerStats | JournalStats:
+        """The figures each heartbeat carries."""
+        raise NotImplementedError
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def stop(self, grace: float) -> None:
+        """Ask the loop to end and drain with `grace` seconds (the shortest grace asked wins)."""
+        self._grace = grace if self._grace is None else min(self._grace, grace)
+
+    async def run(self) -> int:
+        """Start, serve until asked to stop, drain; returns the process exit code."""
+        try:
+            async with self.resources:
+                try:
+                    await self.on_start()
+                except Exception as exc:
+                    reason = f"{type(exc).__name__}: {exc}"
+                    log.error("actor %s cannot start: %s", self.name, reason)
+                    self.link.send(Failed(reason))
+                    return EXIT_CONFIG
+                loop = asyncio.get_running_loop()
+                loop.add_signal_handler(signal.SIGTERM, self.stop, self.settings.grace)
+                self.link.send(self.ready())
+                beat = loop.create_task(self._beat())
+                try:
+                    await self._serve()
+                    grace = self._grace if self._grace is not None else 0.0
+                    self.link.send(Drained(await self.on_stop(grace)))
+                finally:
+                    beat.cancel()
+                return EXIT_OK
+        finally:
+            self.link.sock.close(linger=500)  # let Failed or Drained reach a live supervisor
+            self.ctx.destroy(linger=0)
+
+    async def _beat(self) -> None:
+        while True:
+            self.link.send(Heartbeat(self.statistics()))
+            await asyncio.sleep(self.settings.heartbeat_interval)
+
+    async def _serve(self) -> None:
+        poller = zmq.asyncio.Poller()
+        poller.register(self.link.sock, zmq.POLLIN)
+        if self.inbox is not None:
+            poller.register(self.inbox, zmq.POLLIN)
+        tick_at = time.monotonic() + self.settings.heartbeat_interval
+        while self._grace is None:
+            ready = dict(await poller.poll(min(POLL, max(0.0, tick_at - time.monotonic())) * 1000))
+            if self.link.sock in ready:
+                await self._control()
+            if self.inbox is not None and self.inbox in ready:
+                await self.on_message()
+            if time.monotonic() >= tick_at:
+                await self.on_tick()
+                tick_at = time.monotonic() + self.settings.heartbeat_interval
+
+    async def _control(self) -> None:
+        while cast(int, self.link.sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+            frame = await self.link.sock.recv()
+            try:
+                message = decode(frame)
+            except ProtocolError as exc:
+                self.drops.drop("supervisor", exc)
+                continue
+            if isinstance(message, Drain):
+                log.info("actor %s draining (grace %.3gs)", self.name, message.grace)
+                self.stop(message.grace)
+            elif isinstance(message, Stop):
+                log.info("actor %s stopping on request", self.name)
+                self.stop(0.0)

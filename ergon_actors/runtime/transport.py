@@ -1,7 +1,8 @@
-"""ZeroMQ sockets, endpoints and the parent-death guard shared by every actor process."""
+"""ZeroMQ sockets, endpoints, spawning actor processes and the parent-death guard."""
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import logging
 import os
@@ -16,7 +17,7 @@ import zmq.asyncio
 
 from ..config import DEFAULT_MAX_MESSAGE_SIZE
 
-__all__ = ["endpoint", "make_socket", "die_with_parent", "free_tcp_port"]
+__all__ = ["endpoint", "make_socket", "spawn", "die_with_parent", "free_tcp_port"]
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,8 @@ def endpoint(transport: str, run_dir: str, name: str) -> str:
 def free_tcp_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def make_socket(ctx: zmq.asyncio.Context, kind: int, hwm: int, identity: bytes | None = None, *,
@@ -50,6 +52,24 @@ def make_socket(ctx: zmq.asyncio.Context, kind: int, hwm: int, identity: bytes |
     if kind == zmq.ROUTER:
         sock.setsockopt(zmq.ROUTER_MANDATORY, 0)  # a reply to a vanished peer is dropped, not an error
     return sock
+
+
+async def spawn(argv: list[str]) -> asyncio.subprocess.Process:
+    """Start `argv` with SIGINT blocked, the child's stdin on /dev/null and its output on ours.
+
+    The block is inherited across exec: a Ctrl-C that reaches the child while Python is still
+    importing stays pending until the child's entry sets SIGINT to ignored, which discards it.
+    Only the spawning thread's mask changes, and only for the spawn; a SIGINT meant for this
+    process meanwhile is taken by another thread or delivered once the block is lifted.
+    """
+    blocked_before = signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        # The fork happens before this awaits anything, so a spawn running concurrently that
+        # lifts the block cannot let a SIGINT into this child.
+        return await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL)
+    finally:
+        if not blocked_before:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def die_with_parent(parent_pid: int) -> None:

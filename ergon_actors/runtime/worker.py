@@ -6,21 +6,15 @@ import asyncio
 import importlib
 import logging
 import os
-import resource
-import signal
-import time
-from typing import Any
 
-import zmq.asyncio
-
-from ..config import Settings
 from ..decorators import definition_of
 from ..errors import FlowDefinitionError
 from ..executor import Worker
-from .actor import SupervisorLink
+from .actor import Actor
 from .client import JournalClient
+from .messages import Ready, WorkerStats
 
-__all__ = ["run_worker", "discover_flows"]
+__all__ = ["WorkerActor", "discover_flows"]
 
 log = logging.getLogger(__name__)
 
@@ -45,49 +39,39 @@ def discover_flows(module_names: list[str]) -> list[type]:
     return list(found.values())
 
 
-async def run_worker(name: str, spec: dict[str, Any]) -> int:
-    settings = Settings(**spec["settings"])
-    ctx = zmq.asyncio.Context()
-    link = SupervisorLink(ctx, spec["supervisor"], name)
-    try:
-        classes = discover_flows(spec["modules"])
-    except Exception as exc:
-        link.send("failed", f"{type(exc).__name__}: {exc}")
-        log.error("worker cannot load flows from %s: %s", ", ".join(spec["modules"]), exc)
-        link.close()
-        return 78
-    client = JournalClient(ctx, spec["journal"], hwm=settings.high_water_mark,
-                           resend_after=settings.resend_after, max_message_size=settings.max_message_size)
-    worker = Worker(client, spec["worker_id"], concurrency=settings.concurrency,
-                    lease_seconds=settings.lease_seconds)
-    for cls in classes:
-        await worker.register(cls)
-    drain = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, drain.set)
-    link.send("ready", {"pid": os.getpid(), "worker_id": worker.worker_id, "flow_types": worker.flow_types})
-    running = asyncio.get_running_loop().create_task(worker.run())
-    grace = settings.grace
-    try:
-        beat_at = 0.0
-        while not drain.is_set() and not running.done():
-            message = await link.receive(min(settings.heartbeat_interval, 0.1))
-            if message is not None and message[0] == "drain":
-                grace = float(message[1])
-                drain.set()
-            if time.monotonic() >= beat_at:
-                stats = worker.statistics()
-                link.send("hb", {"running": stats.running, "finished": stats.finished,
-                                 "abandoned": stats.abandoned, "resent": client.resent,
-                                 "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss})
-                beat_at = time.monotonic() + settings.heartbeat_interval
-        if running.done() and running.exception() is not None:
-            raise running.exception()
-        worker.stop()
-        await running
-        cancelled = await worker.drain(grace)
-        link.send("drained", {"cancelled": cancelled})
-        return 0
-    finally:
-        await client.close()
-        link.close()
-        ctx.term()
+class WorkerActor(Actor):
+    """Runs an executor Worker whose store is a journal client."""
+
+    role = "worker"
+    client: JournalClient
+    worker: Worker
+    running: asyncio.Task[None]
+
+    async def on_start(self) -> None:
+        classes = discover_flows(list(self.spec.modules))
+        settings = self.settings
+        self.client = JournalClient(self.ctx, self.spec.journal, hwm=settings.high_water_mark,
+                                    resend_after=settings.resend_after, max_message_size=settings.max_message_size)
+        self.resources.push_async_callback(self.client.close)
+        self.worker = Worker(self.client, self.spec.worker_id, concurrency=settings.concurrency,
+                             lease_seconds=settings.lease_seconds)
+        for cls in classes:
+            await self.worker.register(cls)
+        self.running = asyncio.get_running_loop().create_task(self.worker.run())
+
+    def ready(self) -> Ready:
+        return Ready(os.getpid(), self.worker.flow_types)
+
+    def statistics(self) -> WorkerStats:
+        s = self.worker.statistics()
+        return WorkerStats(s.running, s.started, s.finished, s.abandoned, s.halted, self.client.resent)
+
+    async def on_tick(self) -> None:
+        if self.running.done():  # the worker loop ends only when stopped: this is a crash
+            self.running.result()
+            raise RuntimeError(f"worker {self.worker.worker_id} stopped claiming without being asked to")
+
+    async def on_stop(self, grace: float) -> int:
+        self.worker.stop()
+        await self.running
+        return await self.worker.drain(grace)

@@ -15,14 +15,17 @@ def _processes(tmp_path, logged: bool):
 
     Output goes to pipes (read with communicate()), or with `logged` to files a test can read
     while the process runs (`proc.out_path`, `proc.err_path`, `proc.stderr_text()`), so a long
-    or verbose run never blocks on a full pipe.
+    or verbose run never blocks on a full pipe. `new_session` puts it in a process group of its
+    own, which a test may signal as a terminal would (os.killpg).
     """
     started: list[subprocess.Popen] = []
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
 
-    def start(*args: str, extra_env: dict | None = None, name: str | None = None) -> subprocess.Popen:
+    def start(*args: str, extra_env: dict | None = None, name: str | None = None,
+              new_session: bool = False) -> subprocess.Popen:
         command = [sys.executable, "-m", "ergon_actors", *args]
-        options = dict(cwd=ROOT, env={**env, **(extra_env or {})}, stdin=subprocess.DEVNULL)
+        options = dict(cwd=ROOT, env={**env, **(extra_env or {})}, stdin=subprocess.DEVNULL,
+                       start_new_session=new_session)
         if not logged:
             proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **options)
         else:

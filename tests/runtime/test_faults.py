@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import time
@@ -52,7 +53,7 @@ def test_sigkill_worker_mid_step_resumes_on_another_worker(tmp_path):
             assert starts(entries)["k"] == [0, 1, 1, 2]  # step 0 not again, step 1 again
             rerun = [e for e in entries if e["pos"] == 1 and e["event"] == "start"][1]
             assert rerun["pid"] != victim
-            assert sup.statistics().restarts == 1
+            assert sup.snapshot().restarts == 1
 
     run(body(), 90)
 
@@ -84,7 +85,7 @@ def test_sigstopped_worker_is_fenced_after_its_lease_lapses(tmp_path):
 
 
 async def _fenced(sup: Supervisor) -> bool:
-    return sup.statistics().journal.get("fenced", 0) >= 1
+    return sup.snapshot().journal.fenced >= 1
 
 
 def test_sigkill_journal_under_load_loses_no_acknowledged_write(tmp_path):
@@ -101,7 +102,7 @@ def test_sigkill_journal_under_load_loses_no_acknowledged_write(tmp_path):
             for key, flow_id in zip(keys, ids):
                 assert await sup.result(flow_id, timeout=60) == expected(key)
             assert sup.pids()["journal"] != journal
-            assert next(a for a in sup.statistics().actors if a.role == "journal").restarts == 1
+            assert next(a for a in sup.snapshot().actors if a.role == "journal").restarts == 1
             for flow_id in ids:
                 assert [s.position for s in await sup.client.load_steps(flow_id)] == [0, 1, 2]
         assert_no_step_ran_after_ack(read_ledger(ledger), keys, 3)
@@ -166,7 +167,7 @@ def test_garbage_to_the_journal_socket_is_dropped(tmp_path):
 
 
 async def _malformed(sup: Supervisor, n: int) -> bool:
-    return sup.statistics().journal.get("malformed", 0) >= n
+    return sup.snapshot().journal.malformed >= n
 
 
 def test_restart_intensity_exceeded_exits_non_zero_naming_the_actor(tmp_path, cli):
@@ -184,7 +185,10 @@ def test_restart_intensity_exceeded_exits_non_zero_naming_the_actor(tmp_path, cl
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 3, err
     assert "restarted 4 times within 60s" in err and "exit codes: 1" in err
-    assert "worker-" in err
+    error = next(line for line in err.splitlines() if line.startswith("error: "))
+    named = re.findall(r"(worker-\d+) (\d+) times? \(exit codes: ([-\d, ]+)\)", error)
+    assert sum(int(n) for _, n, _ in named) == 4, error  # every restart of the window, by actor
+    assert all(len(codes.split(", ")) == int(n) for _, n, codes in named), error
     assert_gone(sorted(seen), timeout=2.0)
 
 

@@ -112,11 +112,11 @@ def under_attack(tmp_path, capfd, caplog, attack, *, malformed: int = 0) -> dict
                 peer.close()
                 highest = watch.stop()
             assert sup.pids() == pids
-            assert sup.statistics().restarts == 0
+            assert sup.snapshot().restarts == 0
             assert highest < RSS_LIMIT, f"journal RSS reached {highest / 2**20:.0f} MB"
             await wait_until_async(lambda: _counted(sup, malformed), timeout=10,
                                    what=f"{malformed} malformed messages counted")
-            return sup.statistics().journal
+            return sup.snapshot().journal
 
     journal = run(body(), 100)
     lines = [line for line in capfd.readouterr().err.splitlines() if "ergon_actors" in line]
@@ -126,7 +126,7 @@ def under_attack(tmp_path, capfd, caplog, attack, *, malformed: int = 0) -> dict
 
 
 async def _counted(sup: Supervisor, n: int) -> bool:
-    return sup.statistics().journal.get("malformed", 0) >= n
+    return sup.snapshot().journal.malformed >= n
 
 
 def test_nested_ext_payloads_of_every_code(tmp_path, capfd, caplog):
@@ -198,7 +198,7 @@ def test_commands_with_wrong_field_types_get_one_error_each(tmp_path, capfd, cap
             assert msgpack.unpackb(answer.data)[0] == "ProtocolError", (command, answer)
 
     journal = under_attack(tmp_path, capfd, caplog, attack, malformed=len(bad))
-    assert journal["malformed"] >= len(bad)
+    assert journal.malformed >= len(bad)
 
 
 def test_a_flood_of_100k_garbage_messages(tmp_path, capfd, caplog):

@@ -40,6 +40,6 @@ def test_messages_stay_under_max_message_size(tmp_path):
                 flow_id = await sup.schedule(SizedFlow(LIMIT, in_step))
                 with pytest.raises(FlowFailedError, match="MessageTooLargeError"):
                     await sup.result(flow_id, timeout=30)
-            assert sup.statistics().restarts == 0
+            assert sup.snapshot().restarts == 0
 
     run(body(), 100)

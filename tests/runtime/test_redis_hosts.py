@@ -271,7 +271,7 @@ def test_redis_sigkilled_and_restarted_mid_run_loses_no_acknowledged_write(tmp_p
             for key in keys:
                 assert await sup.result(key, timeout=90) == expected(key)
             assert ledger_size() > stalled  # the run went on after the restart
-            stats = sup.statistics()
+            stats = sup.snapshot()
             assert all(a.alive for a in stats.actors) and stats.restarts == 0  # rode it out, no restart
 
     run(body(), 130)
@@ -302,17 +302,25 @@ def test_redis_down_longer_than_hang_timeout_the_journal_waits_and_the_host_does
             await asyncio.to_thread(own_redis.kill)
             # The outage lasts two hang timeouts; all along, the journal must stay the same process.
             down_until = time.monotonic() + 6.0
+            failing_since = None
             while time.monotonic() < down_until:
                 assert sup.pids().get("journal") == journal, "the journal was killed while waiting for Redis"
+                failing_since = failing_since or sup.snapshot().journal.store_failing_since
                 await asyncio.sleep(0.1)
+            assert failing_since is not None  # its heartbeats told the outage
             await asyncio.to_thread(own_redis.start)
             for key in keys:
                 assert await sup.result(key, timeout=60) == expected(key)
-            stats = sup.statistics()
+            stats = sup.snapshot()
             assert all(a.alive for a in stats.actors) and stats.restarts == 0
+            await wait_until_async(lambda: _store_ok(sup), timeout=10, what="the store to be reported back")
 
     run(body(), 100)
     check_journal(url, keys)
     assert assert_no_step_ran_after_ack(read_ledger(ledger), keys, 3) == 0
     assert "journal commit failed, retrying" in capfd.readouterr().err  # the journal saw Redis gone
     assert "giving up" not in caplog.text and "missed heartbeats" not in caplog.text  # the supervisor's log
+
+
+async def _store_ok(sup: Supervisor) -> bool:
+    return sup.snapshot().journal.store_ok

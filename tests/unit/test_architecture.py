@@ -1,4 +1,5 @@
-"""The layers point one way, and every public name is exported once."""
+"""The layers point one way, no module imports itself through others, and every public name is
+exported once."""
 
 import ast
 from pathlib import Path
@@ -59,3 +60,78 @@ def test_public_names_are_exported_once_and_importable():
     assert len(names) == len(set(names))
     for name in names:
         assert getattr(ergon_actors, name) is not None
+
+
+def module_name(path: Path, root: Path = PACKAGE) -> str:
+    parts = path.relative_to(root.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def module_imports(path: Path, known: set[str], root: Path = PACKAGE) -> set[str]:
+    """The package's modules that `path` imports, by dotted name, wherever in the file.
+
+    `from X import a` counts as importing X.a when that is a module, else X. The parent
+    packages Python imports on the way are not counted: only what the file names.
+    """
+    own = module_name(path, root)
+    package = own.split(".") if path.name == "__init__.py" else own.split(".")[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package[:len(package) - node.level + 1] if node.level else []
+            target = ".".join(base + (node.module.split(".") if node.module else []))
+            for alias in node.names:
+                found.add(f"{target}.{alias.name}" if f"{target}.{alias.name}" in known else target)
+    return found & known - {own}
+
+
+def import_cycles(root: Path = PACKAGE) -> list[set[str]]:
+    """Every set of modules that import each other in a ring (strongly connected components)."""
+    paths = {module_name(p, root): p for p in root.rglob("*.py")}
+    graph = {name: module_imports(path, set(paths), root) for name, path in paths.items()}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles = []
+
+    def visit(node: str) -> None:  # Tarjan's algorithm
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in graph[node]:
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = set()
+            while True:
+                member = stack.pop()
+                component.add(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                cycles.append(component)
+
+    for name in sorted(graph):
+        if name not in index:
+            visit(name)
+    return cycles
+
+
+def test_no_import_cycles():
+    cycles = [sorted(c) for c in import_cycles()]
+    assert not cycles, f"modules importing each other in a ring: {cycles}"
+
+
+def test_the_cycle_check_finds_a_ring_also_through_imports_inside_functions(tmp_path):
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("from .b import x\n")
+    (pkg / "a.py").write_text("import os\nfrom .sub.b import x\n")
+    (pkg / "sub" / "b.py").write_text("def f():\n    from ..a import g\n")
+    (pkg / "c.py").write_text("from . import a\nfrom pkg.sub import b\n")
+    assert import_cycles(pkg) == [{"pkg.a", "pkg.sub.b"}]
