@@ -6,8 +6,8 @@ from .core import FlowStatus, RetryableError, RetryPolicy, TaskStatus
 from .decorators import flow, flow_type, step
 from .errors import (ChildFlowError, ConfigError, ErgonError, FencedError, FlowCancelledError,
                      FlowDefinitionError, FlowFailedError, FlowNotFoundError, FlowTimeoutError,
-                     NondeterminismError, SerializationError, SignalTimeoutError, StepTimeoutError,
-                     StoreError, TimeoutExpired, UnknownFlowTypeError)
+                     NondeterminismError, PoisonFlowError, SerializationError, SignalTimeoutError,
+                     StepTimeoutError, StoreError, TimeoutExpired, UnknownFlowTypeError)
 from .executor import (DeferredRegistry, Executor, InMemorySignalSource, Outcome, Scheduler, Worker,
                        WorkerHandle, await_external_signal, schedule_timer, schedule_timer_named, sleep)
 from .storage import ExecutionLog, InMemoryExecutionLog, SqliteExecutionLog, open_store
@@ -24,7 +24,7 @@ __all__ = [
     "ErgonError", "ConfigError", "FencedError", "FlowDefinitionError", "FlowFailedError",
     "FlowNotFoundError", "NondeterminismError", "SerializationError", "StoreError",
     "TimeoutExpired", "UnknownFlowTypeError", "ChildFlowError", "FlowCancelledError",
-    "FlowTimeoutError", "SignalTimeoutError", "StepTimeoutError",
+    "FlowTimeoutError", "SignalTimeoutError", "StepTimeoutError", "PoisonFlowError",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

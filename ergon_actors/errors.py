@@ -217,6 +217,23 @@ class FlowTimeoutError(TimeoutExpired):
         return False
 
 
+class PoisonFlowError(ErgonError):
+    """Raised for (and recorded as the failure of) a flow quarantined because it crashed its
+    worker `crashes` times while running alone; never retried."""
+
+    def __init__(self, flow_id: str, step: str | None, position: int, crashes: int, details: str) -> None:
+        where = f"step {position}" + (f" ({step})" if step else "")
+        super().__init__(f"flow {flow_id!r} quarantined as poison: it crashed its worker {crashes} "
+                         f"times running alone, last in {where}: {details}")
+        self.flow_id = flow_id
+        self.step = step
+        self.position = position
+        self.crashes = crashes
+
+    def is_retryable(self) -> bool:
+        return False
+
+
 class SignalTimeoutError(TimeoutExpired):
     """Raised in a flow when the signal it awaited did not arrive within its timeout."""
 

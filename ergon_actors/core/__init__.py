@@ -12,7 +12,7 @@ from .. import codec, errors
 from ..errors import StepError
 
 __all__ = [
-    "FlowStatus", "TaskStatus", "StepStatus", "TERMINAL", "Failure", "FlowRecord", "StepRecord",
+    "FlowStatus", "TaskStatus", "StepStatus", "TERMINAL", "Failure", "Crash", "FlowRecord", "StepRecord",
     "RetryPolicy", "RetryableError",
 ]
 
@@ -94,6 +94,25 @@ class Failure:
     def type_name(self) -> str:
         return self.type.rpartition(":")[2]
 
+    @property
+    def is_poison(self) -> bool:
+        """True for the failure of a flow quarantined because it kept crashing its worker."""
+        return self.type == "ergon_actors.errors:PoisonFlowError"
+
+
+@dataclass(frozen=True, slots=True)
+class Crash:
+    """One unplanned death of a worker while it held the flow (recorded by RecordCrash)."""
+
+    at: float
+    worker_id: str
+    cause: str  # "exit", "signal", "hang" (killed by the hang check) or "memory" (over max_rss)
+    exit_code: int | None
+    signal: int | None
+    position: int  # the step in flight: the first position without a COMPLETE journal entry
+    step: str | None  # its name, when the journal has an entry at that position
+    alone: bool  # the worker held only this flow, so the crash is blamed on it
+
 
 @dataclass(frozen=True, slots=True)
 class FlowRecord:
@@ -116,11 +135,23 @@ class FlowRecord:
     updated_at: float = 0.0
     waiting_on: str | None = None  # "signal:NAME" or "child:FLOW_ID" while SUSPENDED on it
     cancel_requested: bool = False
+    crashes: tuple[Crash, ...] = ()  # its workers' deaths while they held it, oldest first
+    suspect: bool = False  # crashed beside other flows: runs alone next, until a run ends cleanly
 
     @property
     def value(self) -> object:
         """The decoded result of a COMPLETE flow (None otherwise)."""
         return None if self.result is None else codec.decode(self.result)
+
+    @property
+    def blamed(self) -> int:
+        """Crashes blamed on this flow: those of a worker that held it alone."""
+        return sum(1 for crash in self.crashes if crash.alone)
+
+    @property
+    def quarantined(self) -> bool:
+        """FAILED as poison: it crashed its worker max_crashes times running alone."""
+        return self.status == FlowStatus.FAILED and self.error is not None and self.error.is_poison
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Protocol, Sequence, cast, runtime_checkable
 
 from ..core import TERMINAL, Failure, FlowRecord, StepRecord
 from ..errors import FlowNotFoundError, TimeoutExpired
 from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows,
-                       FinishFlow, GetFlow, InvokeChild, ListFlows, LoadSteps, ReleaseWorker,
+                       FinishFlow, GetFlow, InvokeChild, ListFlows, LoadSteps, RecordCrash, ReleaseWorker,
                        RenewLeases, Scheduled, ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals)
 
 __all__ = ["ExecutionLog", "LogBase"]
+
+log = logging.getLogger(__name__)
 
 
 @runtime_checkable
@@ -32,7 +35,7 @@ class ExecutionLog(Protocol):
     async def close(self) -> None: ...
 
 
-WAKING = (ScheduleFlow, ReleaseWorker, SendSignal, FinishFlow, CancelFlow, InvokeChild)
+WAKING = (ScheduleFlow, ReleaseWorker, SendSignal, FinishFlow, CancelFlow, InvokeChild, RecordCrash)
 """Commands after which a flow may be runnable at once: workers are told to look."""
 
 
@@ -82,8 +85,8 @@ class LogBase:
 
     async def claim(self, worker_id: str, limit: int, lease_seconds: float, *,
                     flow_types: tuple[str, ...] | None = None, flow_id: str | None = None,
-                    steal: bool = False) -> list[Claim]:
-        command = ClaimFlows(worker_id, uuid.uuid4().hex, limit, lease_seconds, flow_types, flow_id, steal)
+                    steal: bool = False, solo: bool = False) -> list[Claim]:
+        command = ClaimFlows(worker_id, uuid.uuid4().hex, limit, lease_seconds, flow_types, flow_id, steal, solo)
         return await self._one(command)
 
     async def renew_leases(self, worker_id: str, lease_seconds: float,
@@ -92,6 +95,17 @@ class LogBase:
 
     async def release_worker(self, worker_id: str) -> int:
         return await self._one(ReleaseWorker(worker_id))
+
+    async def record_crash(self, worker_id: str, exit_code: int | None, signal: int | None, cause: str,
+                           max_crashes: int) -> list[FlowRecord]:
+        """Record a worker's unplanned death against the flows it held (see RecordCrash); logs
+        each flow quarantined by it at ERROR. Returns those flows as they are now."""
+        command = RecordCrash(worker_id, exit_code, signal, cause, max_crashes)
+        flows = cast(list[FlowRecord], await self._one(command))
+        for flow in flows:
+            if flow.quarantined and flow.error is not None:
+                log.error("%s", flow.error.message)
+        return flows
 
     async def append_step(self, flow_id: str, epoch: int, step: StepRecord) -> None:
         await self._one(AppendStep(flow_id, epoch, step))

@@ -12,12 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, get_args
 
-from ..core import Failure, FlowRecord, StepRecord
+from ..core import Crash, Failure, FlowRecord, StepRecord
 from ..wire import Codec
 
 __all__ = ["ScheduleFlow", "ClaimFlows", "RenewLeases", "ReleaseWorker", "AppendStep", "FinishFlow",
            "SuspendFlow", "AwaitSignal", "SendSignal", "InvokeChild", "CancelFlow", "WaitingSignals",
-           "GetFlow", "LoadSteps", "ListFlows", "CountFlows", "Scheduled", "Claim", "Command",
+           "GetFlow", "LoadSteps", "ListFlows", "CountFlows", "RecordCrash", "Scheduled", "Claim", "Command",
            "COMMAND_TYPES", "EXT_TYPES", "CODEC", "pack", "unpack", "pack_within"]
 
 # -- commands (nouns) ------------------------------------------------------------------------
@@ -41,6 +41,11 @@ class ClaimFlows:
     Runnable: PENDING or SUSPENDED with ready_at due, or RUNNING with an expired lease. A claim
     bumps the flow's epoch. Re-sending the same request_id returns the same claims. With flow_id
     set only that flow is claimed; `steal` takes it even from a live lease (FlowBusyError if not).
+
+    A suspect (a flow whose worker died beside other flows) runs alone: while one of the worker's
+    flow types is due, a claim without `solo` (the worker runs nothing now) claims nothing, so
+    busy workers take no new flows until one is idle; a solo claim takes the earliest due
+    suspect and nothing else. A claim by flow_id takes its flow either way.
     """
 
     worker_id: str
@@ -50,6 +55,7 @@ class ClaimFlows:
     flow_types: tuple[str, ...] | None = None
     flow_id: str | None = None
     steal: bool = False
+    solo: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +76,24 @@ class ReleaseWorker:
     """Return every RUNNING flow of worker_id to PENDING at once. Result: number released."""
 
     worker_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordCrash:
+    """Record an unplanned death of worker_id (cause: "exit", "signal", "hang" or "memory")
+    against each RUNNING flow it held. Result: those flows as they are now (none on a re-send).
+
+    Each flow gets a Crash naming its step in flight. A crash of a worker that held only that
+    flow is blamed on it; a flow with max_crashes blamed crashes is quarantined: FAILED with a
+    PoisonFlowError. Every other flow is PENDING again as a suspect, due after a random delay of
+    up to 0.5 s so that flows released together do not wake together.
+    """
+
+    worker_id: str
+    exit_code: int | None
+    signal: int | None
+    cause: str
+    max_crashes: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +208,8 @@ class ListFlows:
 
 @dataclass(frozen=True, slots=True)
 class CountFlows:
-    """Result: {status: count} plus "due": flows that are runnable now.
+    """Result: {status: count} plus "due": flows that are runnable now, and "quarantined" (FAILED
+    as poison, counted among FAILED too) when there are any.
 
     With `limit`, every count stops at limit (cheap on a big store: limit=1 tells idle from busy).
     """
@@ -210,7 +235,7 @@ class Claim:
 
 Command = (ScheduleFlow | ClaimFlows | RenewLeases | ReleaseWorker | AppendStep | FinishFlow
            | SuspendFlow | AwaitSignal | SendSignal | InvokeChild | CancelFlow | WaitingSignals
-           | GetFlow | LoadSteps | ListFlows | CountFlows)
+           | GetFlow | LoadSteps | ListFlows | CountFlows | RecordCrash)
 COMMAND_TYPES: tuple[type, ...] = get_args(Command)
 
 # The wire format: each class's ext code. Never renumber or reuse a code; give a new type a new one.
@@ -219,7 +244,7 @@ EXT_TYPES: tuple[tuple[int, type], ...] = (
     (69, ScheduleFlow), (70, ClaimFlows), (71, RenewLeases), (72, ReleaseWorker), (73, AppendStep),
     (74, FinishFlow), (75, SuspendFlow), (76, GetFlow), (77, LoadSteps), (78, ListFlows),
     (79, CountFlows), (80, AwaitSignal), (81, SendSignal), (82, InvokeChild), (83, CancelFlow),
-    (84, WaitingSignals),
+    (84, WaitingSignals), (85, Crash), (86, RecordCrash),
 )
 CODEC = Codec(EXT_TYPES)
 pack: Callable[[str, Any], bytes] = CODEC.pack

@@ -10,8 +10,9 @@ from ..core import TERMINAL, Failure, FlowRecord, FlowStatus, StepRecord, StepSt
 from ..errors import FlowBusyError, FlowNotFoundError
 from .base import LogBase
 from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows,
-                       FinishFlow, GetFlow, InvokeChild, ListFlows, LoadSteps, ReleaseWorker,
+                       FinishFlow, GetFlow, InvokeChild, ListFlows, LoadSteps, RecordCrash, ReleaseWorker,
                        RenewLeases, Scheduled, ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals)
+from .crashes import check, crashed, in_flight
 from .rules import REFUSALS, child_outcome, fence, invalid, runnable
 
 __all__ = ["InMemoryExecutionLog"]
@@ -85,6 +86,9 @@ class InMemoryExecutionLog(LogBase):
         types = None if c.flow_types is None else set(c.flow_types)
         due = [f for f in self._flows.values() if runnable(f, now) and (types is None or f.flow_type in types)]
         due.sort(key=lambda f: (f.ready_at or 0.0, f.created_at))
+        suspects = [f.flow_id for f in due if f.suspect]
+        if suspects:  # it runs alone: only a worker that runs nothing takes it, and nothing else
+            return suspects[:1] if c.solo and c.limit > 0 else []
         return [f.flow_id for f in due[:c.limit]]
 
     def _RenewLeases(self, c: RenewLeases, now: float) -> int:
@@ -100,6 +104,19 @@ class InMemoryExecutionLog(LogBase):
             self._flows[flow.flow_id] = replace(
                 flow, status=FlowStatus.PENDING, owner=None, lease_expires=None, ready_at=now, updated_at=now)
         return len(owned)
+
+    def _RecordCrash(self, c: RecordCrash, now: float) -> list[FlowRecord]:
+        check(c)
+        held = sorted((f for f in self._flows.values() if f.owner == c.worker_id and f.status == FlowStatus.RUNNING),
+                      key=lambda f: f.flow_id)
+        out = []
+        for flow in held:
+            step = in_flight((s.position, s.name, s.status) for s in self._steps[flow.flow_id].values())
+            flow = self._flows[flow.flow_id] = crashed(flow, c, step, len(held) == 1, now)
+            if flow.status in TERMINAL:
+                self._wake(flow.parent_id, f"child:{flow.flow_id}", now)
+            out.append(flow)
+        return out
 
     def _recorded(self, flow_id: str, epoch: int, position: int) -> StepRecord | None:
         """The step already journaled at this position by this epoch (a re-sent request)."""
@@ -132,7 +149,8 @@ class InMemoryExecutionLog(LogBase):
             if flow is not None and flow.epoch == epoch and flow.status == changes["status"]:
                 return flow  # a re-sent command after its commit
             raise refused
-        flow = self._flows[flow_id] = replace(flow, owner=None, lease_expires=None, updated_at=now, **changes)
+        flow = self._flows[flow_id] = replace(flow, owner=None, lease_expires=None, updated_at=now,
+                                              suspect=False, **changes)
         if flow.status in TERMINAL:
             self._wake(flow.parent_id, f"child:{flow_id}", now)
         return flow
@@ -197,7 +215,7 @@ class InMemoryExecutionLog(LogBase):
             self._flows[c.flow_id] = replace(flow, cancel_requested=True, updated_at=now)
         else:
             self._flows[c.flow_id] = replace(
-                flow, status=FlowStatus.CANCELLED, ready_at=None, waiting_on=None,
+                flow, status=FlowStatus.CANCELLED, ready_at=None, waiting_on=None, suspect=False,
                 error=Failure.cancelled(c.flow_id), updated_at=now)
             self._wake(flow.parent_id, f"child:{c.flow_id}", now)
         for child in [f for f in self._flows.values() if f.parent_id == c.flow_id]:
@@ -224,4 +242,7 @@ class InMemoryExecutionLog(LogBase):
         for flow in self._flows.values():
             counts[flow.status] = counts.get(flow.status, 0) + 1
         counts["due"] = sum(1 for f in self._flows.values() if runnable(f, now))
+        quarantined = sum(1 for f in self._flows.values() if f.quarantined)
+        if quarantined:
+            counts["quarantined"] = quarantined
         return counts if c.limit is None else {k: min(v, c.limit) for k, v in counts.items()}

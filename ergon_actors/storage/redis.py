@@ -23,9 +23,10 @@ from ..errors import (ConfigError, FencedError, FlowBusyError, FlowCancelledErro
                       FlowNotFoundError, StoreError, StoreUnavailableError)
 from .base import LogBase
 from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows,
-                       FinishFlow, GetFlow, InvokeChild, ListFlows, LoadSteps, ReleaseWorker,
+                       FinishFlow, GetFlow, InvokeChild, ListFlows, LoadSteps, RecordCrash, ReleaseWorker,
                        RenewLeases, Scheduled, ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals)
-from .records import dump_failure, load_failure
+from .crashes import JITTER, check, poison_failure
+from .records import dump_failure, load_crashes, load_failure
 from .redis_scripts import PRELUDE, SCRIPTS
 from .rules import invalid
 
@@ -61,11 +62,21 @@ def _text(value: bytes | None) -> str | None:
     return None if value is None else value.decode()
 
 
-def _failure(value: bytes | None, flow_id: str) -> Failure | None:
-    """A flow's error field: storage.records bytes, or the marker the cancel script writes."""
+_POISON = b"!poison"
+
+
+def _failure(value: bytes | None, flow_id: str = "") -> Failure | None:
+    """An error field: storage.records bytes, or a marker a script wrote: the cancel script's, or
+    the crash script's for a quarantined flow (its id and crashes, from which its failure is
+    built here, where the message can be written)."""
     if value is None:
         return None
-    return Failure.cancelled(flow_id) if value == b"!cancelled" else load_failure(value)
+    if value == b"!cancelled":
+        return Failure.cancelled(flow_id)
+    if value.startswith(_POISON):
+        poisoned, crashes = msgpack.unpackb(value[len(_POISON):], raw=True)
+        return poison_failure(poisoned.decode(), load_crashes(crashes))
+    return load_failure(value)
 
 
 def _unpack(reply: bytes) -> list:
@@ -85,7 +96,7 @@ def _flow(fields: list[bytes] | None) -> FlowRecord | None:
         int(g(b"attempt")), int(g(b"epoch")), _text(g(b"owner")), number(b"lease_expires"),
         number(b"ready_at"), g(b"result"), _failure(g(b"error"), flow_id), _text(g(b"parent_id")),
         float(g(b"created_at")), float(g(b"updated_at")), _text(g(b"waiting_on")),
-        g(b"cancel_requested") is not None)
+        g(b"cancel_requested") is not None, load_crashes(g(b"crashes")), g(b"suspect") is not None)
 
 
 def _step(packed: bytes | None) -> StepRecord | None:
@@ -95,7 +106,7 @@ def _step(packed: bytes | None) -> StepRecord | None:
     base, status, result, error, completed_at = msgpack.unpackb(packed, raw=True)
     position, name, args_hash, attempt, tries, retry_at = msgpack.unpackb(base)
     return StepRecord(position, name, args_hash, status.decode(), None if result is False else result,
-                      None if error is False else load_failure(error), attempt, float(completed_at), tries, retry_at)
+                      None if error is False else _failure(error), attempt, float(completed_at), tries, retry_at)
 
 
 def _steps(values: list[bytes]) -> list[StepRecord]:
@@ -269,7 +280,7 @@ class RedisExecutionLog(LogBase):
         return self._script("ScheduleFlow", fields), lambda r: Scheduled(c.flow_id, r == 1)
 
     def _ClaimFlows(self, c: ClaimFlows) -> Plan:
-        fields = [c.worker_id, c.request_id, c.limit, c.lease_seconds, c.flow_types, c.flow_id, c.steal]
+        fields = [c.worker_id, c.request_id, c.limit, c.lease_seconds, c.flow_types, c.flow_id, c.steal, c.solo]
         return (self._script("ClaimFlows", fields),
                 lambda r: [Claim(_flow(flow), tuple(_steps(steps))) for flow, steps in _unpack(r)])
 
@@ -278,6 +289,11 @@ class RedisExecutionLog(LogBase):
 
     def _ReleaseWorker(self, c: ReleaseWorker) -> Plan:
         return self._script("ReleaseWorker", [c.worker_id]), int
+
+    def _RecordCrash(self, c: RecordCrash) -> Plan:
+        check(c)
+        fields = [c.worker_id, c.exit_code, c.signal, c.cause, c.max_crashes, JITTER]
+        return self._script("RecordCrash", fields), lambda r: [_flow(h) for h in _unpack(r)]
 
     def _AppendStep(self, c: AppendStep) -> Plan:
         return self._script("AppendStep", _step_fields(c.flow_id, c.epoch, c.step)), lambda r: None

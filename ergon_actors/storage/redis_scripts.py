@@ -13,11 +13,12 @@ local C = cmsgpack.unpack(ARGV[2])
 local T = redis.call('TIME')
 local NOW = tonumber(T[1]) + tonumber(T[2]) / 1000000
 local CANCELLED = '!cancelled'  -- error field of a cancelled flow: the standard cancellation failure
+local POISON = '!poison'  -- error field of a quarantined flow: POISON .. pack({id, crashes}), read by redis.py
 local TERMINAL = {COMPLETE = true, FAILED = true, CANCELLED = true}
 local STATUSES = {'PENDING', 'RUNNING', 'SUSPENDED', 'COMPLETE', 'FAILED', 'CANCELLED'}
 local FIELDS = {'flow_id', 'flow_type', 'args', 'status', 'version', 'attempt', 'epoch', 'owner',
   'lease_expires', 'ready_at', 'result', 'error', 'parent_id', 'created_at', 'updated_at',
-  'waiting_on', 'cancel_requested', 'seq'}
+  'waiting_on', 'cancel_requested', 'seq', 'crashes', 'suspect'}
 local function k(kind, name) return P .. ':' .. kind .. ':' .. name end
 local function get(id)
   local raw = redis.call('HGETALL', k('flow', id))
@@ -34,6 +35,15 @@ local function signal_of(f)
 end
 local function queued(f)  -- in its type's ready set: waiting for ready_at
   return f and (f.status == 'PENDING' or f.status == 'SUSPENDED') and f.ready_at ~= nil
+end
+local function suspected(f)  -- in the suspects set: runs alone next
+  return f ~= nil and f.suspect ~= nil and not TERMINAL[f.status]
+end
+local function poisoned(f)  -- in the quarantined set
+  return f ~= nil and f.status == 'FAILED' and f.error ~= nil and string.sub(f.error, 1, #POISON) == POISON
+end
+local function member(set, id, was, is)
+  if was ~= is then redis.call(is and 'SADD' or 'SREM', P .. ':' .. set, id) end
 end
 local function save(f, old)  -- write flow f (old: its stored state, nil if new) and its indexes
   local id, sets, dels = f.flow_id, {}, {}
@@ -59,6 +69,8 @@ local function save(f, old)  -- write flow f (old: its stored state, nil if new)
   elseif old and old.status == 'RUNNING' then redis.call('ZREM', k('leases', f.flow_type), id) end
   if old and old.owner and old.owner ~= f.owner then redis.call('SREM', k('owned', old.owner), id) end
   if f.owner and f.owner ~= (old and old.owner) then redis.call('SADD', k('owned', f.owner), id) end
+  member('suspects', id, suspected(old), suspected(f))
+  member('quarantined', id, poisoned(old), poisoned(f))
   local was, now = signal_of(old), signal_of(f)
   if was ~= now then
     if was then
@@ -108,7 +120,7 @@ local function finish(id, epoch, status, changes)  -- false in changes: set to N
     return refused
   end
   local new = copy(f)
-  new.status, new.owner, new.lease_expires, new.updated_at = status, nil, nil, NOW
+  new.status, new.owner, new.lease_expires, new.updated_at, new.suspect = status, nil, nil, NOW, nil
   for n, v in pairs(changes) do if v == false then new[n] = nil else new[n] = v end end
   save(new, f)
   if TERMINAL[status] and new.parent_id then wake(new.parent_id, 'child:' .. id) end
@@ -118,10 +130,24 @@ end
 SCRIPTS = {
     # ScheduleFlow {id, type, args, version, ready_at, parent}: create unless it exists -> 1/0.
     "ScheduleFlow": "return schedule(C[1], C[2], C[3], C[4], C[5], C[6])",
-    # ClaimFlows {worker, request, limit, lease, types, flow_id, steal}: lease runnable flows,
-    # earliest due first, walking only the due head of each type's ready/lease sorted set.
+    # ClaimFlows {worker, request, limit, lease, types, flow_id, steal, solo}: lease runnable
+    # flows, earliest due first, walking only the due head of each type's ready/lease sorted set.
+    # While a suspect of the types is due, only a solo claim takes anything: that suspect alone.
     "ClaimFlows": r"""
 local worker, request, limit, lease, types, only, steal = C[1], C[2], C[3], C[4], C[5], C[6], C[7]
+local function due_suspect()  -- the earliest due suspect of the types (suspects are few)
+  local wanted, best, best_due = nil, nil, nil
+  if types then wanted = {} for _, t in ipairs(types) do wanted[t] = true end end
+  for _, id in ipairs(redis.call('SMEMBERS', P .. ':suspects')) do
+    local f = get(id)
+    local due = f.status == 'RUNNING' and tonumber(f.lease_expires) or tonumber(f.ready_at)
+    if due and due <= NOW and (not wanted or wanted[f.flow_type])
+        and (not best or due < best_due or (due == best_due and id < best)) then
+      best, best_due = id, due
+    end
+  end
+  return best
+end
 local last, ids = k('lastclaim', worker), {}
 if redis.call('HGET', last, 'request') == request then  -- a re-send: answer the first claim again
   for _, id in ipairs(cmsgpack.unpack(redis.call('HGET', last, 'ids'))) do
@@ -137,18 +163,23 @@ else
     end
     if not TERMINAL[f.status] then ids = {only} end
   elseif limit > 0 then
-    local seen, found = {}, {}
-    for _, t in ipairs(types or redis.call('SMEMBERS', P .. ':types')) do
-      if not seen[t] then
-        seen[t] = true
-        for _, index in ipairs({'leases', 'ready'}) do
-          local r = redis.call('ZRANGEBYSCORE', k(index, t), '-inf', NOW, 'WITHSCORES', 'LIMIT', 0, limit)
-          for i = 1, #r, 2 do found[#found + 1] = {r[i], tonumber(r[i + 1])} end
+    local suspect = due_suspect()
+    if suspect then
+      if C[8] then ids = {suspect} end
+    else
+      local seen, found = {}, {}
+      for _, t in ipairs(types or redis.call('SMEMBERS', P .. ':types')) do
+        if not seen[t] then
+          seen[t] = true
+          for _, index in ipairs({'leases', 'ready'}) do
+            local r = redis.call('ZRANGEBYSCORE', k(index, t), '-inf', NOW, 'WITHSCORES', 'LIMIT', 0, limit)
+            for i = 1, #r, 2 do found[#found + 1] = {r[i], tonumber(r[i + 1])} end
+          end
         end
       end
+      table.sort(found, function(a, b) if a[2] ~= b[2] then return a[2] < b[2] end return a[1] < b[1] end)
+      for i = 1, math.min(limit, #found) do ids[i] = found[i][1] end
     end
-    table.sort(found, function(a, b) if a[2] ~= b[2] then return a[2] < b[2] end return a[1] < b[1] end)
-    for i = 1, math.min(limit, #found) do ids[i] = found[i][1] end
   end
   for _, id in ipairs(ids) do
     local f = get(id)
@@ -272,7 +303,7 @@ local function cancel(id)
   local new = copy(f)
   new.updated_at = NOW
   if f.status == 'RUNNING' then new.cancel_requested = '1'
-  else new.status, new.ready_at, new.waiting_on, new.error = 'CANCELLED', nil, nil, CANCELLED end
+  else new.status, new.ready_at, new.waiting_on, new.error, new.suspect = 'CANCELLED', nil, nil, CANCELLED, nil end
   save(new, f)
   if new.status == 'CANCELLED' and f.parent_id then wake(f.parent_id, 'child:' .. id) end
   for _, c in ipairs(redis.call('SMEMBERS', k('children', id))) do cancel(c) end
@@ -307,5 +338,51 @@ for _, t in ipairs(redis.call('SMEMBERS', P .. ':types')) do
   due = due + redis.call('ZCOUNT', k('ready', t), '-inf', NOW) + redis.call('ZCOUNT', k('leases', t), '-inf', NOW)
 end
 out[#out + 1] = 'due'; out[#out + 1] = due
+local quarantined = redis.call('SCARD', P .. ':quarantined')
+if quarantined > 0 then out[#out + 1] = 'quarantined'; out[#out + 1] = quarantined end
 return out""",
+    # RecordCrash {worker, exit_code, signal, cause, max_crashes, jitter}: record the crash on
+    # each RUNNING flow of the worker (see storage/crashes.py, whose rules this follows): blamed
+    # when it held only that flow; quarantined at max_crashes blamed crashes, else a suspect due
+    # after a spread of up to `jitter` seconds (from a hash: a script's math.random repeats)
+    # -> the flows' hashes, packed.
+    "RecordCrash": r"""
+local worker, max_crashes, jitter = C[1], C[5], C[6]
+local held = {}
+for _, id in ipairs(redis.call('SMEMBERS', k('owned', worker))) do
+  local f = get(id)
+  if f and f.owner == worker and f.status == 'RUNNING' then held[#held + 1] = f end
+end
+table.sort(held, function(a, b) return a.flow_id < b.flow_id end)
+local out = {}
+for i, f in ipairs(held) do
+  local id, done, names = f.flow_id, {}, {}
+  local raw = redis.call('HGETALL', k('steps', id))
+  for j = 1, #raw, 2 do
+    local s = cmsgpack.unpack(raw[j + 1])
+    local position = tonumber(raw[j])
+    names[position] = cmsgpack.unpack(s[1])[2]
+    if s[2] == 'COMPLETE' then done[position] = true end
+  end
+  local position = 0
+  while done[position] do position = position + 1 end
+  local crashes = f.crashes and cmsgpack.unpack(f.crashes) or {}
+  crashes[#crashes + 1] = {NOW, worker, C[4], C[2] or false, C[3] or false, position, names[position] or false,
+                           #held == 1}
+  local blamed = 0
+  for _, c in ipairs(crashes) do if c[8] then blamed = blamed + 1 end end
+  local new = copy(f)
+  new.crashes, new.owner, new.lease_expires, new.updated_at = cmsgpack.pack(crashes), nil, nil, NOW
+  if blamed >= max_crashes then
+    new.status, new.ready_at, new.suspect = 'FAILED', nil, nil
+    new.error = POISON .. cmsgpack.pack({id, new.crashes})
+  else
+    local spread = tonumber(string.sub(redis.sha1hex(id .. ':' .. NOW), 1, 8), 16) / 4294967295
+    new.status, new.ready_at, new.suspect = 'PENDING', NOW + jitter * spread, '1'
+  end
+  save(new, f)
+  if new.status == 'FAILED' and new.parent_id then wake(new.parent_id, 'child:' .. id) end
+  out[i] = redis.call('HGETALL', k('flow', id))
+end
+return cmsgpack.pack(out)""",
 }

@@ -14,22 +14,26 @@ from ..errors import (ConfigError, FencedError, FlowBusyError, FlowNotFoundError
                       SchemaVersionError, StoreError, StoreUnavailableError)
 from .base import LogBase
 from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows,
-                       FinishFlow, GetFlow, InvokeChild, ListFlows, LoadSteps, ReleaseWorker,
+                       FinishFlow, GetFlow, InvokeChild, ListFlows, LoadSteps, RecordCrash, ReleaseWorker,
                        RenewLeases, Scheduled, ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals)
-from .records import dump_failure, load_failure
+from .crashes import check, crashed, in_flight
+from .records import dump_crashes, dump_failure, load_crashes, load_failure
 from .rules import REFUSALS, child_outcome, fence, invalid
 from .sqlite_thread import ConnectionThread
 
 __all__ = ["SqliteExecutionLog", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APPLICATION_ID = 0x45524731  # "ERG1": marks a file as ours before we touch its tables
 SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 _FLOW_COLUMNS = ("flow_id, flow_type, args, status, version, attempt, epoch, owner, lease_expires, "
-                 "ready_at, result, error, parent_id, created_at, updated_at, waiting_on, cancel_requested")
+                 "ready_at, result, error, parent_id, created_at, updated_at, waiting_on, cancel_requested, "
+                 "crashes, suspect")
 _STEP_COLUMNS = "position, name, args_hash, status, result, error, attempt, completed_at, tries, retry_at"
-_SCHEMA = f"""
+# The first schema. Every later change is a migration in _MIGRATIONS, applied to new files too,
+# so a new file and an upgraded one are the same.
+_SCHEMA_V1 = f"""
 CREATE TABLE ergon_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE flows (
     flow_id TEXT PRIMARY KEY, flow_type TEXT NOT NULL, args BLOB NOT NULL, status TEXT NOT NULL,
@@ -49,9 +53,24 @@ CREATE TABLE steps (
     args_hash INTEGER NOT NULL, status TEXT NOT NULL, result BLOB, error BLOB,
     attempt INTEGER NOT NULL, completed_at REAL NOT NULL, tries INTEGER NOT NULL, retry_at REAL,
     PRIMARY KEY (flow_id, position)) WITHOUT ROWID;
-INSERT INTO ergon_meta VALUES ('schema_version', '{SCHEMA_VERSION}');
+INSERT INTO ergon_meta VALUES ('schema_version', '1');
 PRAGMA application_id = {APPLICATION_ID};
 """
+# schema version -> the statements that bring a file of that version to the next one
+_MIGRATIONS = {
+    # 2: a flow's crashes (storage.records), whether it is a suspect (runs alone next) and whether
+    # it is quarantined; the partial indexes keep both cheap to find while they are few.
+    1: """
+ALTER TABLE flows ADD COLUMN crashes BLOB;
+ALTER TABLE flows ADD COLUMN suspect INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE flows ADD COLUMN quarantined INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX flows_suspect ON flows (flow_type) WHERE suspect = 1;
+CREATE INDEX flows_quarantined ON flows (quarantined) WHERE quarantined = 1;
+""",
+}
+_DUE = "((status = 'RUNNING' AND lease_expires <= :now) OR (status IN ('PENDING', 'SUSPENDED') AND ready_at <= :now))"
+
+
 @functools.lru_cache(maxsize=32)
 def _claimable(types: int | None) -> str:
     """SQL for runnable flows (due first), of `types` named types (:t0, :t1, ...) or of any.
@@ -66,6 +85,15 @@ def _claimable(types: int | None) -> str:
                                        ("PENDING", "ready_at"))
                 for where in filters]
     return " UNION ALL ".join(branches) + " ORDER BY due LIMIT :n"
+
+
+@functools.lru_cache(maxsize=32)
+def _suspect_due(types: int | None) -> str:
+    """SQL for the earliest due suspect of `types` named types (:t0, :t1, ...) or of any; suspects
+    are few, and the partial index on them makes this one probe while there are none."""
+    where = "" if types is None else "AND flow_type IN (" + ", ".join(f":t{i}" for i in range(types)) + ") "
+    return (f"SELECT flow_id FROM flows INDEXED BY flows_suspect WHERE suspect = 1 {where}AND {_DUE} "
+            "ORDER BY CASE status WHEN 'RUNNING' THEN lease_expires ELSE ready_at END, flow_id LIMIT 1")
 
 
 T = TypeVar("T")
@@ -108,6 +136,8 @@ def _flow(row: tuple) -> FlowRecord:
     if values[11] is not None:
         values[11] = load_failure(values[11])
     values[16] = bool(values[16])
+    values[17] = load_crashes(values[17])
+    values[18] = bool(values[18])
     return FlowRecord(*values)
 
 
@@ -116,6 +146,29 @@ def _step(row: tuple) -> StepRecord:
     if values[5] is not None:
         values[5] = load_failure(values[5])
     return StepRecord(*values)
+
+
+def _schema_version(db: sqlite3.Connection) -> int:
+    return int(db.execute("SELECT value FROM ergon_meta WHERE key = 'schema_version'").fetchone()[0])
+
+
+def _in_transaction(db: sqlite3.Connection, script: str | None) -> None:
+    """Run the statements of `script` in one transaction; None: the migrations the file needs
+    (the version is read under the write lock, so two processes never migrate one file twice)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if script is None:
+            found = _schema_version(db)
+            script = "".join(_MIGRATIONS[v] + ";" for v in range(found, SCHEMA_VERSION))
+            script += f"UPDATE ergon_meta SET value = '{max(found, SCHEMA_VERSION)}' WHERE key = 'schema_version'"
+        for statement in script.split(";"):
+            if statement.strip():
+                db.execute(statement)
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
 
 
 class SqliteExecutionLog(LogBase):
@@ -203,26 +256,24 @@ class SqliteExecutionLog(LogBase):
         return StoreError(f"SQLite store {self.path!r} failed: {exc} ({name})")
 
     def _open(self, db: sqlite3.Connection) -> None:
+        db.execute("PRAGMA busy_timeout = 10000")
         app_id = db.execute("PRAGMA application_id").fetchone()[0]
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if not tables and app_id == 0:
             db.execute("PRAGMA journal_mode = WAL")
-            db.execute("BEGIN IMMEDIATE")
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    db.execute(statement)
-            db.execute("COMMIT")
+            _in_transaction(db, _SCHEMA_V1)
         elif app_id != APPLICATION_ID or "ergon_meta" not in tables:
             raise StoreError(f"{self.path!r} is a SQLite file of another application "
                              f"(tables: {', '.join(sorted(tables)) or 'none'}); refusing to touch it")
-        found = int(db.execute("SELECT value FROM ergon_meta WHERE key = 'schema_version'").fetchone()[0])
+        found = _schema_version(db)
         if found > SCHEMA_VERSION:
             raise SchemaVersionError(
                 f"{self.path!r} has schema version {found}; this ergon_actors supports up to "
                 f"{SCHEMA_VERSION}: upgrade ergon_actors", found=found, supported=SCHEMA_VERSION)
         db.execute("PRAGMA journal_mode = WAL")
         db.execute(f"PRAGMA synchronous = {self.synchronous}")
-        db.execute("PRAGMA busy_timeout = 10000")
+        if found < SCHEMA_VERSION:
+            _in_transaction(db, None)
 
     async def execute(self, commands: Sequence[Command]) -> list[object]:
         """Apply the commands in one transaction, shared with the calls waiting beside this one.
@@ -320,7 +371,8 @@ class SqliteExecutionLog(LogBase):
 
     def _ScheduleFlow(self, db, c: ScheduleFlow, now: float) -> Scheduled:
         cursor = db.execute(
-            "INSERT INTO flows VALUES (?, ?, ?, 'PENDING', ?, 1, 0, NULL, NULL, ?, NULL, NULL, ?, ?, ?, NULL, 0, NULL) "
+            "INSERT INTO flows VALUES (?, ?, ?, 'PENDING', ?, 1, 0, NULL, NULL, ?, NULL, NULL, ?, ?, ?, NULL, 0, NULL, "
+            "NULL, 0, 0) "
             "ON CONFLICT (flow_id) DO NOTHING",
             (c.flow_id, c.flow_type, c.args, c.version, now if c.ready_at is None else c.ready_at,
              c.parent_id, now, now))
@@ -343,7 +395,11 @@ class SqliteExecutionLog(LogBase):
             params = {"now": now, "n": c.limit}
             types = None if c.flow_types is None else len(c.flow_types)
             params.update({f"t{i}": name for i, name in enumerate(c.flow_types or ())})
-            ids = [r[0] for r in db.execute(_claimable(types), params)]
+            suspect = db.execute(_suspect_due(types), params).fetchone()
+            if suspect is not None:  # it runs alone: only a worker that runs nothing takes it, and nothing else
+                ids = [suspect[0]] if c.solo and c.limit > 0 else []
+            else:
+                ids = [r[0] for r in db.execute(_claimable(types), params)]
         self._batch_claims[c.worker_id] = c.request_id
         if not ids:
             return []
@@ -378,6 +434,23 @@ class SqliteExecutionLog(LogBase):
         return db.execute("UPDATE flows SET status = 'PENDING', owner = NULL, lease_expires = NULL, "
                           "ready_at = ?, updated_at = ? WHERE owner = ? AND status = 'RUNNING'",
                           (now, now, c.worker_id)).rowcount
+
+    def _RecordCrash(self, db: sqlite3.Connection, c: RecordCrash, now: float) -> list[FlowRecord]:
+        check(c)
+        held = [_flow(r) for r in db.execute(f"SELECT {_FLOW_COLUMNS} FROM flows WHERE owner = ? "
+                                             "AND status = 'RUNNING' ORDER BY flow_id", (c.worker_id,))]
+        out = []
+        for flow in held:
+            steps = db.execute("SELECT position, name, status FROM steps WHERE flow_id = ?", (flow.flow_id,))
+            flow = crashed(flow, c, in_flight(steps), len(held) == 1, now)
+            db.execute("UPDATE flows SET status = ?, owner = NULL, lease_expires = NULL, ready_at = ?, error = ?, "
+                       "crashes = ?, suspect = ?, quarantined = ?, updated_at = ? WHERE flow_id = ?",
+                       (flow.status, flow.ready_at, None if flow.error is None else dump_failure(flow.error),
+                        dump_crashes(flow.crashes), flow.suspect, flow.quarantined, now, flow.flow_id))
+            if flow.status in TERMINAL and flow.parent_id is not None:
+                self._wake(db, flow.parent_id, f"child:{flow.flow_id}")
+            out.append(flow)
+        return out
 
     def _recorded(self, db, flow_id: str, epoch: int, position: int) -> StepRecord | None:
         """The step already journaled at this position by this epoch (a re-sent request)."""
@@ -421,7 +494,7 @@ class SqliteExecutionLog(LogBase):
     def _end(self, db, flow_id: str, epoch: int, status: str, sets: str, params: tuple) -> None:
         cancel = "" if status == FlowStatus.CANCELLED else "AND cancel_requested = 0 "
         cursor = db.execute(
-            f"UPDATE flows SET status = ?, owner = NULL, lease_expires = NULL, updated_at = ?, {sets} "
+            f"UPDATE flows SET status = ?, owner = NULL, lease_expires = NULL, suspect = 0, updated_at = ?, {sets} "
             f"WHERE flow_id = ? AND epoch = ? AND status = 'RUNNING' {cancel}RETURNING parent_id",
             (status, time.time(), *params, flow_id, epoch))
         row = cursor.fetchone()
@@ -496,7 +569,7 @@ class SqliteExecutionLog(LogBase):
         if flow.status == FlowStatus.RUNNING:
             db.execute("UPDATE flows SET cancel_requested = 1, updated_at = ? WHERE flow_id = ?", (now, c.flow_id))
         else:
-            db.execute("UPDATE flows SET status = 'CANCELLED', ready_at = NULL, waiting_on = NULL, error = ?, "
+            db.execute("UPDATE flows SET status = 'CANCELLED', ready_at = NULL, waiting_on = NULL, suspect = 0, error = ?, "
                        "updated_at = ? WHERE flow_id = ?", (dump_failure(Failure.cancelled(c.flow_id)), now, c.flow_id))
             if flow.parent_id is not None:
                 self._wake(db, flow.parent_id, f"child:{c.flow_id}")
@@ -529,14 +602,20 @@ class SqliteExecutionLog(LogBase):
             counts = dict(db.execute("SELECT status, count(*) FROM flows GROUP BY status").fetchall())
             due = f"SELECT count(*) FROM ({_claimable(None)})"
             counts["due"] = db.execute(due, {"now": now, "n": -1}).fetchone()[0]
-            return counts
+            return self._count_quarantined(db, counts, -1)
         counts = {}  # each count walks at most `limit` index entries
         for status in FlowStatus:
             n = db.execute("SELECT count(*) FROM (SELECT 1 FROM flows WHERE status = ? LIMIT ?)",
                            (status.value, c.limit)).fetchone()[0]
             if n:
                 counts[status.value] = n
-        due = ("SELECT count(*) FROM (SELECT 1 FROM flows WHERE (status = 'RUNNING' AND lease_expires <= :now) "
-               "OR (status IN ('PENDING', 'SUSPENDED') AND ready_at <= :now) LIMIT :n)")
+        due = f"SELECT count(*) FROM (SELECT 1 FROM flows WHERE {_DUE} LIMIT :n)"
         counts["due"] = db.execute(due, {"now": now, "n": c.limit}).fetchone()[0]
+        return self._count_quarantined(db, counts, c.limit)
+
+    @staticmethod
+    def _count_quarantined(db: sqlite3.Connection, counts: dict[str, int], limit: int) -> dict[str, int]:
+        n = db.execute("SELECT count(*) FROM (SELECT 1 FROM flows WHERE quarantined = 1 LIMIT ?)", (limit,)).fetchone()[0]
+        if n:
+            counts["quarantined"] = n
         return counts

@@ -19,7 +19,7 @@ from ergon_actors.core import FlowStatus, StepRecord
 from ergon_actors.errors import ConfigError, SchemaVersionError, StoreError
 from ergon_actors.storage import InMemoryExecutionLog, SqliteExecutionLog, open_store
 from ergon_actors.storage.commands import ClaimFlows
-from ergon_actors.storage.sqlite import SCHEMA_VERSION
+from ergon_actors.storage.sqlite import APPLICATION_ID, SCHEMA_VERSION
 from ergon_actors.storage.sqlite_thread import ConnectionThread
 
 pytestmark = pytest.mark.timeout(60)
@@ -168,6 +168,75 @@ def test_newer_schema_version_is_refused_and_left_unchanged(tmp_path):
     assert snapshot(path) == before
     assert raw(path, "SELECT value FROM ergon_meta WHERE key = 'schema_version'") == [("99",)]
     assert raw(path, "SELECT flow_id, status FROM flows") == [("a", "PENDING")]
+
+
+def version_1_file(path: Path) -> Path:
+    """A store file as schema version 1 wrote it (tests/storage/data/schema_v1.sql)."""
+    db = sqlite3.connect(path)
+    try:
+        db.executescript((Path(__file__).parent / "data" / "schema_v1.sql").read_text())
+        db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    finally:
+        db.close()
+    return path
+
+
+def schema(path: Path) -> list[tuple]:
+    """Every table's columns and every index's definition, as a new and an upgraded file share them."""
+    db = sqlite3.connect(path)
+    try:
+        tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+        columns = [(t, *c) for t in tables for c in db.execute(f"PRAGMA table_info({t})")]
+        indexes = [(t, i[1], i[2], i[4], [c[2] for c in db.execute(f"PRAGMA index_info({i[1]})")])
+                   for t in tables for i in db.execute(f"PRAGMA index_list({t})")]
+        partial = db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql LIKE '%WHERE%'")
+        return sorted(columns) + sorted(indexes) + sorted(partial)
+    finally:
+        db.close()
+
+
+async def create(path: Path) -> None:
+    log = await SqliteExecutionLog(path).connect()
+    await log.close()
+
+
+def test_a_file_of_schema_version_1_is_upgraded_in_place_and_keeps_its_flows(tmp_path):
+    path = version_1_file(tmp_path / "old.db")
+
+    async def use() -> None:
+        log = await SqliteExecutionLog(path).connect()
+        try:
+            flows = {f.flow_id: f for f in await log.list_flows()}
+            assert {i: f.status for i, f in flows.items()} == {
+                "pending": "PENDING", "running": "RUNNING", "failed": "FAILED", "parent": "SUSPENDED",
+                "parent/0": "PENDING"}
+            assert all(f.crashes == () and not f.suspect for f in flows.values())
+            assert flows["failed"].error.message == "bad" and not flows["failed"].quarantined
+            assert [s.name for s in await log.load_steps("running")] == ["reserve"]
+            (crashed,) = await log.record_crash("old-worker", None, 9, "signal", 3)
+            assert (crashed.crashes[0].position, crashed.crashes[0].alone, crashed.suspect) == (1, True, True)
+            assert await log.send_signal("go", b"again") is False
+            (kid,) = await log.claim("w", 10, 30.0, flow_types=("Kid",))
+            await log.finish_flow("parent/0", kid.flow.epoch, FlowStatus.COMPLETE, result=b"k")
+            assert (await log.get_flow("parent")).ready_at is not None  # the child's end woke it
+        finally:
+            await log.close()
+
+    run(use())
+    assert raw(path, "SELECT value FROM ergon_meta WHERE key = 'schema_version'") == [(str(SCHEMA_VERSION),)]
+    run(create(tmp_path / "new.db"))
+    assert schema(path) == schema(tmp_path / "new.db")
+
+
+def test_an_upgrade_that_fails_leaves_the_file_at_its_version(tmp_path):
+    path = version_1_file(tmp_path / "old.db")
+    raw(path, "CREATE TABLE blocker (x)")
+    raw(path, "CREATE INDEX flows_suspect ON blocker (x)")  # the upgrade's index name is taken
+    before = schema(path)
+    with pytest.raises(StoreError):
+        connect_refused(path)
+    assert raw(path, "SELECT value FROM ergon_meta WHERE key = 'schema_version'") == [("1",)]
+    assert schema(path) == before
 
 
 @pytest.mark.parametrize("url", ["postgres://x", "sqlite://", "redis://"])

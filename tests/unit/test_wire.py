@@ -9,11 +9,11 @@ from dataclasses import dataclass
 import msgpack
 import pytest
 
-from ergon_actors.core import Failure, FlowRecord, FlowStatus, StepRecord
+from ergon_actors.core import Crash, Failure, FlowRecord, FlowStatus, StepRecord
 from ergon_actors.errors import ErgonError, FencedError, FlowNotFoundError, ProtocolError
 from ergon_actors.storage.commands import (EXT_TYPES, AppendStep, AwaitSignal, CancelFlow, Claim,
                                            ClaimFlows, CountFlows, FinishFlow, GetFlow, InvokeChild,
-                                           ListFlows, LoadSteps, ReleaseWorker, RenewLeases, Scheduled,
+                                           ListFlows, LoadSteps, RecordCrash, ReleaseWorker, RenewLeases, Scheduled,
                                            ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals, pack,
                                            pack_within, unpack)
 from ergon_actors.wire import ERROR_CODE, MAX_ARRAY_LEN, MAX_EXT_DEPTH, Codec
@@ -25,19 +25,23 @@ pytestmark = pytest.mark.timeout(30)
 STEP = StepRecord(3, "charge", 12345, "FAILED", None, Failure("builtins:ValueError", "no", False, "tb"), 2,
                   1.5, tries=2, retry_at=9.0)
 FLOW = FlowRecord("f", "Order", b"args", FlowStatus.RUNNING, "v1", 2, 7, "w", 1.0, 2.0, b"r",
-                  Failure("x:Y", "m"), "p", 3.0, 4.0, "signal:go", True)
+                  Failure("x:Y", "m"), "p", 3.0, 4.0, "signal:go", True,
+                  (Crash(5.0, "w0", "signal", None, 11, 2, "charge", False), Crash(6, "w1", "exit", 1, None, 0, None, True)),
+                  True)
 COMMANDS = [
     ScheduleFlow("f", "Order", b"a", "v1", 1.0, "p"), ClaimFlows("w", "r1", 10, 5.0, ("A", "B"), None, False),
     RenewLeases("w", 5.0, ("f", "g")), ReleaseWorker("w"), AppendStep("f", 7, STEP),
     FinishFlow("f", 7, FlowStatus.COMPLETE, b"r", None), SuspendFlow("f", 7, 9.0, 2, STEP.error),
     AwaitSignal("f", 7, STEP, "go", None), SendSignal("go", b"p"), InvokeChild("f", 7, STEP, ScheduleFlow("f/1", "C", b"")),
     CancelFlow("f"), WaitingSignals(10), GetFlow("f"), LoadSteps("f"), ListFlows("PENDING", 5), CountFlows(),
+    RecordCrash("w", None, 9, "hang", 3), ClaimFlows("w", "r2", 1, 5.0, None, None, False, True),
 ]
 # The ext code of every class is the wire format: pinned here so a renumbering fails a test.
 CODES = {"Failure": 64, "FlowRecord": 65, "StepRecord": 66, "Scheduled": 67, "Claim": 68, "ScheduleFlow": 69,
          "ClaimFlows": 70, "RenewLeases": 71, "ReleaseWorker": 72, "AppendStep": 73, "FinishFlow": 74,
          "SuspendFlow": 75, "GetFlow": 76, "LoadSteps": 77, "ListFlows": 78, "CountFlows": 79,
-         "AwaitSignal": 80, "SendSignal": 81, "InvokeChild": 82, "CancelFlow": 83, "WaitingSignals": 84}
+         "AwaitSignal": 80, "SendSignal": 81, "InvokeChild": 82, "CancelFlow": 83, "WaitingSignals": 84,
+         "Crash": 85, "RecordCrash": 86}
 
 
 def ext(cls: type, *fields: object) -> msgpack.ExtType:
@@ -147,6 +151,8 @@ def test_the_deepest_legitimate_nesting_decodes():
     (ext(InvokeChild, "f", 1, STEP_EXT, ext(GetFlow, "c")),
      "InvokeChild.child: ScheduleFlow expected, got GetFlow"),
     (ext(ListFlows, 5, "all"), "ListFlows.status: None or str expected, got int"),
+    (ext(RecordCrash, "w", None, "9", "signal", 3), "RecordCrash.signal: None or int expected, got str"),
+    (ext(ClaimFlows, "w", "r", 1, 5.0, None, None, False, "yes"), "ClaimFlows.solo: bool expected, got str"),
     (ext(SuspendFlow, "f", 1, "soon"), "SuspendFlow.ready_at: None or float or int expected, got str"),
     (msgpack.ExtType(ERROR_CODE, msgpack.packb([["x"], 1, 2])), "malformed error"),
     (msgpack.ExtType(ERROR_CODE, msgpack.packb(["FencedError", "m", {"flow_id": [1]}])), "malformed error"),
@@ -156,6 +162,15 @@ def test_a_record_with_wrong_fields_fails_alone(bad, reason):
     first, wrong, last = answers(request(good, bad, good))
     assert first == last == GetFlow("f")
     assert type(wrong) is ProtocolError and reason in str(wrong)
+
+
+def test_a_flow_record_with_a_malformed_crash_fails_alone():
+    fields = [getattr(FLOW, name) for name in FLOW.__slots__]
+    fields[11] = ext(Failure, "x:Y", "m")
+    fields[17] = [ext(Crash, 1.0, "w", "exit", 1, None, "two", None, True)]
+    first, wrong, last = answers(request(ext(GetFlow, "f"), ext(FlowRecord, *fields), ext(GetFlow, "f")))
+    assert first == last == GetFlow("f")
+    assert type(wrong) is ProtocolError and "Crash.position: int expected, got str" in str(wrong)
 
 
 def test_ints_pass_for_floats_and_lists_become_tuples():
