@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import random
 import signal
+from collections.abc import Iterable
 from dataclasses import replace
-from datetime import datetime, timezone
-from typing import Iterable
+from datetime import UTC, datetime
 
 from ..core import Crash, Failure, FlowRecord, FlowStatus, StepStatus
 from ..errors import PoisonFlowError
@@ -72,6 +72,6 @@ def _describe(crash: Crash) -> str:
             how = f"signal {crash.signal}"
     else:
         how = "no exit code"
-    when = datetime.fromtimestamp(crash.at, timezone.utc).isoformat(timespec="milliseconds")
+    when = datetime.fromtimestamp(crash.at, UTC).isoformat(timespec="milliseconds")
     where = f"step {crash.position}" + (f" ({crash.step})" if crash.step else "")
     return f"{how} ({crash.cause}) in {where} at {when.replace('+00:00', 'Z')}"

@@ -20,13 +20,13 @@ from .test_contract import LEASE, POLL_DEADLINE, claim_one, ids, poll_claim, ste
 
 pytestmark = pytest.mark.timeout(60)
 
-EXIT_1 = dict(exit_code=1, signal=None, cause="exit")
-SEGV = dict(exit_code=None, signal=11, cause="signal")
-HANG = dict(exit_code=None, signal=9, cause="hang")
+EXIT_1 = (1, None, "exit")  # exit code, signal, cause
+SEGV = (None, 11, "signal")
+HANG = (None, 9, "hang")
 
 
-async def crash(log, worker: str, how: dict = EXIT_1, max_crashes: int = 3):
-    return await log.record_crash(worker, how["exit_code"], how["signal"], how["cause"], max_crashes)
+async def crash(log, worker: str, how: tuple = EXIT_1, max_crashes: int = 3):
+    return await log.record_crash(worker, *how, max_crashes)
 
 
 async def until_due(log, n: int) -> None:
@@ -37,7 +37,7 @@ async def until_due(log, n: int) -> None:
         await asyncio.sleep(0.01)
 
 
-async def crash_alone(log, flow_id: str, worker: str, how: dict, max_crashes: int = 3):
+async def crash_alone(log, flow_id: str, worker: str, how: tuple, max_crashes: int = 3):
     """Claim the flow solo as `worker` (waiting for it to be due), then let that worker die."""
     (claim,) = await poll_claim(log, worker, solo=True)
     assert ids([claim]) == [flow_id]

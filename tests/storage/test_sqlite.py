@@ -19,7 +19,7 @@ from ergon_actors.core import FlowStatus, StepRecord
 from ergon_actors.errors import ConfigError, SchemaVersionError, StoreError
 from ergon_actors.storage import InMemoryExecutionLog, SqliteExecutionLog, open_store
 from ergon_actors.storage.commands import ClaimFlows
-from ergon_actors.storage.sqlite import APPLICATION_ID, SCHEMA_VERSION
+from ergon_actors.storage.sqlite_schema import APPLICATION_ID, SCHEMA_VERSION
 from ergon_actors.storage.sqlite_thread import ConnectionThread
 
 pytestmark = pytest.mark.timeout(60)

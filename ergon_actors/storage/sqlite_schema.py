@@ -1,0 +1,101 @@
+"""The SQLite store's schema: its version, the tables of a new file, and the migrations that
+bring a file written by an earlier version up to date."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from ..errors import SchemaVersionError, StoreError
+
+__all__ = ["SCHEMA_VERSION", "APPLICATION_ID", "open_schema"]
+
+SCHEMA_VERSION = 2
+APPLICATION_ID = 0x45524731  # "ERG1": marks a file as ours before we touch its tables
+
+# The first schema. Every later change is a migration in _MIGRATIONS, applied to new files too,
+# so a new file and an upgraded one are the same.
+_SCHEMA_V1 = f"""
+CREATE TABLE ergon_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE flows (
+    flow_id TEXT PRIMARY KEY, flow_type TEXT NOT NULL, args BLOB NOT NULL, status TEXT NOT NULL,
+    version TEXT, attempt INTEGER NOT NULL, epoch INTEGER NOT NULL, owner TEXT,
+    lease_expires REAL, ready_at REAL, result BLOB, error BLOB, parent_id TEXT,
+    created_at REAL NOT NULL, updated_at REAL NOT NULL, waiting_on TEXT,
+    cancel_requested INTEGER NOT NULL DEFAULT 0, claim_request TEXT);
+CREATE INDEX flows_ready ON flows (status, flow_type, ready_at);
+CREATE INDEX flows_lease ON flows (status, flow_type, lease_expires);
+CREATE INDEX flows_owner ON flows (owner) WHERE owner IS NOT NULL;
+CREATE INDEX flows_parent ON flows (parent_id) WHERE parent_id IS NOT NULL;
+CREATE INDEX flows_waiting ON flows (waiting_on) WHERE waiting_on IS NOT NULL;
+CREATE TABLE signals (name TEXT PRIMARY KEY, payload BLOB NOT NULL, created_at REAL NOT NULL,
+    consumer TEXT);
+CREATE TABLE steps (
+    flow_id TEXT NOT NULL, position INTEGER NOT NULL, name TEXT NOT NULL,
+    args_hash INTEGER NOT NULL, status TEXT NOT NULL, result BLOB, error BLOB,
+    attempt INTEGER NOT NULL, completed_at REAL NOT NULL, tries INTEGER NOT NULL, retry_at REAL,
+    PRIMARY KEY (flow_id, position)) WITHOUT ROWID;
+INSERT INTO ergon_meta VALUES ('schema_version', '1');
+PRAGMA application_id = {APPLICATION_ID};
+"""
+# schema version -> the statements that bring a file of that version to the next one
+_MIGRATIONS = {
+    # 2: a flow's crashes (storage.records), whether it is a suspect (runs alone next) and whether
+    # it is quarantined; the partial indexes keep both cheap to find while they are few.
+    1: """
+ALTER TABLE flows ADD COLUMN crashes BLOB;
+ALTER TABLE flows ADD COLUMN suspect INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE flows ADD COLUMN quarantined INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX flows_suspect ON flows (flow_type) WHERE suspect = 1;
+CREATE INDEX flows_quarantined ON flows (quarantined) WHERE quarantined = 1;
+""",
+}
+
+
+def open_schema(db: sqlite3.Connection, path: str) -> None:
+    """Check the file is ours, create its tables if it is new, bring it to SCHEMA_VERSION, and
+    put it in WAL mode.
+
+    Raises:
+        StoreError: a SQLite file of another application.
+        SchemaVersionError: written by a newer version of ergon_actors (the file is left as it is).
+    """
+    db.execute("PRAGMA busy_timeout = 10000")
+    app_id = db.execute("PRAGMA application_id").fetchone()[0]
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if not tables and app_id == 0:
+        db.execute("PRAGMA journal_mode = WAL")
+        _in_transaction(db, _SCHEMA_V1)
+    elif app_id != APPLICATION_ID or "ergon_meta" not in tables:
+        raise StoreError(f"{path!r} is a SQLite file of another application "
+                         f"(tables: {', '.join(sorted(tables)) or 'none'}); refusing to touch it")
+    found = _schema_version(db)
+    if found > SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"{path!r} has schema version {found}; this ergon_actors supports up to "
+            f"{SCHEMA_VERSION}: upgrade ergon_actors", found=found, supported=SCHEMA_VERSION)
+    db.execute("PRAGMA journal_mode = WAL")
+    if found < SCHEMA_VERSION:
+        _in_transaction(db, None)
+
+
+def _schema_version(db: sqlite3.Connection) -> int:
+    return int(db.execute("SELECT value FROM ergon_meta WHERE key = 'schema_version'").fetchone()[0])
+
+
+def _in_transaction(db: sqlite3.Connection, script: str | None) -> None:
+    """Run the statements of `script` in one transaction; None: the migrations the file needs
+    (the version is read under the write lock, so two processes never migrate one file twice)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if script is None:
+            found = _schema_version(db)
+            script = "".join(_MIGRATIONS[v] + ";" for v in range(found, SCHEMA_VERSION))
+            script += f"UPDATE ergon_meta SET value = '{max(found, SCHEMA_VERSION)}' WHERE key = 'schema_version'"
+        for statement in script.split(";"):
+            if statement.strip():
+                db.execute(statement)
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
