@@ -9,10 +9,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .errors import ConfigError
 
-__all__ = ["Settings", "DEFAULT_STORE", "DEFAULT_MAX_MESSAGE_SIZE", "check_store_url", "public_store_url"]
+__all__ = ["Settings", "DEFAULT_STORE", "DEFAULT_MAX_MESSAGE_SIZE", "DEFAULT_STEP_TIMEOUT", "check_store_url",
+           "public_store_url"]
 
 DEFAULT_STORE = "sqlite:///ergon.db"
 DEFAULT_MAX_MESSAGE_SIZE = 4 * 2**20
+DEFAULT_STEP_TIMEOUT = 3600.0  # why an hour: docs/timeouts-and-cancellation.md
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +38,11 @@ class Settings:
         max_message_size: bytes one message to the journal or the supervisor may have; a peer
             sending more is disconnected. A request that cannot fit (a step result, a flow's
             arguments) fails with MessageTooLargeError; bigger batches travel in several messages.
+        step_timeout: seconds one try of a step may run before it fails with StepTimeoutError
+            (its retry policy applies), unless the step sets its own `@step(timeout=...)`;
+            `inf` for no bound.
+        max_crashes: a flow whose worker died this many times while running it alone is
+            quarantined: FAILED with a PoisonFlowError, never retried.
         transport: "ipc" (one host) or "tcp" (loopback or configured interface).
     """
 
@@ -53,12 +60,14 @@ class Settings:
     resend_after: float = 2.0
     high_water_mark: int = 10_000
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    step_timeout: float = DEFAULT_STEP_TIMEOUT
+    max_crashes: int = 3
     transport: str = "ipc"
 
     def __post_init__(self) -> None:
         positive = ("workers", "concurrency", "lease_seconds", "heartbeat_interval", "hang_timeout",
                     "ready_timeout", "max_restarts", "restart_period", "resend_after", "high_water_mark",
-                    "max_message_size")
+                    "max_message_size", "step_timeout", "max_crashes")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"setting {name} must be > 0, got {getattr(self, name)!r}")

@@ -58,7 +58,8 @@ def step(fn: Callable | None = None, *, name: str | None = None,
     Args:
         name: the name journaled for the step (default: the method name).
         retry_policy: a failing step is tried again (each try and its due time journaled).
-        timeout: seconds a single try may run before it fails with StepTimeoutError.
+        timeout: seconds a single try may run before it fails with StepTimeoutError (default:
+            the step_timeout its worker or executor was given; math.inf: no bound).
     """
     def wrap(fn: Callable) -> Callable:
         options = StepOptions(name or fn.__name__, retry_policy, timeout)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -43,17 +44,20 @@ class Halted(BaseException):
 class StepOptions:
     name: str
     retry_policy: RetryPolicy | None = None
-    timeout: float | None = None
+    timeout: float | None = None  # None: the step_timeout its worker or executor was given
 
 
 class FlowContext:
-    """One run of one flow: its lease epoch, its journal so far and the next step position."""
+    """One run of one flow: its lease epoch, its journal so far and the next step position.
+
+    `step_timeout` bounds each try of a step that sets no timeout of its own (inf: no bound).
+    """
 
     __slots__ = ("flow_id", "flow_type", "epoch", "attempt", "store", "steps", "position", "refused",
-                 "halt")
+                 "halt", "step_timeout")
 
     def __init__(self, flow_id: str, flow_type: str, epoch: int, attempt: int, store: LogBase,
-                 steps: dict[int, StepRecord], halt: asyncio.Event | None = None) -> None:
+                 steps: dict[int, StepRecord], step_timeout: float, halt: asyncio.Event | None = None) -> None:
         self.flow_id = flow_id
         self.flow_type = flow_type
         self.epoch = epoch
@@ -63,6 +67,7 @@ class FlowContext:
         self.position = 0
         self.refused: ErgonError | None = None  # fenced or cancelled: the flow must stop
         self.halt = halt
+        self.step_timeout = step_timeout
 
     def next_position(self) -> int:
         forced = _forced.get()
@@ -143,7 +148,8 @@ async def _run_step(ctx: FlowContext, position: int, options: StepOptions, fn: C
         raise Halted()
     token = _in_step.set((position, name))
     try:
-        value = await _with_timeout(options, fn(obj, *args, **kwargs))
+        timeout = ctx.step_timeout if options.timeout is None else options.timeout
+        value = await _with_timeout(name, timeout, fn(obj, *args, **kwargs))
     except Exception as exc:
         await _failed(ctx, position, options, digest, tries, exc)
         raise
@@ -159,15 +165,15 @@ async def _run_step(ctx: FlowContext, position: int, options: StepOptions, fn: C
     return value
 
 
-async def _with_timeout(options: StepOptions, coro: Awaitable[Any]) -> Any:
-    if options.timeout is None:
+async def _with_timeout(name: str, timeout: float, coro: Awaitable[Any]) -> Any:
+    if timeout == math.inf:
         return await coro
     try:
-        async with asyncio.timeout(options.timeout) as scope:
+        async with asyncio.timeout(timeout) as scope:
             return await coro
     except TimeoutError:
         if scope.expired():
-            raise StepTimeoutError(options.name, options.timeout) from None
+            raise StepTimeoutError(name, timeout) from None
         raise
 
 

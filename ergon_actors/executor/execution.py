@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 from .. import codec
+from ..config import DEFAULT_STEP_TIMEOUT
 from ..core import Failure, FlowRecord, FlowStatus
 from ..errors import (FencedError, FlowCancelledError, FlowFailedError, FlowTimeoutError,
                       MessageTooLargeError, SerializationError)
@@ -55,8 +56,10 @@ class Outcome:
 async def run_claim(store: LogBase, claim: Claim, definition: FlowDefinition,
                     instance: object | None = None,
                     entry: Callable[[Any], Awaitable[Any]] | None = None,
-                    halt: asyncio.Event | None = None) -> Outcome:
+                    halt: asyncio.Event | None = None, *, step_timeout: float) -> Outcome:
     """Replay and continue a claimed flow, then journal where it ended.
+
+    `step_timeout` bounds each try of a step that sets no timeout of its own (inf: no bound).
 
     Raises:
         FencedError: the lease moved to another worker; nothing more was written.
@@ -64,7 +67,7 @@ async def run_claim(store: LogBase, claim: Claim, definition: FlowDefinition,
     """
     flow = claim.flow
     ctx = FlowContext(flow.flow_id, flow.flow_type, flow.epoch, flow.attempt, store,
-                      {s.position: s for s in claim.steps}, halt)
+                      {s.position: s for s in claim.steps}, step_timeout, halt)
     deadline = None if definition.timeout is None else flow.created_at + definition.timeout
     token = enter(ctx)
     try:
@@ -156,16 +159,19 @@ class Executor:
     """Runs one flow in this process, durably: `await Executor(flow, store, flow_id).run(lambda f: f.run())`.
 
     The flow is created in the store if new (flow_id is its idempotency key) and taken over if
-    another run of it was interrupted; completed steps replay from the journal.
+    another run of it was interrupted; completed steps replay from the journal. A try of a step
+    that sets no timeout of its own fails with StepTimeoutError after `step_timeout` seconds
+    (the step_timeout setting's default; inf: no bound).
     """
 
     def __init__(self, flow: object, storage: LogBase, flow_id: str | None = None, *,
-                 lease_seconds: float = 60.0) -> None:
+                 lease_seconds: float = 60.0, step_timeout: float = DEFAULT_STEP_TIMEOUT) -> None:
         self.definition = definition_of(type(flow))
         self.flow = flow
         self.storage = storage
         self.flow_id = flow_id or str(uuid.uuid4())
         self.lease_seconds = lease_seconds
+        self.step_timeout = step_timeout
         self.worker_id = f"executor-{uuid.uuid4().hex[:12]}"
 
     async def run(self, entry: Callable[[Any], Awaitable[Any]] | None = None) -> Outcome:
@@ -179,4 +185,5 @@ class Executor:
                                           flow_id=self.flow_id, steal=True)
         if not claims:  # already finished: the journal has the answer
             return Outcome.of(await self.storage.get_flow(self.flow_id))
-        return await run_claim(self.storage, claims[0], self.definition, self.flow, entry)
+        return await run_claim(self.storage, claims[0], self.definition, self.flow, entry,
+                               step_timeout=self.step_timeout)

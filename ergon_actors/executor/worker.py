@@ -9,6 +9,7 @@ import uuid
 from dataclasses import dataclass
 
 from .. import codec
+from ..config import DEFAULT_STEP_TIMEOUT
 from ..errors import FencedError, FlowDefinitionError
 from ..storage.base import LogBase
 from ..storage.commands import Claim
@@ -40,10 +41,13 @@ class Worker:
         concurrency: flows run at once.
         lease_seconds: how long a claim stays ours without renewal; renewed every third of it.
         poll_interval: how long an idle worker waits before looking for work again.
+        step_timeout: seconds a try of a step that sets no timeout of its own may run before it
+            fails with StepTimeoutError (the step_timeout setting; inf: no bound).
     """
 
     def __init__(self, storage: LogBase, name: str | None = None, *, enable_timers: bool = True,
-                 concurrency: int = 64, lease_seconds: float = 30.0, poll_interval: float = 0.05) -> None:
+                 concurrency: int = 64, lease_seconds: float = 30.0, poll_interval: float = 0.05,
+                 step_timeout: float = DEFAULT_STEP_TIMEOUT) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
         self.storage = storage
@@ -51,6 +55,7 @@ class Worker:
         self.concurrency = concurrency
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval
+        self.step_timeout = step_timeout
         self._registry: dict[str, FlowDefinition] = {}
         self._running: dict[str, asyncio.Task] = {}
         self._wake = asyncio.Event()  # a slot freed, new work committed, or stop
@@ -148,7 +153,8 @@ class Worker:
     async def _run_flow(self, claim: Claim) -> None:
         flow = claim.flow
         try:
-            await run_claim(self.storage, claim, self._registry[flow.flow_type], halt=self._halt)
+            await run_claim(self.storage, claim, self._registry[flow.flow_type], halt=self._halt,
+                            step_timeout=self.step_timeout)
             self._counts["finished"] += 1
         except Halted:
             self._counts["halted"] += 1
