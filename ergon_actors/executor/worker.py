@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from .. import codec
 from ..config import DEFAULT_STEP_TIMEOUT
+from ..core.backoff import Backoff, FailureLog
 from ..errors import FencedError, FlowDefinitionError
 from ..storage.base import LogBase
 from ..storage.commands import Claim
@@ -61,7 +62,7 @@ class Worker:
         self._wake = asyncio.Event()  # a slot freed, new work committed, or stop
         storage.listen(self._wake)
         self._halt = asyncio.Event()
-        self._stopping = False
+        self._stopped = asyncio.Event()
         self._counts = {"started": 0, "finished": 0, "abandoned": 0, "halted": 0}
         self._signal_source = None
         self._signal_poll = 0.5
@@ -82,7 +83,7 @@ class Worker:
         return self
 
     async def _poll_signals(self) -> None:
-        while not self._stopping:
+        while not self._stopped.is_set():
             for name in await self.storage.waiting_signals():
                 payload = await self._signal_source.poll_for_signal(name)
                 if payload is not None:
@@ -118,7 +119,11 @@ class Worker:
     async def _run(self) -> None:
         renew_at = time.monotonic() + self.lease_seconds / 3
         batch = max(1, self.concurrency // 4)  # claim in batches while busy, at once while idle
-        while not self._stopping:
+        # A failing store is retried with jittered backoff, at most a tenth of a lease apart so
+        # that leases are renewed in time once it works again.
+        backoff = Backoff(self.poll_interval, min(2.0, self.lease_seconds / 10))
+        failures = FailureLog(log, f"worker {self.worker_id}: claiming or renewing leases")
+        while not self._stopped.is_set():
             self._wake.clear()
             free = self.concurrency - len(self._running)
             got = 0
@@ -132,14 +137,24 @@ class Worker:
                 if self._running and time.monotonic() >= renew_at:
                     await self.storage.renew_leases(self.worker_id, self.lease_seconds, tuple(self._running))
                     renew_at = time.monotonic() + self.lease_seconds / 3
-            except Exception:  # the store failed this once: leases outlive a few polls, try again
-                log.exception("worker %s: claiming or renewing failed; trying again", self.worker_id)
-                got = free = 0
+            except Exception as exc:  # the store failed: leases outlive a few retries
+                failures.failed(exc)
+                await self._pause(backoff.next())
+                continue
+            backoff.reset()
+            failures.recovered()
             if got < free or free == 0:
                 try:
                     await asyncio.wait_for(self._wake.wait(), self.poll_interval)
                 except TimeoutError:
                     pass
+
+    async def _pause(self, delay: float) -> None:
+        """Wait `delay` seconds, or until stop(); new work does not end the wait."""
+        try:
+            await asyncio.wait_for(self._stopped.wait(), delay)
+        except TimeoutError:
+            pass
 
     def _spawn(self, claim: Claim) -> None:
         flow_id = claim.flow.flow_id
@@ -172,7 +187,7 @@ class Worker:
 
     def stop(self) -> None:
         """Stop claiming; flows already running go on."""
-        self._stopping = True
+        self._stopped.set()
         self._wake.set()
 
     async def drain(self, grace: float) -> int:
