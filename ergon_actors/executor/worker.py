@@ -36,6 +36,11 @@ class WorkerStatistics:
 class Worker:
     """Runs registered flow types from a store (the same code runs inside worker actors).
 
+    A suspect (a flow whose worker died beside other flows) runs alone: an idle worker claims
+    "solo" and may get one suspect and nothing else, and claims nothing more until that flow's
+    run ends. While suspects are due, a busy worker's claims get nothing, so it finishes what it
+    runs, becomes idle and claims solo.
+
     Args:
         storage: the store, or the journal client inside a worker actor.
         name: the worker_id written as the lease owner; unique per running worker.
@@ -59,6 +64,7 @@ class Worker:
         self.step_timeout = step_timeout
         self._registry: dict[str, FlowDefinition] = {}
         self._running: dict[str, asyncio.Task] = {}
+        self._suspect: str | None = None  # the suspect flow running here alone
         self._wake = asyncio.Event()  # a slot freed, new work committed, or stop
         storage.listen(self._wake)
         self._halt = asyncio.Event()
@@ -125,12 +131,12 @@ class Worker:
         failures = FailureLog(log, f"worker {self.worker_id}: claiming or renewing leases")
         while not self._stopped.is_set():
             self._wake.clear()
-            free = self.concurrency - len(self._running)
+            free = 0 if self._suspect is not None else self.concurrency - len(self._running)
             got = 0
             try:
                 if free >= batch or (free > 0 and len(self._running) < batch):
                     claims = await self.storage.claim(self.worker_id, free, self.lease_seconds,
-                                                      flow_types=self.flow_types)
+                                                      flow_types=self.flow_types, solo=not self._running)
                     for claim in claims:
                         self._spawn(claim)
                     got = len(claims)
@@ -161,6 +167,10 @@ class Worker:
         old = self._running.get(flow_id)
         if old is not None:  # our earlier run of it was fenced off but has not unwound yet
             old.cancel()
+        if claim.flow.suspect:
+            self._suspect = flow_id
+            log.info("worker %s runs suspect flow %s alone (its worker died beside other flows)",
+                     self.worker_id, flow_id)
         self._counts["started"] += 1
         task = asyncio.get_running_loop().create_task(self._run_flow(claim), name=flow_id)
         self._running[flow_id] = task
@@ -183,6 +193,8 @@ class Worker:
         finally:
             if self._running.get(flow.flow_id) is asyncio.current_task():
                 del self._running[flow.flow_id]
+                if self._suspect == flow.flow_id:
+                    self._suspect = None
             self._wake.set()
 
     def stop(self) -> None:

@@ -22,6 +22,7 @@ from ergon_actors.storage.commands import ClaimFlows, ScheduleFlow
 from ergon_actors.storage.redis import RedisExecutionLog
 
 from ..redis_server import RedisServer, empty_store, free_port
+from .test_contract import poll_claim
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.redis]
 
@@ -267,12 +268,17 @@ def test_a_batch_is_one_transaction_of_one_script_call_per_command(redis_server)
 async def assert_indexes_agree(url: str, prefix: str) -> None:
     """Every index key holds exactly what the flow hashes say it should."""
     raw = aioredis.Redis.from_url(url, decode_responses=True)
+    binary = aioredis.Redis.from_url(url)
     try:
         keys = [k async for k in raw.scan_iter(match=f"{prefix}:*", count=1000)]
         flows = {}
+        poisoned = set()
         for key in keys:
-            if key.startswith(f"{prefix}:flow:"):
-                flows[key[len(prefix) + 6:]] = await raw.hgetall(key)
+            if key.startswith(f"{prefix}:flow:"):  # its crashes and error are binary
+                fields = await binary.hgetall(key)
+                flows[key[len(prefix) + 6:]] = {k.decode(): v.decode(errors="replace") for k, v in fields.items()}
+                if fields.get(b"error", b"").startswith(b"!poison"):
+                    poisoned.add(key[len(prefix) + 6:])
         signals = set(await raw.hkeys(f"{prefix}:signals"))
         want: dict[str, dict[str, float]] = {}  # index key -> {flow id: score}
 
@@ -301,8 +307,13 @@ async def assert_indexes_agree(url: str, prefix: str) -> None:
             assert {k: v for k, v in found.items() if v} == expected, kind
         waiting = {k[len(prefix) + 9:] for k in want if k.startswith(f"{prefix}:waiting:")}
         assert await raw.zrange(f"{prefix}:waitnames", 0, -1) == sorted(waiting - signals)
+        live = ("PENDING", "RUNNING", "SUSPENDED")
+        assert await raw.smembers(f"{prefix}:suspects") == {
+            i for i, f in flows.items() if "suspect" in f and f["status"] in live}
+        assert await raw.smembers(f"{prefix}:quarantined") == {i for i in poisoned if flows[i]["status"] == "FAILED"}
     finally:
         await raw.aclose()
+        await binary.aclose()
 
 
 def test_indexes_agree_with_the_flows_after_a_mixed_workload(redis_server):
@@ -332,6 +343,17 @@ def test_indexes_agree_with_the_flows_after_a_mixed_workload(redis_server):
             await log.finish_flow("kid", kid.flow.epoch, FlowStatus.FAILED)
             await log.claim("w2", 3, LEASE)
             assert await log.release_worker("w1") == 1  # f5
+            await assert_indexes_agree(url, prefix)
+
+            assert len(await log.record_crash("w2", None, 9, "signal", 3)) == 3  # suspects
+            await log.schedule_flow("poison", "Ship", b"x")
+            await log.claim("w3", 1, LEASE, flow_id="poison")
+            (poison,) = await log.record_crash("w3", 1, None, "exit", 1)
+            assert poison.quarantined
+            await assert_indexes_agree(url, prefix)
+            (suspect,) = await poll_claim(log, "w4", solo=True)
+            await log.finish_flow(suspect.flow.flow_id, suspect.flow.epoch, FlowStatus.COMPLETE)
+            assert not (await log.get_flow(suspect.flow.flow_id)).suspect
             await assert_indexes_agree(url, prefix)
         finally:
             await log.close()
