@@ -223,8 +223,9 @@ class PoisonFlowError(ErgonError):
 
     def __init__(self, flow_id: str, step: str | None, position: int, crashes: int, details: str) -> None:
         where = f"step {position}" + (f" ({step})" if step else "")
-        super().__init__(f"flow {flow_id!r} quarantined as poison: it crashed its worker {crashes} "
-                         f"times running alone, last in {where}: {details}")
+        times = "once" if crashes == 1 else f"{crashes} times"
+        super().__init__(f"flow {flow_id!r} quarantined as poison: it crashed its worker {times} "
+                         f"running alone, last in {where}: {details}")
         self.flow_id = flow_id
         self.step = step
         self.position = position
