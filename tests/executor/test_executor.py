@@ -6,7 +6,7 @@ import pytest
 
 from ergon_actors import (Executor, FlowDefinitionError, InMemoryExecutionLog,
                           RetryableError, RetryPolicy, Scheduler, SerializationError,
-                          SqliteExecutionLog, Worker, flow, flow_type, step)
+                          Worker, flow, flow_type, step)
 from ergon_actors.core import Failure, StepRecord
 from tests.helpers import run
 
@@ -15,14 +15,9 @@ pytestmark = pytest.mark.timeout(30)
 CALLS: list[str] = []
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def make_store(request, tmp_path):
-    async def make():
-        if request.param == "memory":
-            return InMemoryExecutionLog()
-        return await SqliteExecutionLog(tmp_path / "flows.db").connect()
+@pytest.fixture(autouse=True)
+def clear_calls():
     CALLS.clear()
-    return make
 
 
 @dataclass

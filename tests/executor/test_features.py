@@ -7,10 +7,10 @@ from datetime import timedelta
 
 import pytest
 
-from ergon_actors import (ChildFlowError, DeferredRegistry, Executor, InMemoryExecutionLog,
-                          InMemorySignalSource, RetryableError, RetryPolicy, Scheduler,
-                          SignalTimeoutError, SqliteExecutionLog, Worker, await_external_signal,
-                          codec, flow, flow_type, schedule_timer_named, sleep, step)
+from ergon_actors import (ChildFlowError, DeferredRegistry, Executor, InMemorySignalSource,
+                          RetryableError, RetryPolicy, Scheduler, SignalTimeoutError,
+                          SqliteExecutionLog, Worker, await_external_signal, codec, flow, flow_type,
+                          schedule_timer_named, sleep, step)
 from ergon_actors.executor import parse_duration
 from tests.helpers import run
 
@@ -18,15 +18,9 @@ pytestmark = pytest.mark.timeout(60)
 LOG: list[str] = []
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def make_store(request, tmp_path):
+@pytest.fixture(autouse=True)
+def clear_log():
     LOG.clear()
-
-    async def make():
-        if request.param == "memory":
-            return InMemoryExecutionLog()
-        return await SqliteExecutionLog(tmp_path / "flows.db").connect()
-    return make
 
 
 async def serve(store, *classes, **options):

@@ -2,13 +2,11 @@
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass
 
 import pytest
 
-from ergon_actors import (Executor, InMemoryExecutionLog, RetryPolicy, Scheduler, SqliteExecutionLog,
-                          Worker, flow, flow_type, step)
+from ergon_actors import Executor, InMemoryExecutionLog, RetryPolicy, Scheduler, Worker, flow, flow_type, step
 from ergon_actors.core import FlowStatus
 from ergon_actors.errors import StoreUnavailableError
 from ergon_actors.storage.commands import ClaimFlows
@@ -35,15 +33,9 @@ def alone(name: str) -> bool:
     return ran
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def make_store(request, tmp_path):
+@pytest.fixture(autouse=True)
+def clear_trace():
     TRACE.clear()
-
-    async def make():
-        if request.param == "memory":
-            return InMemoryExecutionLog()
-        return await SqliteExecutionLog(tmp_path / "flows.db").connect()
-    return make
 
 
 @dataclass

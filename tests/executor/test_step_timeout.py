@@ -5,8 +5,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from ergon_actors import (Executor, InMemoryExecutionLog, RetryPolicy, Scheduler, SqliteExecutionLog,
-                          Worker, flow, flow_type, step)
+from ergon_actors import Executor, RetryPolicy, Scheduler, Worker, flow, flow_type, step
 from ergon_actors.config import DEFAULT_STEP_TIMEOUT, Settings
 from ergon_actors.core import FlowStatus
 from tests.helpers import run, wait_until_async
@@ -16,15 +15,9 @@ pytestmark = pytest.mark.timeout(60)
 GATES: dict[str, asyncio.Event] = {}
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def make_store(request, tmp_path):
+@pytest.fixture(autouse=True)
+def clear_gates():
     GATES.clear()
-
-    async def make():
-        if request.param == "memory":
-            return InMemoryExecutionLog()
-        return await SqliteExecutionLog(tmp_path / "flows.db").connect()
-    return make
 
 
 @dataclass

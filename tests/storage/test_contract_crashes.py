@@ -37,6 +37,15 @@ async def until_due(log, n: int) -> None:
         await asyncio.sleep(0.01)
 
 
+async def suspects(log, *flow_ids: str) -> None:
+    """Schedule the flows, let w1 claim them all and die: suspects, waited for until they are due."""
+    for flow_id in flow_ids:
+        await log.schedule_flow(flow_id, "Order", b"x")
+    assert len(await log.claim("w1", len(flow_ids), LEASE)) == len(flow_ids)
+    await crash(log, "w1", SEGV)
+    await until_due(log, len(flow_ids))
+
+
 async def crash_alone(log, flow_id: str, worker: str, how: tuple, max_crashes: int = 3):
     """Claim the flow solo as `worker` (waiting for it to be due), then let that worker die."""
     (claim,) = await poll_claim(log, worker, solo=True)
@@ -126,13 +135,9 @@ def test_a_quarantined_flow_is_never_claimed_retried_or_crashed_again(store):
 
 def test_a_suspect_is_claimed_only_by_a_solo_claim_and_alone(store):
     async def body(log):
-        for flow_id in ("s1", "s2"):
-            await log.schedule_flow(flow_id, "Order", b"x")
-        assert len(await log.claim("w1", 2, LEASE)) == 2
-        await crash(log, "w1", SEGV)
+        await suspects(log, "s1", "s2")
         await log.schedule_flow("healthy", "Order", b"x")
         await log.schedule_flow("refund", "Refund", b"x")
-        await until_due(log, 4)
         assert await log.claim("w2", 10, LEASE) == []  # busy workers take nothing while suspects wait
         assert await log.claim("w2", 10, LEASE, flow_types=("Order", "Shipping")) == []
         # a worker that serves none of the suspects' types goes on as before
@@ -148,11 +153,7 @@ def test_a_suspect_is_claimed_only_by_a_solo_claim_and_alone(store):
 
 def test_a_suspect_whose_lease_lapsed_is_still_claimed_only_solo(store):
     async def body(log):
-        for flow_id in ("s1", "s2"):
-            await log.schedule_flow(flow_id, "Order", b"x")
-        await log.claim("w1", 2, LEASE)
-        await crash(log, "w1")
-        await until_due(log, 2)
+        await suspects(log, "s1", "s2")
         (taken,) = await log.claim("w2", 1, 0.0, solo=True)  # its lease ends as it is taken
         assert taken.flow.suspect and taken.flow.status == FlowStatus.RUNNING
         assert await log.claim("w3", 10, LEASE) == []  # the lapsed one is due, and a suspect
@@ -174,11 +175,7 @@ def test_a_solo_claim_without_suspects_due_claims_as_usual(store):
 @pytest.mark.parametrize("end", ["finish", "suspend"])
 def test_the_suspect_flag_clears_when_its_run_ends_without_a_crash(store, end):
     async def body(log):
-        for flow_id in ("a", "b"):
-            await log.schedule_flow(flow_id, "Order", b"x")
-        await log.claim("w1", 2, LEASE)
-        await crash(log, "w1")
-        await until_due(log, 2)
+        await suspects(log, "a", "b")
         (claim,) = await log.claim("w2", 1, LEASE, solo=True)
         flow_id, epoch = claim.flow.flow_id, claim.flow.epoch
         if end == "finish":
