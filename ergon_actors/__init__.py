@@ -1,5 +1,7 @@
 """ergon_actors: durable flows of steps on an actor-model multiprocess runtime."""
 
+from __future__ import annotations
+
 import logging
 
 from .core import FlowStatus, RetryableError, RetryPolicy, TaskStatus

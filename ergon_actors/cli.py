@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return ExitCode.USAGE
-    except (StoreError,) as exc:
+    except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return ExitCode.STORE
     except (FlowNotFoundError, FlowDefinitionError, ModuleNotFoundError, UnknownFlowTypeError) as exc:

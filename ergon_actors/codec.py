@@ -10,12 +10,13 @@ import dataclasses
 import gc
 import hashlib
 import sys
+from collections.abc import Callable
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from enum import Enum
 from functools import partial
 from itertools import compress
-from typing import Any, Callable
+from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 

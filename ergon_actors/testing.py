@@ -9,6 +9,8 @@ A step records its runs with `ledger.record()` as the first thing in its body (a
 a chaos run). See docs/chaos.md for what is verified and how.
 """
 
+from __future__ import annotations
+
 from .chaos import (FAULTS, ChaosError, ChaosProgress, ChaosReport, FaultRecord, Ledger, LedgerEntry,
                     RecoveryStats, Violation, chaos_run, ledger, read_ledger)
 from .chaos.procs import RedisServer

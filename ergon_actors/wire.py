@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import types
 import typing
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from operator import attrgetter
-from typing import Any, Callable, Iterable, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import msgpack
 
@@ -272,7 +273,8 @@ def _explain(cls: type, layout: _Layout, values: Any) -> ProtocolError:
     if type(values) is not list or not layout.required <= len(values) <= len(layout.allowed):
         return ProtocolError(f"malformed {cls.__name__}: {len(layout.allowed)} fields expected, "
                              f"got {_shape(values)}")
-    for name, allowed, value in zip(layout.names, layout.allowed, values):
+    # values may omit the trailing fields that have defaults
+    for name, allowed, value in zip(layout.names, layout.allowed, values, strict=False):
         if type(value) not in allowed:
             return _malformed(cls, name, allowed, value)
         if type(value) is int and value > _INT64_MAX:

@@ -4,7 +4,6 @@ from dataclasses import dataclass
 from ergon_actors import flow, flow_type, step, Scheduler, Worker
 from ergon_actors.storage.sqlite import SqliteExecutionLog
 from ergon_actors.executor.timer import schedule_timer_named
-from ergon_actors.core import TaskStatus
 
 @dataclass
 @flow_type

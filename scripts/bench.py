@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -37,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from itertools import pairwise
 from pathlib import Path
 
 SCRIPTS = os.path.dirname(os.path.abspath(__file__))
@@ -101,16 +103,12 @@ async def sample_rss(sup: Supervisor, peaks: dict[str, int], stop: asyncio.Event
     """Keep the max RSS of each actor (by name) until stop is set; every 0.2 s."""
     while True:
         for name, pid in sup.pids().items():  # read here: the snapshot samples only per heartbeat
-            try:
+            with contextlib.suppress(psutil.Error):
                 peaks[name] = max(peaks.get(name, 0), psutil.Process(pid).memory_info().rss)
-            except psutil.Error:
-                pass
         if stop.is_set():
             return
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 0.2)
-        except TimeoutError:
-            pass
 
 
 def timeout_for(n: int, steps: int) -> float:
@@ -213,7 +211,7 @@ async def section_latency(tmp: str, a) -> dict:
                 continue
             flows_ms.append(elapsed * 1000)
             done = [s.completed_at for s in await sup.client.load_steps(command.flow_id)]
-            steps_us.extend((b - a_) * 1e6 for a_, b in zip(done, done[1:]))
+            steps_us.extend((b - a_) * 1e6 for a_, b in pairwise(done))
     return {"flows": a.latency_flows, "step_samples": len(steps_us),
             "step_p50_us": pct(steps_us, 50) if steps_us else None,
             "step_p99_us": pct(steps_us, 99) if steps_us else None,
@@ -362,8 +360,8 @@ def rows_of(results: dict, a) -> list[tuple[str, str, str, str, str]]:
         if run["case"] == f"supervisor W={a.workers} FULL":
             reference = run["flows_per_s"]
             target, ok = ">= 2,500 flows/s", run["flows_per_s"] >= 2500
-        rows.append(("throughput", run["case"],
-                     f"{run['flows_per_s']:,.0f} flows/s  {run['steps_per_s']:,.0f} steps/s{extra}", target, verdict(ok)))
+        rate = f"{run['flows_per_s']:,.0f} flows/s  {run['steps_per_s']:,.0f} steps/s{extra}"
+        rows.append(("throughput", run["case"], rate, target, verdict(ok)))
     lat = results.get("latency")
     if lat:
         if "error" in lat:
@@ -383,7 +381,8 @@ def rows_of(results: dict, a) -> list[tuple[str, str, str, str, str]]:
                          f"{rec['p50_ms']:.0f} / {rec['p99_ms']:.0f} / {rec['max_ms']:.0f} ms",
                          "p50 < 300, p99 < 1000 ms", verdict(rec["p50_ms"] < 300 and rec["p99_ms"] < 1000)))
     if "memory" in results:
-        full = next((r for r in results.get("throughput", []) if r.get("case") == f"supervisor W={a.workers} FULL"), None)
+        full_case = f"supervisor W={a.workers} FULL"
+        full = next((r for r in results.get("throughput", []) if r.get("case") == full_case), None)
         if full and "rss_max" in full:
             for name, rss in full["rss_max"].items():
                 is_worker = full["roles"].get(name) == "worker"
@@ -426,7 +425,7 @@ def print_table(results: dict, a) -> None:
           f"{a.concurrency}; python {platform.python_version()}, {os.cpu_count()} cores, tmp {results['tmp_fs']}")
     load = " -> ".join("/".join(f"{x:.2f}" for x in results[k]) for k in ("loadavg_start", "loadavg_end"))
     print(f"load average (1/5/15 min) at start -> end: {load}  (other processes skew every number)")
-    rows = [("section", "case", "result", "target", "")] + rows_of(results, a)
+    rows = [("section", "case", "result", "target", ""), *rows_of(results, a)]
     widths = [max(len(r[i]) for r in rows) for i in range(2)]
     for section, case, value, target, ok in rows:
         line = f"{section:<{widths[0]}}  {case:<{widths[1]}}  {value}"

@@ -143,7 +143,8 @@ async def bench_pyergon(n: int, k: int, work_dir: str, concurrency: int, timeout
                              states="SELECT status, count(*) FROM flow_queue GROUP BY status")
         except TimeoutError as exc:
             if errors.locked:
-                raise RuntimeError(f"database is locked ({errors.locked} of {errors.errors} errors logged); {exc}") from None
+                raise RuntimeError(f"database is locked ({errors.locked} of {errors.errors} errors logged); "
+                                   f"{exc}") from None
             raise
         seconds = time.perf_counter() - t0
         failed = count(db, "SELECT count(*) FROM flow_queue WHERE status = 'FAILED'")
@@ -196,8 +197,10 @@ async def bench_dbos(n: int, k: int, work_dir: str, concurrency: int, timeout: f
 
 
 BENCHES = {"pyergon": bench_pyergon, "pyergon-shared": bench_pyergon_shared, "dbos": bench_dbos}
-SETUPS = {"pyergon": "2 Workers in one process, one connection each, SQLite WAL synchronous=NORMAL, no concurrency limit",
-          "pyergon-shared": "2 Workers in one process, sharing one connection, SQLite WAL synchronous=NORMAL, no concurrency limit",
+SETUPS = {"pyergon": "2 Workers in one process, one connection each, SQLite WAL synchronous=NORMAL, "
+                     "no concurrency limit",
+          "pyergon-shared": "2 Workers in one process, sharing one connection, SQLite WAL synchronous=NORMAL, "
+                            "no concurrency limit",
           "dbos": "DBOS queue in one process, SQLite default (rollback journal, synchronous FULL), polling 10 ms"}
 
 

@@ -7,7 +7,7 @@ import json
 import os
 import time
 from collections import defaultdict
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import msgpack
 import psutil

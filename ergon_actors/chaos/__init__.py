@@ -3,6 +3,8 @@
 The public entry points are re-exported by `ergon_actors.testing`; see docs/chaos.md.
 """
 
+from __future__ import annotations
+
 from .faults import FAULTS
 from .ledger import LEDGER_ENV, Ledger, LedgerEntry, ledger, read_ledger
 from .procs import ChaosError

@@ -8,12 +8,13 @@ first), how long a stopped worker stays stopped. The same seed gives the same sc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import psutil
 
@@ -120,10 +121,8 @@ class Harness:
                 what = "?"
             self.violations.append(Violation(ORPHAN, None, None, f"pid {p.pid} ({what}) still ran "
                                               f"{ORPHAN_WAIT:g}s after {whose} died"))
-            try:
+            with contextlib.suppress(psutil.Error):
                 p.kill()
-            except psutil.Error:
-                pass
 
     async def stop(self, grace: float) -> None:
         """End the run: resume stopped workers, stop the supervisor, check nothing outlived it."""
@@ -181,10 +180,8 @@ class Harness:
     async def watch(self, stop: asyncio.Event, every: float = 0.5) -> None:
         while not stop.is_set():
             await self.tick()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), every)
-            except TimeoutError:
-                pass
 
     @property
     def all_done(self) -> bool:

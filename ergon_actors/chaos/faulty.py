@@ -13,7 +13,7 @@ import asyncio
 import dataclasses
 import logging
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 from ..core import FlowRecord
 from ..errors import ConfigError, FencedError
@@ -72,7 +72,7 @@ class FaultyStore(LogBase):
                 return await self._lose_step_writes(commands)
         results = await self.store.execute(commands)
         if "skip_fencing" in self.modes:
-            results = [await self._let_through(c, r) for c, r in zip(commands, results)]
+            results = [await self._let_through(c, r) for c, r in zip(commands, results, strict=True)]
         return results
 
     async def close(self) -> None:

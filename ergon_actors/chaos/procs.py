@@ -8,6 +8,7 @@ was reused by another process. Processes started here get SIGKILL when the chaos
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import shutil
 import signal
@@ -33,10 +34,8 @@ class ChaosError(ErgonError):
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     if sys.platform.startswith("linux"):
-        try:
+        with contextlib.suppress(OSError):
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-        except OSError:
-            pass
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Mapping, TextIO
+from typing import TextIO
 
 __all__ = ["Violation", "FaultRecord", "RecoveryStats", "ChaosReport", "ChaosProgress",
            "ProgressPrinter"]

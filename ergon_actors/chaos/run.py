@@ -18,8 +18,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from ..decorators import definition_of, encode_args
 from ..errors import ConfigError, ErgonError
@@ -258,7 +258,7 @@ async def _schedule(store, flows: list[object], ids: list[str], seed: int, sprea
     offsets[0] = 0.0
     now = time.time()
     commands = [ScheduleFlow(flow_id, definition_of(type(flow)).name, encode_args(flow), None, now + offset)
-                for flow, flow_id, offset in zip(flows, ids, offsets)]
+                for flow, flow_id, offset in zip(flows, ids, offsets, strict=True)]
     for result in await store.execute(commands):
         if isinstance(result, BaseException):
             raise result
@@ -267,7 +267,7 @@ async def _schedule(store, flows: list[object], ids: list[str], seed: int, sprea
 async def _observe(store, ids: list[str]) -> dict[str, FlowSummary | None]:
     results = await store.execute([c for i in ids for c in (GetFlow(i), LoadSteps(i))])
     observed = {}
-    for flow_id, flow, steps in zip(ids, results[::2], results[1::2]):
+    for flow_id, flow, steps in zip(ids, results[::2], results[1::2], strict=True):
         observed[flow_id] = None if flow is None or isinstance(flow, BaseException) else FlowSummary.of(flow, steps)
     return observed
 
@@ -281,7 +281,7 @@ async def _reference(flows: list[object], ids: list[str], classes: list[type],
     try:
         for cls in classes:
             await worker.register(cls)
-        for flow, flow_id in zip(flows, ids):
+        for flow, flow_id in zip(flows, ids, strict=True):
             await Scheduler(store).schedule(flow, flow_id)
         handle = await worker.start()
         try:

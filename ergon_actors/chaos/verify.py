@@ -20,8 +20,8 @@ The ordering rules assume a flow starts its steps one after another (no gather, 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 
 from .. import codec
 from ..core import FlowRecord, StepRecord

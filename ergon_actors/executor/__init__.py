@@ -1,5 +1,7 @@
 """Durable execution in this process: Executor, Scheduler, Worker, timers, signals, children, DAG."""
 
+from __future__ import annotations
+
 from .child import PendingChild
 from .context import FlowContext, Halted, Suspend, current
 from .dag import DeferredRegistry, StepHandle

@@ -16,7 +16,8 @@ unfinished nodes run.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from .context import forced_position, release_position, require
 
@@ -63,12 +64,12 @@ class DeferredRegistry:
 
         def visit(name: str, path: list[str]) -> None:
             if state.get(name) == 1:
-                raise ValueError(f"DAG has a cycle: {' -> '.join(path + [name])}")
+                raise ValueError(f"DAG has a cycle: {' -> '.join([*path, name])}")
             if state.get(name) == 2:
                 return
             state[name] = 1
             for dep in self._nodes[name][0]:
-                visit(dep, path + [name])
+                visit(dep, [*path, name])
             state[name] = 2
 
         for name in self._nodes:

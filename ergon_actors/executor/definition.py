@@ -44,10 +44,10 @@ def definition_of(cls: type) -> FlowDefinition:
         raise FlowDefinitionError(f"{where} needs exactly one @flow method (found: {found})")
     entry = entries[0]
     retry_policy, timeout = getattr(cls, entry).__ergon_flow__
-    # the marks @flow_type set on the class (attributes no type checker knows of)
-    definition = FlowDefinition(getattr(cls, "__ergon_flow_type__"), cls, entry, retry_policy, timeout,
-                                getattr(cls, "__ergon_invokable__"))
-    setattr(cls, "__ergon_definition__", definition)
+    # the marks @flow_type set on the class: attributes no type checker knows of, hence getattr
+    definition = FlowDefinition(getattr(cls, "__ergon_flow_type__"), cls, entry, retry_policy, timeout,  # noqa: B009
+                                getattr(cls, "__ergon_invokable__"))  # noqa: B009
+    setattr(cls, "__ergon_definition__", definition)  # noqa: B010
     return definition
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -150,10 +151,8 @@ class Worker:
             backoff.reset()
             failures.recovered()
             if got < free or free == 0:
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_interval)
-                except TimeoutError:
-                    pass
 
     async def _pause(self, delay: float) -> None:
         """Wait `delay` seconds, or until stop(); new work does not end the wait."""

@@ -4,6 +4,7 @@ describe it for the snapshot, and stop several in stages."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -107,10 +108,8 @@ class Child:
 
     def signal(self, signum: int) -> None:
         if self.proc is not None and self.proc.returncode is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 self.proc.send_signal(signum)
-            except ProcessLookupError:
-                pass
 
     def sample(self) -> None:
         """Read the process's memory and CPU use (CPU: since the previous sample)."""

@@ -11,7 +11,7 @@ import asyncio
 import itertools
 import logging
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import zmq
 import zmq.asyncio

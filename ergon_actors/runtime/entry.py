@@ -7,6 +7,8 @@ read from the 0600 file SPEC_PATH, never from the command line; ROLE and NAME ar
 for `ps`.
 """
 
+from __future__ import annotations
+
 import signal
 
 signal.signal(signal.SIGINT, signal.SIG_IGN)

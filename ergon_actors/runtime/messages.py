@@ -8,9 +8,10 @@ malformed control message is dropped by its receiver, never a crash.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields, is_dataclass
 from types import NoneType, UnionType
-from typing import Any, Callable, Union, get_args, get_origin, get_type_hints
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from ..errors import ProtocolError
 from ..wire import pack, unpack
@@ -143,7 +144,7 @@ def _build(cls: type, body: Any) -> Any:
     checks = _CHECKS[cls]
     if not isinstance(body, list) or len(body) != len(checks):
         raise ProtocolError(f"{cls.__name__} takes a list of {len(checks)} fields, got {_show(body)}")
-    return cls(*(check(value) for check, value in zip(checks, body)))
+    return cls(*(check(value) for check, value in zip(checks, body, strict=True)))
 
 
 def _show(value: Any) -> str:

@@ -16,7 +16,8 @@ import sys
 import time
 import uuid
 from collections import deque
-from typing import Any, Coroutine, Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 import zmq
 import zmq.asyncio

@@ -6,7 +6,8 @@ import asyncio
 import logging
 import time
 import uuid
-from typing import Protocol, Sequence, cast, runtime_checkable
+from collections.abc import Sequence
+from typing import Protocol, cast, runtime_checkable
 
 from ..core import TERMINAL, Failure, FlowRecord, StepRecord
 from ..errors import FlowNotFoundError, TimeoutExpired

@@ -9,8 +9,9 @@ a store never sees a malformed command. What the stores keep on disk is encoded 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, get_args
+from typing import Any, get_args
 
 from ..core import Crash, Failure, FlowRecord, StepRecord
 from ..wire import Codec

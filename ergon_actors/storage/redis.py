@@ -8,7 +8,8 @@ and the durability settings Redis needs are in docs/redis.md.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import msgpack
@@ -88,7 +89,7 @@ def _flow(fields: list[bytes] | None) -> FlowRecord | None:
     """A flow from its hash, as the flat [field, value, ...] list HGETALL gives."""
     if not fields:
         return None
-    g = dict(zip(fields[::2], fields[1::2])).get
+    g = dict(zip(fields[::2], fields[1::2], strict=True)).get
     flow_id = g(b"flow_id").decode()
     number = lambda name: None if g(name) is None else float(g(name))  # noqa: E731
     return FlowRecord(
@@ -146,7 +147,8 @@ class RedisExecutionLog(LogBase):
             port_ok = parts.port is None or parts.port > 0
         except ValueError:
             port_ok = False
-        if parts.scheme not in ("redis", "rediss") or not parts.hostname or not port_ok or not (db == "" or db.isdigit()):
+        db_ok = db == "" or db.isdigit()
+        if parts.scheme not in ("redis", "rediss") or not parts.hostname or not port_ok or not db_ok:
             raise ConfigError(f"Redis URL {_redact(url)!r}: write redis://HOST:PORT/DB, e.g. redis://127.0.0.1:6379/0")
         self.url = url
         self.prefix = prefix
@@ -212,7 +214,7 @@ class RedisExecutionLog(LogBase):
         replies = await self._transaction([p[0] for p in plans if p[0] is not None])
         results: list[object] = []
         queue = iter(replies)
-        for command, (redis_command, decode) in zip(commands, plans):
+        for command, (redis_command, decode) in zip(commands, plans, strict=True):
             reply = next(queue) if redis_command is not None else None
             try:
                 results.append(self._refusal(command, reply) if isinstance(reply, Exception) else decode(reply))
@@ -309,7 +311,7 @@ class RedisExecutionLog(LogBase):
         return self._script("SuspendFlow", fields), lambda r: None
 
     def _AwaitSignal(self, c: AwaitSignal) -> Plan:
-        fields = _step_fields(c.flow_id, c.epoch, c.step) + [c.signal, c.ready_at]
+        fields = [*_step_fields(c.flow_id, c.epoch, c.step), c.signal, c.ready_at]
         return self._script("AwaitSignal", fields), _step
 
     def _SendSignal(self, c: SendSignal) -> Plan:
@@ -317,9 +319,9 @@ class RedisExecutionLog(LogBase):
 
     def _InvokeChild(self, c: InvokeChild) -> Plan:
         child = c.child
-        fields = _step_fields(c.flow_id, c.epoch, c.step) + [
-            child.flow_id, child.flow_type, child.args, child.version, child.ready_at,
-            dump_failure(Failure.cancelled(child.flow_id))]
+        fields = [*_step_fields(c.flow_id, c.epoch, c.step),
+                  child.flow_id, child.flow_type, child.args, child.version, child.ready_at,
+                  dump_failure(Failure.cancelled(child.flow_id))]
         return self._script("InvokeChild", fields), _step
 
     def _CancelFlow(self, c: CancelFlow) -> Plan:
@@ -345,4 +347,5 @@ class RedisExecutionLog(LogBase):
 
     def _CountFlows(self, c: CountFlows) -> Plan:
         cap = (lambda n: n) if c.limit is None else (lambda n: min(n, c.limit))
-        return self._script("CountFlows", []), lambda r: {r[i].decode(): cap(int(r[i + 1])) for i in range(0, len(r), 2)}
+        return self._script("CountFlows", []), lambda r: {r[i].decode(): cap(int(r[i + 1]))
+                                                          for i in range(0, len(r), 2)}

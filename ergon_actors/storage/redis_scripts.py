@@ -62,10 +62,14 @@ local function save(f, old)  -- write flow f (old: its stored state, nil if new)
     redis.call('ZADD', k('status', f.status), f.seq, id)
   end
   if queued(f) then
-    if not queued(old) or old.ready_at ~= f.ready_at then redis.call('ZADD', k('ready', f.flow_type), f.ready_at, id) end
+    if not queued(old) or old.ready_at ~= f.ready_at then
+      redis.call('ZADD', k('ready', f.flow_type), f.ready_at, id)
+    end
   elseif queued(old) then redis.call('ZREM', k('ready', f.flow_type), id) end
   if f.status == 'RUNNING' then
-    if not old or old.lease_expires ~= f.lease_expires then redis.call('ZADD', k('leases', f.flow_type), f.lease_expires, id) end
+    if not old or old.lease_expires ~= f.lease_expires then
+      redis.call('ZADD', k('leases', f.flow_type), f.lease_expires, id)
+    end
   elseif old and old.status == 'RUNNING' then redis.call('ZREM', k('leases', f.flow_type), id) end
   if old and old.owner and old.owner ~= f.owner then redis.call('SREM', k('owned', old.owner), id) end
   if f.owner and f.owner ~= (old and old.owner) then redis.call('SADD', k('owned', f.owner), id) end

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import sqlite3
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, NamedTuple, Sequence, TypeVar
+from typing import NamedTuple, TypeVar
 
 from ..core import TERMINAL, Failure, FlowRecord, FlowStatus, StepRecord, StepStatus
 from ..errors import (ConfigError, FencedError, FlowBusyError, FlowNotFoundError, InvalidCommandError,
@@ -278,10 +280,9 @@ class SqliteExecutionLog(LogBase):
         except BaseException:
             self._batch_claims.clear()
             if db.in_transaction:  # SQLite ends some failed transactions itself (disk full, I/O)
-                try:
+                # the error that matters is the one being raised; the next batch retries
+                with contextlib.suppress(sqlite3.Error):
                     db.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass  # the error that matters is the one being raised; the next batch retries
             raise
         self._last_claim.update(self._batch_claims)
         self._batch_claims.clear()

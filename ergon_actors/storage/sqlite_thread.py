@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import sqlite3
 import threading
@@ -85,10 +86,8 @@ def _serve(path: str, jobs: queue.SimpleQueue[_Job]) -> None:
         except BaseException as exc:  # handed to the caller, whatever it is
             error = exc
         if future is not None:
-            try:
+            with contextlib.suppress(RuntimeError):  # its event loop is closed: nobody waits for the answer
                 future.get_loop().call_soon_threadsafe(_settle, future, result, error)
-            except RuntimeError:  # its event loop is closed: nobody waits for the answer
-                pass
         if fn is None:
             return
         # Drop this job before waiting for the next: a function may hold its store, which must

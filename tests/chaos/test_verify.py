@@ -11,7 +11,8 @@ def flow(steps: int = 3, *, epoch: int = 1, status: str = "COMPLETE", result: ob
          missing: tuple[int, ...] = (), values: dict[int, object] | None = None) -> FlowSummary:
     values = values or {}
     return FlowSummary(status, result if status == "COMPLETE" else None, None, epoch,
-                       {p: StepSummary(f"s{p}", "COMPLETE", values.get(p, p)) for p in range(steps) if p not in missing})
+                       {p: StepSummary(f"s{p}", "COMPLETE", values.get(p, p))
+                        for p in range(steps) if p not in missing})
 
 
 def starts(*runs: tuple[int, int], flow_id: str = "f", pid: int = 1) -> list[LedgerEntry]:

@@ -72,7 +72,7 @@ def test_a_timer_suspends_the_flow_and_it_resumes_when_due(make_store):
         assert first.status == "SUSPENDED" and LOG == ["before"]
         record = await store.get_flow("t1")
         assert record.owner is None and record.ready_at > time.time()  # holds no worker
-        worker, handle = await serve(store, Napper)
+        _worker, handle = await serve(store, Napper)
         done = await store.wait_for_completion("t1", timeout=10)
         await handle.shutdown()
         assert (done.status, done.value, LOG) == ("COMPLETE", "a", ["before", "after"])
@@ -91,7 +91,7 @@ def test_a_timer_due_while_everything_was_down_fires_on_restart(tmp_path):
 
     async def later():
         store = await SqliteExecutionLog(path).connect()
-        worker, handle = await serve(store, Napper)
+        _worker, handle = await serve(store, Napper)
         done = await store.wait_for_completion("t2", timeout=10)
         await handle.shutdown()
         await store.close()
@@ -123,7 +123,7 @@ class TimedOrder:
 def test_a_named_timer_inside_a_step(make_store):
     async def body():
         store = await make_store()
-        worker, handle = await serve(store, TimedOrder)
+        _worker, handle = await serve(store, TimedOrder)
         flow_id = await Scheduler(store).schedule(TimedOrder("A"))
         done = await store.wait_for_completion(flow_id, timeout=10)
         await handle.shutdown()
@@ -152,7 +152,7 @@ class Approval:
 def test_a_signal_sent_after_the_wait_wakes_the_flow(make_store):
     async def body():
         store = await make_store()
-        worker, handle = await serve(store, Approval)
+        _worker, handle = await serve(store, Approval)
         flow_id = await Scheduler(store).schedule(Approval("D1"))
         await _until(lambda: store.waiting_signals(), ["approve-D1"])
         assert (await store.get_flow(flow_id)).status == "SUSPENDED"
@@ -169,7 +169,7 @@ def test_a_signal_sent_before_the_wait_is_kept_and_delivered_once(make_store):
         store = await make_store()
         assert await store.send_signal("approve-D2", codec.encode("yes"))
         assert not await store.send_signal("approve-D2", codec.encode("again"))
-        worker, handle = await serve(store, Approval)
+        _worker, handle = await serve(store, Approval)
         first = await Scheduler(store).schedule(Approval("D2"))
         assert (await store.wait_for_completion(first, timeout=10)).value == "yes"
         second = await Scheduler(store).schedule(Approval("D2", timeout=0.2))  # same name: none left
@@ -236,7 +236,7 @@ class Parent:
 def test_a_child_flow_runs_once_and_its_result_reaches_the_parent(make_store):
     async def body():
         store = await make_store()
-        worker, handle = await serve(store, Parent, Child)
+        _worker, handle = await serve(store, Parent, Child)
         flow_id = await Scheduler(store).schedule(Parent(4), "p1")
         done = await store.wait_for_completion(flow_id, timeout=10)
         await handle.shutdown()
@@ -252,7 +252,7 @@ def test_a_child_flow_runs_once_and_its_result_reaches_the_parent(make_store):
 def test_a_child_failure_is_an_error_the_parent_can_catch(make_store):
     async def body():
         store = await make_store()
-        worker, handle = await serve(store, Parent, Child)
+        _worker, handle = await serve(store, Parent, Child)
         flow_id = await Scheduler(store).schedule(Parent(-1))
         done = await store.wait_for_completion(flow_id, timeout=10)
         await handle.shutdown()
@@ -347,7 +347,7 @@ class StepRetry:
 def test_step_retries_journal_each_try_and_keep_the_backoff(make_store):
     async def body():
         store = await make_store()
-        worker, handle = await serve(store, StepRetry)
+        _worker, handle = await serve(store, StepRetry)
         flow_id = await Scheduler(store).schedule(StepRetry(2))
         done = await store.wait_for_completion(flow_id, timeout=10)
         await handle.shutdown()
@@ -363,7 +363,7 @@ def test_step_retries_journal_each_try_and_keep_the_backoff(make_store):
 def test_step_retries_exhausted_fail_the_flow_with_the_last_error(make_store):
     async def body():
         store = await make_store()
-        worker, handle = await serve(store, StepRetry)
+        _worker, handle = await serve(store, StepRetry)
         flow_id = await Scheduler(store).schedule(StepRetry(10))
         done = await store.wait_for_completion(flow_id, timeout=10)
         await handle.shutdown()
@@ -436,7 +436,7 @@ def test_cancel_stops_a_running_flow_at_its_next_step_and_a_waiting_one_at_once(
     async def body():
         EVENTS["gate"] = asyncio.Event()
         store = await make_store()
-        worker, handle = await serve(store, Long, Parent, Child, Approval)
+        _worker, handle = await serve(store, Long, Parent, Child, Approval)
         running = await Scheduler(store).schedule(Long(5))
         await _until(lambda: _async(LOG.copy()), ["tick0", "tick1"])
         assert await store.cancel_flow(running) == "RUNNING"

@@ -99,7 +99,7 @@ def test_sigkill_journal_under_load_loses_no_acknowledged_write(tmp_path):
                                    what="work under way")
             journal = sup.pids()["journal"]
             os.kill(journal, signal.SIGKILL)
-            for key, flow_id in zip(keys, ids):
+            for key, flow_id in zip(keys, ids, strict=True):
                 assert await sup.result(flow_id, timeout=60) == expected(key)
             assert sup.pids()["journal"] != journal
             assert next(a for a in sup.snapshot().actors if a.role == "journal").restarts == 1
@@ -123,7 +123,7 @@ def test_sigkill_supervisor_leaves_no_orphans_and_a_new_run_resumes(tmp_path, cl
     first.wait(timeout=10)
     assert_gone(children, timeout=2.0)
     second = cli("run", FLOWS, "--store", f"sqlite:///{db}", "--until-idle")
-    out, err = second.communicate(timeout=60)
+    _out, err = second.communicate(timeout=60)
     assert second.returncode == 0, err
     flows = run(_flows(db))
     assert {f.flow_id: (f.status, f.value) for f in flows} == {k: ("COMPLETE", expected(k, 5)) for k in keys}
@@ -182,7 +182,7 @@ def test_restart_intensity_exceeded_exits_non_zero_naming_the_actor(tmp_path, cl
         except psutil.NoSuchProcess:
             break
         time.sleep(0.05)
-    out, err = proc.communicate(timeout=60)
+    _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 3, err
     assert "restarted 4 times within 60s" in err and "exit codes: 1" in err
     error = next(line for line in err.splitlines() if line.startswith("error: "))
@@ -200,7 +200,7 @@ def test_sigterm_drains_in_flight_steps_and_releases_every_flow(tmp_path, cli):
     proc = cli("run", FLOWS, "--store", f"sqlite:///{db}", "--workers", "2", "--grace", "10")
     wait_until(lambda: len(starts(read_ledger(ledger))) >= 5, timeout=30, what="steps in flight")
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=30)
+    _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     entries = read_ledger(ledger)
     begun = [(e["key"], e["pos"]) for e in entries if e["event"] == "start"]
@@ -209,7 +209,7 @@ def test_sigterm_drains_in_flight_steps_and_releases_every_flow(tmp_path, cli):
     flows = run(_flows(db))
     assert not [f for f in flows if f.status == "RUNNING" or f.owner is not None]
     again = cli("run", FLOWS, "--store", f"sqlite:///{db}", "--until-idle")
-    out, err = again.communicate(timeout=60)
+    _out, err = again.communicate(timeout=60)
     assert again.returncode == 0, err
     assert all(f.status == "COMPLETE" for f in run(_flows(db)))
     assert assert_no_step_ran_after_ack(read_ledger(ledger), keys, 3) == 0

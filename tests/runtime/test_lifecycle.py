@@ -99,7 +99,7 @@ def test_an_actor_that_cannot_start_says_why(tmp_path):
     async def body():
         sup = Supervisor("tests.runtime.no_such_module", store=f"sqlite:///{tmp_path}/journal.db", workers=1,
                          ready_timeout=100.0)
-        with pytest.raises(BrokenActorError, match="failed to start: ModuleNotFoundError: .*no_such_module") as caught:
+        with pytest.raises(BrokenActorError, match=r"failed to start: ModuleNotFoundError: .*no_such_module") as caught:
             await asyncio.wait_for(sup.start(), 60)
         assert caught.value.exit_code == 78
 

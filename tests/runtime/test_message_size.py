@@ -27,7 +27,7 @@ def test_messages_stay_under_max_message_size(tmp_path):
             for key in early:  # all due at once: the first claim answer has up to 600 kB
                 await Scheduler(store).schedule(LedgerFlow(key, ledger), key[:8])
         async with Supervisor(FLOWS, store=f"sqlite:///{db}", workers=2, max_message_size=LIMIT) as sup:
-            with pytest.raises(MessageTooLargeError, match="ScheduleFlow of .* exceeds max_message_size"):
+            with pytest.raises(MessageTooLargeError, match=r"ScheduleFlow of .* exceeds max_message_size"):
                 await sup.schedule(LedgerFlow("k" * LIMIT, ledger))
             # one batch of 600 kB of requests leaves as several messages
             ids = await asyncio.gather(*(sup.schedule(LedgerFlow(k, ledger), k[:8]) for k in late))

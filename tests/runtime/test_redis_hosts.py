@@ -8,6 +8,7 @@ Every redis-server is a test's own (the `own_redis` fixture), on 127.0.0.1.
 """
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -48,10 +49,8 @@ def tree(pid: int) -> list[int]:
 
 def signal_all(pids: list[int], signum: int) -> None:
     for pid in pids:
-        try:
+        with contextlib.suppress(ProcessLookupError):  # died first: a child whose supervisor was just SIGKILLed
             os.kill(pid, signum)
-        except ProcessLookupError:  # died first: a child whose supervisor was just SIGKILLed
-            pass
 
 
 async def _with_store(url: str, fn):

@@ -3,6 +3,7 @@
 import asyncio
 import os
 import signal
+from itertools import pairwise
 
 import pytest
 
@@ -82,5 +83,5 @@ def test_a_crash_between_retries_neither_resets_nor_skips_the_backoff(tmp_path):
             assert (step.status, step.tries) == ("COMPLETE", 3)
         times = [e["t"] for e in read_ledger(ledger)]
         assert len(times) == 3
-        assert all(later - earlier >= 0.99 for earlier, later in zip(times, times[1:]))
+        assert all(later - earlier >= 0.99 for earlier, later in pairwise(times))
     run(body(), 100)

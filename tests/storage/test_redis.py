@@ -371,9 +371,9 @@ def test_a_claim_does_not_slow_down_with_100k_queued_flows(redis_server):
         try:
             async def claim_times(n: int) -> float:
                 times = []
-                for i in range(n):
+                for _ in range(n):
                     started = time.perf_counter()
-                    (claim,) = await log.claim("w", 1, LEASE, flow_types=("Order",))
+                    (_claim,) = await log.claim("w", 1, LEASE, flow_types=("Order",))
                     times.append(time.perf_counter() - started)
                 return statistics.median(times)
 

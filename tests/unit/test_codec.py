@@ -15,7 +15,7 @@ import textwrap
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date, datetime, time, timedelta, timezone, tzinfo
+from datetime import date, datetime, time, timedelta, timezone, tzinfo, UTC
 from decimal import Decimal
 from pathlib import Path
 
@@ -127,10 +127,10 @@ def same(a: object, b: object) -> bool:
     if isinstance(a, Decimal):
         return str(a) == str(b)
     if isinstance(a, (list, tuple)):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict):
         return len(a) == len(b) and all(same(ka, kb) and same(va, vb)
-                                        for (ka, va), (kb, vb) in zip(a.items(), b.items()))
+                                        for (ka, va), (kb, vb) in zip(a.items(), b.items(), strict=True))
     if isinstance(a, (set, frozenset)):
         return a == b and sorted(map(repr, a)) == sorted(map(repr, b))
     if isinstance(a, (datetime, date, time, timedelta)):
@@ -180,7 +180,7 @@ CASES = [
     pytest.param({frozenset({1}), frozenset()}, id="setoffrozensets"),
     pytest.param([{"a": [bytearray(b"x")]}, (bytearray(b"y"),)], id="nestedbytearray"),
     pytest.param(datetime(2024, 2, 29, 13, 14, 15, 123456), id="naivedatetime"),
-    pytest.param(datetime(2024, 1, 1, tzinfo=timezone.utc), id="utcdatetime"),
+    pytest.param(datetime(2024, 1, 1, tzinfo=UTC), id="utcdatetime"),
     pytest.param(datetime(2024, 1, 1, 5, tzinfo=timezone(timedelta(hours=-5, minutes=-30))), id="offsetdatetime"),
     pytest.param(datetime(2024, 1, 1, tzinfo=timezone(timedelta(hours=2), "EET")), id="nameddatetime"),
     pytest.param(datetime(2024, 1, 1, tzinfo=timezone(timedelta(seconds=1, microseconds=7))), id="usoffset"),
@@ -190,7 +190,7 @@ CASES = [
     pytest.param(date(1, 1, 1), id="datemin"),
     pytest.param(date(2024, 5, 17), id="date"),
     pytest.param(time(23, 59, 59, 999999), id="time"),
-    pytest.param(time(8, 0, tzinfo=timezone.utc), id="tztime"),
+    pytest.param(time(8, 0, tzinfo=UTC), id="tztime"),
     pytest.param(timedelta(days=-1, seconds=5, microseconds=7), id="timedelta"),
     pytest.param(timedelta(0), id="zerotimedelta"),
     pytest.param(uuid.UUID("12345678-1234-5678-1234-567812345678"), id="uuid"),
@@ -208,7 +208,7 @@ CASES = [
     pytest.param(Planet.EARTH, id="tuplevaluedenum"),
     pytest.param({Level.LOW: Mode.SLOW, Color.GREEN: [Perm.X]}, id="enumkeys"),
     pytest.param(Point(1, -2), id="dataclass"),
-    pytest.param(FrozenSlots("n", datetime(2020, 1, 1, tzinfo=timezone.utc), frozenset({1})), id="frozenslots"),
+    pytest.param(FrozenSlots("n", datetime(2020, 1, 1, tzinfo=UTC), frozenset({1})), id="frozenslots"),
     pytest.param(Order([Color.RED, Color.GREEN], {(1, 2): "a", (3, 4): "b"}, Point(0, 0), Decimal("9.99"),
                        bytearray(b"zz")), id="nesteddataclass"),
     pytest.param(Derived(21), id="initfalse"),
@@ -268,7 +268,7 @@ def test_encode_is_thread_safe() -> None:
     values = [(i, {"k": [i, (i, str(i))]}, Point(i, i), {i, -i}, bytearray(b"%d" % i)) for i in range(300)]
     with ThreadPoolExecutor(max_workers=8) as pool:
         results = list(pool.map(lambda v: decode(encode(v)), values))
-    assert all(same(r, v) for r, v in zip(results, values))
+    assert all(same(r, v) for r, v in zip(results, values, strict=True))
 
 
 # --------------------------------------------------------------------------- encode failures
@@ -297,9 +297,8 @@ def test_unsupported_types_raise_serialization_error(value: object, type_name: s
 
 
 def test_socket_is_unsupported() -> None:
-    with socket.socket() as sock:
-        with pytest.raises(SerializationError, match="socket.socket"):
-            encode({"conn": sock})
+    with socket.socket() as sock, pytest.raises(SerializationError, match=r"socket\.socket"):
+        encode({"conn": sock})
 
 
 def test_error_names_the_path() -> None:
