@@ -77,7 +77,7 @@ def _unsupported(obj: object, detail: str = "", path: str = "") -> Serialization
 
 # --------------------------------------------------------------------------- encoding
 
-def _pack(obj: object) -> bytes:
+def _pack(obj: Any) -> bytes:  # dispatched on type(obj), which mypy does not narrow through `t`
     t = type(obj)
     if t is list:  # cheap first-level check; _has_raw scans deeper only when needed
         if not _SCAN.isdisjoint(map(type, obj)) and _has_raw(obj):
@@ -144,7 +144,7 @@ def _encode_tz(tz: Any) -> object:
     if tz is None:
         return None
     if type(tz) is timezone:
-        args = tz.__getinitargs__()
+        args = tz.__getinitargs__()  # type: ignore[attr-defined]  # pickle's view: the name only if given
         return args[0] // _US if len(args) == 1 else [args[0] // _US, args[1]]
     if type(tz) is ZoneInfo and tz.key:
         return tz.key
@@ -362,7 +362,7 @@ def register_module(module_name: str) -> None:
     _trusted_modules.add(module_name)
 
 
-def args_hash(args: tuple, kwargs: dict) -> int:
+def args_hash(args: tuple[object, ...], kwargs: dict[str, object]) -> int:
     """Stable 63-bit hash of call arguments (same across processes and runs)."""
     items = sorted(kwargs.items())
     try:

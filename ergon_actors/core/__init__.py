@@ -6,7 +6,7 @@ import builtins
 import traceback
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import ClassVar
+from typing import ClassVar, cast
 
 from .. import codec, errors
 from ..errors import StepError
@@ -75,7 +75,8 @@ class Failure:
         kind = getattr(builtins, qualname, None) if module == "builtins" else codec.resolve_class(self.type)
         if isinstance(kind, type) and issubclass(kind, Exception):
             try:
-                args = codec.decode(self.args) if self.args is not None else (self.message,)
+                # from_exception stored exc.args, a tuple
+                args = (self.message,) if self.args is None else cast(tuple[object, ...], codec.decode(self.args))
                 return kind(*args)
             except Exception:
                 pass
