@@ -7,7 +7,7 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Protocol, cast, runtime_checkable
+from typing import Protocol, Self, cast, runtime_checkable
 
 from ..core import TERMINAL, Failure, FlowRecord, StepRecord
 from ..errors import FlowNotFoundError, TimeoutExpired
@@ -67,13 +67,14 @@ class LogBase:
     async def close(self) -> None:
         pass
 
-    async def __aenter__(self):
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
     async def _one(self, command: Command) -> object:
+        """Execute one command; its result (of the type its docstring names), or raise its refusal."""
         (result,) = await self.execute([command])
         if isinstance(result, BaseException):
             raise result
@@ -82,20 +83,20 @@ class LogBase:
     async def schedule_flow(self, flow_id: str, flow_type: str, args: bytes, *,
                             version: str | None = None, ready_at: float | None = None,
                             parent_id: str | None = None) -> Scheduled:
-        return await self._one(ScheduleFlow(flow_id, flow_type, args, version, ready_at, parent_id))
+        return cast("Scheduled", await self._one(ScheduleFlow(flow_id, flow_type, args, version, ready_at, parent_id)))
 
     async def claim(self, worker_id: str, limit: int, lease_seconds: float, *,
                     flow_types: tuple[str, ...] | None = None, flow_id: str | None = None,
                     steal: bool = False, solo: bool = False) -> list[Claim]:
         command = ClaimFlows(worker_id, uuid.uuid4().hex, limit, lease_seconds, flow_types, flow_id, steal, solo)
-        return await self._one(command)
+        return cast("list[Claim]", await self._one(command))
 
     async def renew_leases(self, worker_id: str, lease_seconds: float,
                            flow_ids: tuple[str, ...] | None = None) -> int:
-        return await self._one(RenewLeases(worker_id, lease_seconds, flow_ids))
+        return cast("int", await self._one(RenewLeases(worker_id, lease_seconds, flow_ids)))
 
     async def release_worker(self, worker_id: str) -> int:
-        return await self._one(ReleaseWorker(worker_id))
+        return cast("int", await self._one(ReleaseWorker(worker_id)))
 
     async def record_crash(self, worker_id: str, exit_code: int | None, signal: int | None, cause: str,
                            max_crashes: int) -> list[FlowRecord]:
@@ -121,34 +122,34 @@ class LogBase:
 
     async def await_signal(self, flow_id: str, epoch: int, step: StepRecord, signal: str,
                            ready_at: float | None = None) -> StepRecord | None:
-        return await self._one(AwaitSignal(flow_id, epoch, step, signal, ready_at))
+        return cast("StepRecord | None", await self._one(AwaitSignal(flow_id, epoch, step, signal, ready_at)))
 
     async def send_signal(self, name: str, payload: bytes) -> bool:
         """Deliver a signal (payload: codec-encoded); False if this name was already sent."""
-        return await self._one(SendSignal(name, payload))
+        return cast("bool", await self._one(SendSignal(name, payload)))
 
     async def invoke_child(self, flow_id: str, epoch: int, step: StepRecord,
                            child: ScheduleFlow) -> StepRecord | None:
-        return await self._one(InvokeChild(flow_id, epoch, step, child))
+        return cast("StepRecord | None", await self._one(InvokeChild(flow_id, epoch, step, child)))
 
     async def cancel_flow(self, flow_id: str) -> str:
         """Cancel a flow and its live children; returns its status (RUNNING: stops at its next step)."""
-        return await self._one(CancelFlow(flow_id))
+        return cast("str", await self._one(CancelFlow(flow_id)))
 
     async def waiting_signals(self, limit: int = 1000) -> list[str]:
-        return await self._one(WaitingSignals(limit))
+        return cast("list[str]", await self._one(WaitingSignals(limit)))
 
     async def get_flow(self, flow_id: str) -> FlowRecord | None:
-        return await self._one(GetFlow(flow_id))
+        return cast("FlowRecord | None", await self._one(GetFlow(flow_id)))
 
     async def load_steps(self, flow_id: str) -> list[StepRecord]:
-        return await self._one(LoadSteps(flow_id))
+        return cast("list[StepRecord]", await self._one(LoadSteps(flow_id)))
 
     async def list_flows(self, status: str | None = None, limit: int = 1000) -> list[FlowRecord]:
-        return await self._one(ListFlows(status, limit))
+        return cast("list[FlowRecord]", await self._one(ListFlows(status, limit)))
 
     async def count_flows(self, limit: int | None = None) -> dict[str, int]:
-        return await self._one(CountFlows(limit))
+        return cast("dict[str, int]", await self._one(CountFlows(limit)))
 
     async def wait_for_completion(self, flow_id: str, timeout: float | None = None) -> FlowRecord:
         """Wait until the flow is COMPLETE, FAILED or CANCELLED and return its record.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 from ..core import TERMINAL, Failure, FlowRecord, FlowStatus, StepRecord, StepStatus
 from ..errors import FlowBusyError, FlowNotFoundError
@@ -142,13 +143,14 @@ class InMemoryExecutionLog(LogBase):
             raise refused
         self._steps[c.flow_id][c.step.position] = replace(c.step, completed_at=now)
 
-    def _finish(self, flow_id: str, epoch: int, now: float, **changes: object) -> FlowRecord:
+    def _finish(self, flow_id: str, epoch: int, now: float, **changes: Any) -> FlowRecord:
         flow = self._flows.get(flow_id)
         refused = fence(flow, flow_id, epoch, cancelling=changes["status"] == FlowStatus.CANCELLED)
         if refused is not None:
             if flow is not None and flow.epoch == epoch and flow.status == changes["status"]:
                 return flow  # a re-sent command after its commit
             raise refused
+        assert flow is not None  # fence refuses a missing flow
         flow = self._flows[flow_id] = replace(flow, owner=None, lease_expires=None, updated_at=now,
                                               suspect=False, **changes)
         if flow.status in TERMINAL:
@@ -156,7 +158,9 @@ class InMemoryExecutionLog(LogBase):
         return flow
 
     def _wake(self, flow_id: str | None, waiting_on: str, now: float) -> None:
-        flow = self._flows.get(flow_id) if flow_id is not None else None
+        if flow_id is None:
+            return
+        flow = self._flows.get(flow_id)
         if flow is not None and flow.status == FlowStatus.SUSPENDED and flow.waiting_on == waiting_on:
             self._flows[flow_id] = replace(flow, ready_at=now)
 
@@ -223,8 +227,8 @@ class InMemoryExecutionLog(LogBase):
         return self._flows[c.flow_id].status
 
     def _WaitingSignals(self, c: WaitingSignals, now: float) -> list[str]:
-        names = {f.waiting_on[7:] for f in self._flows.values()
-                 if f.status == FlowStatus.SUSPENDED and (f.waiting_on or "").startswith("signal:")}
+        names = {f.waiting_on[7:] for f in self._flows.values() if f.status == FlowStatus.SUSPENDED
+                 and f.waiting_on is not None and f.waiting_on.startswith("signal:")}
         return sorted(names - set(self._signals))[:c.limit]
 
     def _GetFlow(self, c: GetFlow, now: float) -> FlowRecord | None:

@@ -9,7 +9,7 @@ and the durability settings Redis needs are in docs/redis.md.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import msgpack
@@ -80,30 +80,38 @@ def _failure(value: bytes | None, flow_id: str = "") -> Failure | None:
     return load_failure(value)
 
 
-def _unpack(reply: bytes) -> list:
+def _number(value: bytes | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _unpack(reply: bytes) -> list[Any]:
     """A reply packed by cmsgpack in Lua: strings arrive as bytes (an empty table may be a map)."""
     return list(msgpack.unpackb(reply, raw=True) or ())
 
 
 def _flow(fields: list[bytes] | None) -> FlowRecord | None:
-    """A flow from its hash, as the flat [field, value, ...] list HGETALL gives."""
-    if not fields:
-        return None
-    g = dict(zip(fields[::2], fields[1::2], strict=True)).get
-    flow_id = g(b"flow_id").decode()
-    number = lambda name: None if g(name) is None else float(g(name))  # noqa: E731
+    """A flow from its hash, as the flat [field, value, ...] list HGETALL gives; None for no hash."""
+    return _record(fields) if fields else None
+
+
+def _record(fields: list[bytes]) -> FlowRecord:
+    h = dict(zip(fields[::2], fields[1::2], strict=True))
+    g = h.get  # the fields a flow may lack
+    flow_id = h[b"flow_id"].decode()
     return FlowRecord(
-        flow_id, g(b"flow_type").decode(), g(b"args"), g(b"status").decode(), _text(g(b"version")),
-        int(g(b"attempt")), int(g(b"epoch")), _text(g(b"owner")), number(b"lease_expires"),
-        number(b"ready_at"), g(b"result"), _failure(g(b"error"), flow_id), _text(g(b"parent_id")),
-        float(g(b"created_at")), float(g(b"updated_at")), _text(g(b"waiting_on")),
+        flow_id, h[b"flow_type"].decode(), h[b"args"], h[b"status"].decode(), _text(g(b"version")),
+        int(h[b"attempt"]), int(h[b"epoch"]), _text(g(b"owner")), _number(g(b"lease_expires")),
+        _number(g(b"ready_at")), g(b"result"), _failure(g(b"error"), flow_id), _text(g(b"parent_id")),
+        float(h[b"created_at"]), float(h[b"updated_at"]), _text(g(b"waiting_on")),
         g(b"cancel_requested") is not None, load_crashes(g(b"crashes")), g(b"suspect") is not None)
 
 
 def _step(packed: bytes | None) -> StepRecord | None:
+    return None if packed is None else _load_step(packed)
+
+
+def _load_step(packed: bytes) -> StepRecord:
     """A journaled step: msgpack [base, status, result|false, error|false, completed_at]."""
-    if packed is None:
-        return None
     base, status, result, error, completed_at = msgpack.unpackb(packed, raw=True)
     position, name, args_hash, attempt, tries, retry_at = msgpack.unpackb(base)
     return StepRecord(position, name, args_hash, status.decode(), None if result is False else result,
@@ -111,7 +119,7 @@ def _step(packed: bytes | None) -> StepRecord | None:
 
 
 def _steps(values: list[bytes]) -> list[StepRecord]:
-    return sorted((_step(v) for v in values), key=lambda s: s.position)
+    return sorted((_load_step(v) for v in values), key=lambda s: s.position)
 
 
 def _step_fields(flow_id: str, epoch: int, s: StepRecord) -> list[Any]:
@@ -129,7 +137,7 @@ def _redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user.partition(':')[0]}:***@{host}"))
 
 
-Plan = tuple[tuple | None, Callable[[Any], object]]  # (the Redis command or None, reply decoder)
+Plan = tuple[tuple[Any, ...] | None, Callable[[Any], object]]  # (the Redis command or None, reply decoder)
 
 
 class RedisExecutionLog(LogBase):
@@ -208,10 +216,11 @@ class RedisExecutionLog(LogBase):
                 again is safe.
             StoreError: not connected, or Redis failed the transaction for another reason.
         """
-        if self._client is None:
+        client = self._client
+        if client is None:
             raise StoreError("store is not connected: await store.connect() first")
         plans = [self._plan(c) for c in commands]
-        replies = await self._transaction([p[0] for p in plans if p[0] is not None])
+        replies = await self._transaction(client, [p[0] for p in plans if p[0] is not None])
         results: list[object] = []
         queue = iter(replies)
         for command, (redis_command, decode) in zip(commands, plans, strict=True):
@@ -232,18 +241,18 @@ class RedisExecutionLog(LogBase):
             error = invalid(command, exc)
             return None, lambda r: error
 
-    async def _transaction(self, redis_commands: list[tuple]) -> list[object]:
+    async def _transaction(self, client: aioredis.Redis, redis_commands: list[tuple[Any, ...]]) -> list[object]:
         """Run the commands as one MULTI/EXEC in one round trip, reloading scripts once if needed."""
         if not redis_commands:
             return []
         for attempt in (1, 2):
             try:
-                async with self._client.pipeline(transaction=True) as pipe:
+                async with client.pipeline(transaction=True) as pipe:
                     for args in redis_commands:
                         pipe.execute_command(*args)
                     replies = await pipe.execute(raise_on_error=False)
                 if attempt == 1 and any(isinstance(r, NoScriptError) for r in replies):
-                    await self._load_scripts(self._client)  # Redis restarted: its script cache is empty
+                    await self._load_scripts(client)  # Redis restarted: its script cache is empty
                     continue
                 return replies
             except (RedisError, OSError) as exc:
@@ -261,9 +270,10 @@ class RedisExecutionLog(LogBase):
         if _transient(exc):
             raise self._unavailable(exc)
         code, _, reason = str(exc).partition(" ")
-        flow_id = getattr(command, "flow_id", None)
+        # only the scripts of commands naming a flow (and for a fence, an epoch) send these codes
+        flow_id = cast(str, getattr(command, "flow_id", None))
         if code == "ERGON_FENCED":
-            return FencedError(flow_id, command.epoch, reason)
+            return FencedError(flow_id, cast(int, getattr(command, "epoch", None)), reason)
         if code == "ERGON_NOTFOUND":
             return FlowNotFoundError(flow_id)
         if code == "ERGON_BUSY":
@@ -272,7 +282,7 @@ class RedisExecutionLog(LogBase):
             return FlowCancelledError(flow_id)
         return invalid(command, exc)
 
-    def _script(self, name: str, fields: list[Any]) -> tuple:
+    def _script(self, name: str, fields: list[Any]) -> tuple[Any, ...]:
         return ("EVALSHA", self._scripts[name].sha, 0, self.prefix, msgpack.packb(fields, use_bin_type=False))
 
     # -- one plan per command: (the Redis command, how to decode its reply) ----------------------
@@ -284,7 +294,7 @@ class RedisExecutionLog(LogBase):
     def _ClaimFlows(self, c: ClaimFlows) -> Plan:
         fields = [c.worker_id, c.request_id, c.limit, c.lease_seconds, c.flow_types, c.flow_id, c.steal, c.solo]
         return (self._script("ClaimFlows", fields),
-                lambda r: [Claim(_flow(flow), tuple(_steps(steps))) for flow, steps in _unpack(r)])
+                lambda r: [Claim(_record(flow), tuple(_steps(steps))) for flow, steps in _unpack(r)])
 
     def _RenewLeases(self, c: RenewLeases) -> Plan:
         return self._script("RenewLeases", [c.worker_id, c.lease_seconds, c.flow_ids]), int
@@ -346,6 +356,7 @@ class RedisExecutionLog(LogBase):
         return self._script("ListFlows", fields), lambda r: [_flow(h) for h in _unpack(r)]
 
     def _CountFlows(self, c: CountFlows) -> Plan:
-        cap = (lambda n: n) if c.limit is None else (lambda n: min(n, c.limit))
+        limit = c.limit
+        cap: Callable[[int], int] = (lambda n: n) if limit is None else (lambda n: min(n, limit))
         return self._script("CountFlows", []), lambda r: {r[i].decode(): cap(int(r[i + 1]))
                                                           for i in range(0, len(r), 2)}

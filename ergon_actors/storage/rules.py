@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Protocol
 
 from ..core import Failure, FlowRecord, FlowStatus, StepRecord, StepStatus
 from ..errors import FencedError, FlowBusyError, FlowCancelledError, FlowNotFoundError, InvalidCommandError
@@ -19,6 +20,17 @@ def runnable(flow: FlowRecord, now: float) -> bool:
     return False
 
 
+class Lease(Protocol):
+    """What fencing reads of a flow: a FlowRecord, or a store's narrower row."""
+
+    @property
+    def epoch(self) -> int: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def cancel_requested(self) -> bool: ...
+
+
 REFUSALS = (FencedError, FlowNotFoundError, FlowBusyError, FlowCancelledError)
 
 
@@ -27,7 +39,7 @@ def invalid(command: object, exc: BaseException) -> InvalidCommandError:
     return InvalidCommandError(type(command).__name__, f"{type(exc).__name__}: {exc}")
 
 
-def fence(flow: FlowRecord | None, flow_id: str, epoch: int, cancelling: bool = False) -> Exception | None:
+def fence(flow: Lease | None, flow_id: str, epoch: int, cancelling: bool = False) -> Exception | None:
     """Why a write at `epoch` is refused, or None when the epoch still owns the flow."""
     if flow is None:
         return FlowNotFoundError(flow_id)

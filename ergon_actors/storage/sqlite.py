@@ -9,7 +9,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from ..core import TERMINAL, Failure, FlowRecord, FlowStatus, StepRecord, StepStatus
 from ..errors import (ConfigError, FencedError, FlowBusyError, FlowNotFoundError, InvalidCommandError,
@@ -95,7 +95,7 @@ class _Lease(NamedTuple):
     cancel_requested: bool
 
 
-def _flow(row: tuple) -> FlowRecord:
+def _flow(row: tuple[Any, ...]) -> FlowRecord:
     values = list(row)
     if values[11] is not None:
         values[11] = load_failure(values[11])
@@ -105,7 +105,7 @@ def _flow(row: tuple) -> FlowRecord:
     return FlowRecord(*values)
 
 
-def _step(row: tuple) -> StepRecord:
+def _step(row: tuple[Any, ...]) -> StepRecord:
     values = list(row)
     if values[5] is not None:
         values[5] = load_failure(values[5])
@@ -293,7 +293,7 @@ class SqliteExecutionLog(LogBase):
         row = db.execute(f"SELECT {_FLOW_COLUMNS} FROM flows WHERE flow_id = ?", (flow_id,)).fetchone()
         return None if row is None else _flow(row)
 
-    def _ScheduleFlow(self, db, c: ScheduleFlow, now: float) -> Scheduled:
+    def _ScheduleFlow(self, db: sqlite3.Connection, c: ScheduleFlow, now: float) -> Scheduled:
         cursor = db.execute(
             "INSERT INTO flows VALUES (?, ?, ?, 'PENDING', ?, 1, 0, NULL, NULL, ?, NULL, NULL, ?, ?, ?, NULL, 0, NULL, "
             "NULL, 0, 0) "
@@ -302,7 +302,7 @@ class SqliteExecutionLog(LogBase):
              c.parent_id, now, now))
         return Scheduled(c.flow_id, cursor.rowcount == 1)
 
-    def _ClaimFlows(self, db, c: ClaimFlows, now: float) -> list[Claim]:
+    def _ClaimFlows(self, db: sqlite3.Connection, c: ClaimFlows, now: float) -> list[Claim]:
         again = db.execute(f"SELECT {_FLOW_COLUMNS} FROM flows WHERE owner = ? AND claim_request = ? "
                            "AND status = 'RUNNING'", (c.worker_id, c.request_id)).fetchall()
         last = self._batch_claims.get(c.worker_id, self._last_claim.get(c.worker_id))
@@ -312,11 +312,12 @@ class SqliteExecutionLog(LogBase):
             flow = self._get(db, c.flow_id)
             if flow is None:
                 raise FlowNotFoundError(c.flow_id)
-            if flow.status == FlowStatus.RUNNING and flow.lease_expires > now and not c.steal:
+            if (flow.status == FlowStatus.RUNNING and flow.lease_expires is not None and flow.lease_expires > now
+                    and not c.steal):
                 raise FlowBusyError(c.flow_id)
             ids = [] if flow.status in TERMINAL else [c.flow_id]
         else:
-            params = {"now": now, "n": c.limit}
+            params: dict[str, object] = {"now": now, "n": c.limit}
             types = None if c.flow_types is None else len(c.flow_types)
             params.update({f"t{i}": name for i, name in enumerate(c.flow_types or ())})
             suspect = db.execute(_suspect_due(types), params).fetchone()
@@ -336,7 +337,7 @@ class SqliteExecutionLog(LogBase):
         return self._with_steps(db, [_flow(r) for r in rows])
 
     @staticmethod
-    def _with_steps(db, flows: list[FlowRecord]) -> list[Claim]:
+    def _with_steps(db: sqlite3.Connection, flows: list[FlowRecord]) -> list[Claim]:
         steps: dict[str, list[StepRecord]] = {f.flow_id: [] for f in flows}
         resumed = [f.flow_id for f in flows if f.epoch > 1]  # a first claim has no steps yet
         if resumed:
@@ -346,7 +347,7 @@ class SqliteExecutionLog(LogBase):
                 steps[row[0]].append(_step(row[1:]))
         return [Claim(f, tuple(steps[f.flow_id])) for f in flows]
 
-    def _RenewLeases(self, db, c: RenewLeases, now: float) -> int:
+    def _RenewLeases(self, db: sqlite3.Connection, c: RenewLeases, now: float) -> int:
         sql = "UPDATE flows SET lease_expires = ? WHERE owner = ? AND status = 'RUNNING'"
         if c.flow_ids is None:
             return db.execute(sql, (now + c.lease_seconds, c.worker_id)).rowcount
@@ -354,7 +355,7 @@ class SqliteExecutionLog(LogBase):
         return db.execute(f"{sql} AND flow_id IN ({marks})",
                           (now + c.lease_seconds, c.worker_id, *c.flow_ids)).rowcount
 
-    def _ReleaseWorker(self, db, c: ReleaseWorker, now: float) -> int:
+    def _ReleaseWorker(self, db: sqlite3.Connection, c: ReleaseWorker, now: float) -> int:
         return db.execute("UPDATE flows SET status = 'PENDING', owner = NULL, lease_expires = NULL, "
                           "ready_at = ?, updated_at = ? WHERE owner = ? AND status = 'RUNNING'",
                           (now, now, c.worker_id)).rowcount
@@ -376,7 +377,7 @@ class SqliteExecutionLog(LogBase):
             out.append(flow)
         return out
 
-    def _recorded(self, db, flow_id: str, epoch: int, position: int) -> StepRecord | None:
+    def _recorded(self, db: sqlite3.Connection, flow_id: str, epoch: int, position: int) -> StepRecord | None:
         """The step already journaled at this position by this epoch (a re-sent request)."""
         columns = ", ".join(f"steps.{c}" for c in _STEP_COLUMNS.split(", "))
         row = db.execute(f"SELECT {columns} FROM steps JOIN flows USING (flow_id) "
@@ -384,21 +385,22 @@ class SqliteExecutionLog(LogBase):
         return None if row is None else _step(row)
 
     @staticmethod
-    def _fence(db, flow_id: str, epoch: int, position: int = -1) -> str | None:
+    def _fence(db: sqlite3.Connection, flow_id: str, epoch: int, position: int = -1) -> str | None:
         """Raise the refusal for a write at `epoch`; returns the status of the step at `position`."""
         row = db.execute("SELECT f.epoch, f.status, f.cancel_requested, s.status FROM flows f LEFT JOIN steps s "
                          "ON s.flow_id = f.flow_id AND s.position = ? WHERE f.flow_id = ?",
                          (position, flow_id)).fetchone()
         lease = None if row is None else _Lease(row[0], row[1], bool(row[2]))
-        if lease is not None and lease.epoch == epoch and row[3] == StepStatus.COMPLETE:
-            return row[3]  # a re-sent write of a step already journaled: nothing to refuse
+        step: str | None = None if row is None else row[3]
+        if lease is not None and lease.epoch == epoch and step == StepStatus.COMPLETE:
+            return step  # a re-sent write of a step already journaled: nothing to refuse
         refused = fence(lease, flow_id, epoch)
         if refused is not None:
             raise refused
-        return row[3]
+        return step
 
     @staticmethod
-    def _insert_step(db, flow_id: str, s: StepRecord, now: float) -> StepRecord:
+    def _insert_step(db: sqlite3.Connection, flow_id: str, s: StepRecord, now: float) -> StepRecord:
         db.execute(
             "INSERT INTO steps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (flow_id, position) DO UPDATE SET "
             "name = excluded.name, args_hash = excluded.args_hash, status = excluded.status, "
@@ -410,12 +412,13 @@ class SqliteExecutionLog(LogBase):
         return StepRecord(s.position, s.name, s.args_hash, s.status, s.result, s.error, s.attempt, now,
                           s.tries, s.retry_at)
 
-    def _AppendStep(self, db, c: AppendStep, now: float) -> None:
+    def _AppendStep(self, db: sqlite3.Connection, c: AppendStep, now: float) -> None:
         if self._fence(db, c.flow_id, c.epoch, c.step.position) != StepStatus.COMPLETE:
             self._insert_step(db, c.flow_id, c.step, now)  # recorded once: a re-send changes nothing
         return None
 
-    def _end(self, db, flow_id: str, epoch: int, status: str, sets: str, params: tuple) -> None:
+    def _end(self, db: sqlite3.Connection, flow_id: str, epoch: int, status: str, sets: str,
+             params: tuple[Any, ...]) -> None:
         cancel = "" if status == FlowStatus.CANCELLED else "AND cancel_requested = 0 "
         cursor = db.execute(
             f"UPDATE flows SET status = ?, owner = NULL, lease_expires = NULL, suspect = 0, updated_at = ?, {sets} "
@@ -432,20 +435,20 @@ class SqliteExecutionLog(LogBase):
         raise fence(flow, flow_id, epoch) or FencedError(flow_id, epoch)
 
     @staticmethod
-    def _wake(db, flow_id: str | None, waiting_on: str) -> None:
+    def _wake(db: sqlite3.Connection, flow_id: str | None, waiting_on: str) -> None:
         db.execute("UPDATE flows SET ready_at = ? WHERE flow_id = ? AND status = 'SUSPENDED' AND waiting_on = ?",
                    (time.time(), flow_id, waiting_on))
 
-    def _FinishFlow(self, db, c: FinishFlow, now: float) -> None:
+    def _FinishFlow(self, db: sqlite3.Connection, c: FinishFlow, now: float) -> None:
         self._end(db, c.flow_id, c.epoch, c.status, "result = ?, error = ?, ready_at = NULL, waiting_on = NULL",
                   (c.result, None if c.error is None else dump_failure(c.error)))
 
-    def _SuspendFlow(self, db, c: SuspendFlow, now: float) -> None:
+    def _SuspendFlow(self, db: sqlite3.Connection, c: SuspendFlow, now: float) -> None:
         self._end(db, c.flow_id, c.epoch, FlowStatus.SUSPENDED,
                   "ready_at = ?, attempt = coalesce(?, attempt), error = coalesce(?, error), waiting_on = NULL",
                   (c.ready_at, c.attempt, None if c.error is None else dump_failure(c.error)))
 
-    def _AwaitSignal(self, db, c: AwaitSignal, now: float) -> StepRecord | None:
+    def _AwaitSignal(self, db: sqlite3.Connection, c: AwaitSignal, now: float) -> StepRecord | None:
         done = self._recorded(db, c.flow_id, c.epoch, c.step.position)
         if done is not None:
             return done
@@ -460,7 +463,7 @@ class SqliteExecutionLog(LogBase):
                   (c.ready_at, f"signal:{c.signal}"))
         return None
 
-    def _SendSignal(self, db, c: SendSignal, now: float) -> bool:
+    def _SendSignal(self, db: sqlite3.Connection, c: SendSignal, now: float) -> bool:
         cursor = db.execute("INSERT INTO signals VALUES (?, ?, ?, NULL) ON CONFLICT (name) DO NOTHING",
                             (c.name, c.payload, now))
         if cursor.rowcount == 0:
@@ -469,7 +472,7 @@ class SqliteExecutionLog(LogBase):
                    (now, f"signal:{c.name}"))
         return True
 
-    def _InvokeChild(self, db, c: InvokeChild, now: float) -> StepRecord | None:
+    def _InvokeChild(self, db: sqlite3.Connection, c: InvokeChild, now: float) -> StepRecord | None:
         done = self._recorded(db, c.flow_id, c.epoch, c.step.position)
         if done is not None:
             return done
@@ -478,13 +481,14 @@ class SqliteExecutionLog(LogBase):
         self._ScheduleFlow(db, ScheduleFlow(child.flow_id, child.flow_type, child.args, child.version,
                                             child.ready_at, c.flow_id), now)
         record = self._get(db, child.flow_id)
+        assert record is not None  # scheduled above, in this transaction
         if record.status in TERMINAL:
             return self._insert_step(db, c.flow_id, child_outcome(c.step, record, now), now)
         self._end(db, c.flow_id, c.epoch, FlowStatus.SUSPENDED, "ready_at = NULL, waiting_on = ?",
                   (f"child:{child.flow_id}",))
         return None
 
-    def _CancelFlow(self, db, c: CancelFlow, now: float) -> str:
+    def _CancelFlow(self, db: sqlite3.Connection, c: CancelFlow, now: float) -> str:
         flow = self._get(db, c.flow_id)
         if flow is None:
             raise FlowNotFoundError(c.flow_id)
@@ -500,28 +504,30 @@ class SqliteExecutionLog(LogBase):
         for (child_id,) in db.execute("SELECT flow_id FROM flows WHERE parent_id = ? AND status NOT IN "
                                       "('COMPLETE', 'FAILED', 'CANCELLED')", (c.flow_id,)).fetchall():
             self._CancelFlow(db, CancelFlow(child_id), now)
-        return self._get(db, c.flow_id).status
+        flow = self._get(db, c.flow_id)
+        assert flow is not None  # found above, in this transaction
+        return flow.status
 
-    def _WaitingSignals(self, db, c: WaitingSignals, now: float) -> list[str]:
+    def _WaitingSignals(self, db: sqlite3.Connection, c: WaitingSignals, now: float) -> list[str]:
         rows = db.execute("SELECT DISTINCT substr(waiting_on, 8) FROM flows WHERE status = 'SUSPENDED' "
                           "AND waiting_on LIKE 'signal:%' AND substr(waiting_on, 8) NOT IN (SELECT name FROM signals) "
                           "ORDER BY 1 LIMIT ?", (c.limit,))
         return [r[0] for r in rows]
 
-    def _GetFlow(self, db, c: GetFlow, now: float) -> FlowRecord | None:
+    def _GetFlow(self, db: sqlite3.Connection, c: GetFlow, now: float) -> FlowRecord | None:
         return self._get(db, c.flow_id)
 
-    def _LoadSteps(self, db, c: LoadSteps, now: float) -> list[StepRecord]:
+    def _LoadSteps(self, db: sqlite3.Connection, c: LoadSteps, now: float) -> list[StepRecord]:
         rows = db.execute(f"SELECT {_STEP_COLUMNS} FROM steps WHERE flow_id = ? ORDER BY position", (c.flow_id,))
         return [_step(r) for r in rows]
 
-    def _ListFlows(self, db, c: ListFlows, now: float) -> list[FlowRecord]:
+    def _ListFlows(self, db: sqlite3.Connection, c: ListFlows, now: float) -> list[FlowRecord]:
         where, params = ("WHERE status = ?", (c.status,)) if c.status is not None else ("", ())
         rows = db.execute(f"SELECT {_FLOW_COLUMNS} FROM flows {where} ORDER BY created_at LIMIT ?",
                           (*params, c.limit))
         return [_flow(r) for r in rows]
 
-    def _CountFlows(self, db, c: CountFlows, now: float) -> dict[str, int]:
+    def _CountFlows(self, db: sqlite3.Connection, c: CountFlows, now: float) -> dict[str, int]:
         if c.limit is None:
             counts = dict(db.execute("SELECT status, count(*) FROM flows GROUP BY status").fetchall())
             due = f"SELECT count(*) FROM ({_claimable(None)})"
