@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,7 +114,8 @@ async def _within(call: Awaitable[Any], deadline: float | None, flow_id: str, ti
         return await call
     remaining = deadline - time.time()
     if remaining <= 0:
-        call.close()
+        if isinstance(call, Coroutine):
+            call.close()  # never started: closed, it is not reported as never awaited
         raise FlowTimeoutError(flow_id, timeout)
     try:
         async with asyncio.timeout(remaining) as scope:

@@ -12,7 +12,7 @@ from ergon_actors import (ChildFlowError, DeferredRegistry, Executor, InMemorySi
                           SqliteExecutionLog, Worker, await_external_signal, codec, flow, flow_type,
                           schedule_timer_named, sleep, step)
 from ergon_actors.executor import parse_duration
-from tests.helpers import run
+from tests.helpers import run, wait_until_async
 
 pytestmark = pytest.mark.timeout(60)
 LOG: list[str] = []
@@ -409,6 +409,32 @@ def test_step_and_flow_timeouts(make_store):
         assert quick.result == "done"
         assert (timed_out.status, timed_out.error.type_name) == ("FAILED", "StepTimeoutError")
         assert (whole.status, whole.error.type_name) == ("FAILED", "FlowTimeoutError")
+        await store.close()
+    run(body())
+
+
+class Deferred:
+    """An entry that is awaitable but not a coroutine: it starts the flow only when awaited."""
+
+    def __init__(self, flow):
+        self.flow = flow
+
+    def __await__(self):
+        return self.flow.run().__await__()
+
+
+def test_a_flow_past_its_timeout_fails_with_flow_timeout_error_whatever_its_entry_returns(make_store):
+    async def body():
+        store = await make_store()
+        await Scheduler(store).schedule(SlowFlow(), "late")
+        created = (await store.get_flow("late")).created_at
+
+        async def timed_out():
+            return time.time() > created + 0.2  # SlowFlow's timeout
+
+        await wait_until_async(timed_out, what="the flow's timeout to pass")
+        outcome = await Executor(SlowFlow(), store, "late").run(entry=Deferred)
+        assert (outcome.status, outcome.error.type_name) == ("FAILED", "FlowTimeoutError")
         await store.close()
     run(body())
 
