@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar, cast, overload
 
 from . import codec
 from .core import RetryPolicy
@@ -15,43 +15,68 @@ from .executor.definition import FlowDefinition, build_flow, definition_of, enco
 __all__ = ["flow_type", "flow", "step", "FlowDefinition", "definition_of", "encode_args", "build_flow"]
 
 
-def flow_type(cls: type | None = None, *, invokable: object = None, name: str | None = None):
+_C = TypeVar("_C", bound=type)
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _mark(target: object, **marks: object) -> None:
+    """Set the marks read back by executor/definition.py (attributes no type checker knows of)."""
+    for attr, value in marks.items():
+        setattr(target, attr, value)
+
+
+@overload
+def flow_type(cls: _C, *, invokable: object = None, name: str | None = None) -> _C: ...
+@overload
+def flow_type(cls: None = None, *, invokable: object = None, name: str | None = None) -> Callable[[_C], _C]: ...
+def flow_type(cls: _C | None = None, *, invokable: object = None,
+              name: str | None = None) -> _C | Callable[[_C], _C]:
     """Mark a class as a flow type. Use under @dataclass; its fields are the flow's arguments.
 
     Registers the class's module with the codec, so its dataclasses, enums and exceptions
     decode. `name` overrides the type name stored in the journal (default: the class name).
     """
-    def mark(cls: type) -> type:
-        cls.__ergon_flow_type__ = name or cls.__name__
-        cls.__ergon_invokable__ = invokable
+    def mark(cls: _C) -> _C:
+        _mark(cls, __ergon_flow_type__=name or cls.__name__, __ergon_invokable__=invokable)
         if "invoke" not in vars(cls):
-            cls.invoke = _invoke
+            _mark(cls, invoke=_invoke)
         codec.register_module(cls.__module__)
         return cls
     return mark if cls is None else mark(cls)
 
 
-def _invoke(self: object, child: object):
+def _invoke(self: object, child: object) -> PendingChild:
     """Start `child` as a child flow of this flow: `await self.invoke(child).result()`."""
     return PendingChild(child)
 
 
-def flow(fn: Callable | None = None, *, retry_policy: RetryPolicy | None = None,
-         timeout: float | None = None):
+@overload
+def flow(fn: _F, *, retry_policy: RetryPolicy | None = None, timeout: float | None = None) -> _F: ...
+@overload
+def flow(fn: None = None, *, retry_policy: RetryPolicy | None = None,
+         timeout: float | None = None) -> Callable[[_F], _F]: ...
+def flow(fn: _F | None = None, *, retry_policy: RetryPolicy | None = None,
+         timeout: float | None = None) -> _F | Callable[[_F], _F]:
     """Mark the flow's entry method.
 
     Args:
         retry_policy: a failed run is tried again (from its journal) as the policy allows.
         timeout: seconds from scheduling after which the flow fails with FlowTimeoutError.
     """
-    def mark(fn: Callable) -> Callable:
-        fn.__ergon_flow__ = (retry_policy, timeout)
+    def mark(fn: _F) -> _F:
+        _mark(fn, __ergon_flow__=(retry_policy, timeout))
         return fn
     return mark if fn is None else mark(fn)
 
 
-def step(fn: Callable | None = None, *, name: str | None = None,
-         retry_policy: RetryPolicy | None = None, timeout: float | None = None):
+@overload
+def step(fn: _F, *, name: str | None = None, retry_policy: RetryPolicy | None = None,
+         timeout: float | None = None) -> _F: ...
+@overload
+def step(fn: None = None, *, name: str | None = None, retry_policy: RetryPolicy | None = None,
+         timeout: float | None = None) -> Callable[[_F], _F]: ...
+def step(fn: _F | None = None, *, name: str | None = None,
+         retry_policy: RetryPolicy | None = None, timeout: float | None = None) -> _F | Callable[[_F], _F]:
     """Mark an async method as a durable step: its result is journaled and replayed, never re-run.
 
     Called outside a running flow (or inside another step) the method runs as plain code.
@@ -62,12 +87,12 @@ def step(fn: Callable | None = None, *, name: str | None = None,
         timeout: seconds a single try may run before it fails with StepTimeoutError (default:
             the step_timeout its worker or executor was given; math.inf: no bound).
     """
-    def wrap(fn: Callable) -> Callable:
+    def wrap(fn: _F) -> _F:
         options = StepOptions(name or fn.__name__, retry_policy, timeout)
 
         @functools.wraps(fn)
-        def call(self: Any, *args: Any, **kwargs: Any):
+        def call(self: Any, *args: Any, **kwargs: Any) -> Awaitable[Any]:
             return call_step(options, fn, self, args, kwargs)
 
-        return call
+        return cast(_F, call)  # same parameters; awaiting it gives the method's result
     return wrap if fn is None else wrap(fn)

@@ -170,6 +170,11 @@ class StepRecord:
     tries: int = 1  # runs of this step in this attempt (step retry policy)
     retry_at: float | None = None  # on a FAILED step: when its next try is due
 
+    @property
+    def value(self) -> object:
+        """The decoded result of a COMPLETE step (None otherwise)."""
+        return None if self.result is None else codec.decode(self.result)
+
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:

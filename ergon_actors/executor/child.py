@@ -41,7 +41,8 @@ class PendingChild:
             if recorded is None:
                 raise Suspend(None, f"child {self.flow_id}", recorded=True)
         if recorded.status == StepStatus.COMPLETE:
-            return codec.decode(recorded.result)
+            return recorded.value
         error = recorded.error
+        assert error is not None  # a FAILED step carries its error
         status = "CANCELLED" if error.is_cancellation else "FAILED"
         raise ChildFlowError(self.flow_id, status, error.type_name, error.message)

@@ -6,7 +6,7 @@ import asyncio
 import math
 import time
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -121,7 +121,8 @@ def require(what: str) -> FlowContext:
     return ctx
 
 
-def call_step(options: StepOptions, fn: Callable, obj: Any, args: tuple, kwargs: dict):
+def call_step(options: StepOptions, fn: Callable[..., Awaitable[Any]], obj: Any, args: tuple[Any, ...],
+              kwargs: dict[str, Any]) -> Awaitable[Any]:
     """Called by a @step method: takes the next position now (call order decides it), returns
     the awaitable that replays or runs the step."""
     ctx = _current.get()
@@ -130,17 +131,18 @@ def call_step(options: StepOptions, fn: Callable, obj: Any, args: tuple, kwargs:
     return _run_step(ctx, ctx.next_position(), options, fn, obj, args, kwargs)
 
 
-async def _run_step(ctx: FlowContext, position: int, options: StepOptions, fn: Callable, obj: Any,
-                    args: tuple, kwargs: dict) -> Any:
+async def _run_step(ctx: FlowContext, position: int, options: StepOptions, fn: Callable[..., Awaitable[Any]],
+                    obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     name = options.name
     digest = codec.args_hash(args, kwargs)
     recorded = ctx.replayed(position, name, digest)
     tries = 1
     if recorded is not None:
         if recorded.status == StepStatus.COMPLETE:
-            return codec.decode(recorded.result)
+            return recorded.value
         if recorded.attempt == ctx.attempt:
             if recorded.retry_at is None:  # failed for good in this attempt: fail the same way
+                assert recorded.error is not None  # a FAILED step carries its error
                 raise recorded.error.to_exception()
             if recorded.retry_at > time.time():  # woken early: keep the journaled backoff
                 raise Suspend(recorded.retry_at, f"step {name} retries at {recorded.retry_at}")
@@ -194,19 +196,19 @@ async def _failed(ctx: FlowContext, position: int, options: StepOptions, digest:
         raise Suspend(retry_at, f"step {options.name} try {tries} failed; retrying") from exc
 
 
-def enter(ctx: FlowContext):
+def enter(ctx: FlowContext) -> Token[FlowContext | None]:
     """Make ctx the current flow for this task; returns the token for `leave`."""
     return _current.set(ctx)
 
 
-def leave(token) -> None:
+def leave(token: Token[FlowContext | None]) -> None:
     _current.reset(token)
 
 
-def forced_position(position: int):
+def forced_position(position: int) -> Token[int | None]:
     """Make the next journaled call in this context take `position` (used by the DAG runner)."""
     return _forced.set(position)
 
 
-def release_position(token) -> None:
+def release_position(token: Token[int | None]) -> None:
     _forced.reset(token)

@@ -84,7 +84,7 @@ class DeferredRegistry:
         ctx.position += len(self._nodes)  # reserve one position per node, in registration order
         positions = {name: base + i for i, name in enumerate(self._nodes)}
         results: dict[str, Any] = {}
-        running: dict[asyncio.Task, str] = {}
+        running: dict[asyncio.Task[Any], str] = {}
         pending = dict(self._nodes)
         failure: BaseException | None = None
         while pending or running:

@@ -110,7 +110,7 @@ async def run_claim(store: LogBase, claim: Claim, definition: FlowDefinition,
 
 async def _within(call: Awaitable[Any], deadline: float | None, flow_id: str, timeout: float | None) -> Any:
     """Await the flow's entry, failing it with FlowTimeoutError once its deadline passes."""
-    if deadline is None:
+    if deadline is None or timeout is None:  # both or neither
         return await call
     remaining = deadline - time.time()
     if remaining <= 0:
@@ -186,6 +186,8 @@ class Executor:
         claims = await self.storage.claim(self.worker_id, 1, self.lease_seconds,
                                           flow_id=self.flow_id, steal=True)
         if not claims:  # already finished: the journal has the answer
-            return Outcome.of(await self.storage.get_flow(self.flow_id))
+            record = await self.storage.get_flow(self.flow_id)
+            assert record is not None  # scheduled above
+            return Outcome.of(record)
         return await run_claim(self.storage, claims[0], self.definition, self.flow, entry,
                                step_timeout=self.step_timeout)

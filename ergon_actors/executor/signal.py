@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from .. import codec
 from ..core import Failure, StepRecord, StepStatus
 from ..errors import SignalTimeoutError
-from .context import Suspend, require
+from .context import FlowContext, Suspend, require
 from .timer import parse_duration
 
 __all__ = ["await_external_signal", "SignalSource", "InMemorySignalSource"]
@@ -32,7 +32,7 @@ async def await_external_signal(name: str, timeout: float | str | timedelta | No
     digest = codec.args_hash((name,), {})
     recorded = ctx.replayed(position, step_name, digest)
     if recorded is None and deadline is not None and time.time() >= deadline:
-        failure = Failure.from_exception(SignalTimeoutError(name, seconds))
+        failure = Failure.from_exception(SignalTimeoutError(name, seconds or 0.0))
         recorded = StepRecord(position, step_name, digest, StepStatus.FAILED, None, failure, ctx.attempt)
         await ctx.record(recorded)
     if recorded is None:
@@ -42,17 +42,17 @@ async def await_external_signal(name: str, timeout: float | str | timedelta | No
             raise Suspend(deadline, f"signal {name}", recorded=True)
     if recorded.status == StepStatus.FAILED:
         raise SignalTimeoutError(name, seconds or 0.0)
-    return codec.decode(recorded.result)
+    return recorded.value
 
 
-async def _deadline(ctx, name: str, seconds: float) -> float:
+async def _deadline(ctx: FlowContext, name: str, seconds: float) -> float:
     """The wait's deadline, journaled at its own position so a resumed flow keeps it."""
     position = ctx.next_position()
     step_name = f"deadline:{name}"
     digest = codec.args_hash((name,), {})
     recorded = ctx.replayed(position, step_name, digest)
     if recorded is not None:
-        return codec.decode(recorded.result)
+        return cast(float, recorded.value)
     deadline = time.time() + seconds
     await ctx.record(StepRecord(position, step_name, digest, StepStatus.COMPLETE, codec.encode(deadline),
                                 attempt=ctx.attempt))

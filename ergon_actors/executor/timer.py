@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import time
 from datetime import datetime, timedelta
+from typing import cast
 
 from .. import codec
 from ..core import StepRecord, StepStatus
@@ -53,7 +54,7 @@ async def sleep(duration: float | int | str | timedelta | datetime, name: str = 
     digest = codec.args_hash((name,), {})
     recorded = ctx.replayed(position, step_name, digest)
     if recorded is not None:
-        fire_at = codec.decode(recorded.result)
+        fire_at = cast(float, recorded.value)
     else:
         fire_at = duration.timestamp() if isinstance(duration, datetime) else time.time() + parse_duration(duration)
         await ctx.record(StepRecord(position, step_name, digest, StepStatus.COMPLETE, codec.encode(fire_at),

@@ -18,6 +18,7 @@ from ..storage.commands import Claim
 from .context import Halted
 from .definition import FlowDefinition, definition_of
 from .execution import run_claim
+from .signal import SignalSource
 
 __all__ = ["Worker", "WorkerHandle", "WorkerStatistics"]
 
@@ -64,14 +65,14 @@ class Worker:
         self.poll_interval = poll_interval
         self.step_timeout = step_timeout
         self._registry: dict[str, FlowDefinition] = {}
-        self._running: dict[str, asyncio.Task] = {}
+        self._running: dict[str, asyncio.Task[None]] = {}
         self._suspect: str | None = None  # the suspect flow running here alone
         self._wake = asyncio.Event()  # a slot freed, new work committed, or stop
         storage.listen(self._wake)
         self._halt = asyncio.Event()
         self._stopped = asyncio.Event()
         self._counts = {"started": 0, "finished": 0, "abandoned": 0, "halted": 0}
-        self._signal_source = None
+        self._signal_source: SignalSource | None = None
         self._signal_poll = 0.5
 
     async def register(self, cls: type) -> None:
@@ -83,19 +84,19 @@ class Worker:
                              f"{known.cls.__module__} and {cls.__module__}")
         self._registry[definition.name] = definition
 
-    def with_signals(self, source: object, poll_interval: float = 0.5) -> Worker:
+    def with_signals(self, source: SignalSource, poll_interval: float = 0.5) -> Worker:
         """Also deliver signals from `source` (poll_for_signal/consume_signal) to waiting flows."""
         self._signal_source = source
         self._signal_poll = poll_interval
         return self
 
-    async def _poll_signals(self) -> None:
+    async def _poll_signals(self, source: SignalSource) -> None:
         while not self._stopped.is_set():
             for name in await self.storage.waiting_signals():
-                payload = await self._signal_source.poll_for_signal(name)
+                payload = await source.poll_for_signal(name)
                 if payload is not None:
                     await self.storage.send_signal(name, codec.encode(payload))
-                    consume = getattr(self._signal_source, "consume_signal", None)
+                    consume = getattr(source, "consume_signal", None)
                     if consume is not None:
                         await consume(name)
             await asyncio.sleep(self._signal_poll)
@@ -115,9 +116,10 @@ class Worker:
 
     async def run(self) -> None:
         """Claim and run flows until stop() is called."""
-        if self._signal_source is None:
+        source = self._signal_source
+        if source is None:
             return await self._run()
-        poller = asyncio.get_running_loop().create_task(self._poll_signals())
+        poller = asyncio.get_running_loop().create_task(self._poll_signals(source))
         try:
             await self._run()
         finally:
@@ -227,7 +229,7 @@ class Worker:
 class WorkerHandle:
     """A started worker: `await handle.shutdown()` drains it."""
 
-    def __init__(self, worker: Worker, task: asyncio.Task) -> None:
+    def __init__(self, worker: Worker, task: asyncio.Task[None]) -> None:
         self.worker = worker
         self.task = task
 
