@@ -179,8 +179,7 @@ def _flow_class(target: str) -> type:
     cls = getattr(module, class_name, None)
     if cls is None:
         raise FlowDefinitionError(f"module {module_name!r} has no class {class_name!r}")
-    definition_of(cls)
-    return cls
+    return definition_of(cls).cls
 
 
 async def _schedule(args: argparse.Namespace) -> int:

@@ -12,6 +12,7 @@ import itertools
 import logging
 import time
 from collections.abc import Sequence
+from typing import cast
 
 import zmq
 import zmq.asyncio
@@ -41,7 +42,7 @@ class JournalClient(LogBase):
         self._sock = make_socket(ctx, zmq.DEALER, hwm, max_message_size=None)
         self._sock.connect(address)
         self._ids = itertools.count(1)
-        self._pending: dict[int, tuple[asyncio.Future, Command, float]] = {}
+        self._pending: dict[int, tuple[asyncio.Future[object], Command, float]] = {}
         self._outbox: list[tuple[int, Command]] = []
         self._closed = False
         self.resent = 0
@@ -82,8 +83,8 @@ class JournalClient(LogBase):
         for (request_id, command), size in too_large:
             self._fail(request_id, MessageTooLargeError(type(command).__name__, size, self.max_message_size))
         # zmq.asyncio queues sends in order while the high-water mark is reached (backpressure).
-        for frame in frames:
-            self._sock.send(frame).add_done_callback(_log_send_error)
+        for frame in frames:  # pyzmq's stubs say Awaitable; zmq.asyncio returns a Future
+            cast("asyncio.Future[object]", self._sock.send(frame)).add_done_callback(_log_send_error)
 
     def _fail(self, request_id: int, exc: Exception) -> None:
         future = self._pending.pop(request_id)[0]
@@ -137,6 +138,6 @@ class JournalClient(LogBase):
         self._sock.close(linger=0)
 
 
-def _log_send_error(future: asyncio.Future) -> None:
+def _log_send_error(future: asyncio.Future[object]) -> None:
     if not future.cancelled() and future.exception() is not None:
         log.warning("journal client send failed: %s", future.exception())
