@@ -92,7 +92,7 @@ class Harness:
         self.phase = "faults"
         self.supervisors = 0
         self._seen: dict[int, psutil.Process] = {}
-        self._stopped: dict[int, tuple[Actor, asyncio.Task]] = {}
+        self._stopped: dict[int, tuple[Actor, asyncio.Task[None]]] = {}
         self._lifecycle = asyncio.Lock()
 
     # -- the supervisor --------------------------------------------------------------------
@@ -171,8 +171,8 @@ class Harness:
                     fault.recovered = True
         if self.progress is not None:
             kinds: dict[str, int] = {}
-            for f in self.faults:
-                kinds[f.record.kind] = kinds.get(f.record.kind, 0) + 1
+            for fault in self.faults:
+                kinds[fault.record.kind] = kinds.get(fault.record.kind, 0) + 1
             self.progress(ChaosProgress(time.monotonic() - self.started, self.phase, self.done,
                                         len(self.flow_ids), len(self.faults),
                                         sum(f.recovered for f in self.faults), kinds))
@@ -275,7 +275,7 @@ class Harness:
             await asyncio.sleep(0.05)
         async with self._lifecycle:
             running = await self._running()
-            pid = self.sup.proc.pid
+            pid = self.sup.pid
             wall = time.time()
             before = await self.sup.kill()
             self._watch(before)
@@ -286,11 +286,13 @@ class Harness:
                      frozenset(running), None, "")
 
     async def _kill_redis(self) -> None:
+        redis = self.redis
+        assert redis is not None  # planned only when the harness runs its own Redis
         running = await self._running()
         wall = time.time()
-        pid = self.redis.pid
-        self.redis.kill()
-        self.redis.start()  # in the main thread, so that it dies with this process
+        pid = redis.pid
+        redis.kill()
+        redis.start()  # in the main thread, so that it dies with this process
         self._record("kill-redis", f"redis-server (pid {pid})", wall, frozenset(running), None, "restarted")
 
     def _record(self, kind: str, target: str, wall: float, affected: frozenset[str], victim: int | None,

@@ -92,12 +92,12 @@ class Ledger:
             os.close(fd)
 
 
-def mute() -> contextvars.Token:
+def mute() -> contextvars.Token[bool]:
     """Stop recording in this context (the harness's fault-free reference run); see `unmute`."""
     return _muted.set(True)
 
 
-def unmute(token: contextvars.Token) -> None:
+def unmute(token: contextvars.Token[bool]) -> None:
     _muted.reset(token)
 
 

@@ -103,6 +103,12 @@ class SupervisorProcess:
         return self.work_dir / f"supervisor-{self.incarnation}.log"
 
     @property
+    def pid(self) -> int:
+        """The current incarnation's pid."""
+        assert self.proc is not None, "the supervisor was never started"
+        return self.proc.pid
+
+    @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.returncode is None
 
@@ -165,7 +171,7 @@ class SupervisorProcess:
         return sorted(found, key=lambda a: a.name)
 
     def descendants(self) -> list[psutil.Process]:
-        if not self.running:
+        if not self.running or self.handle is None:  # the handle is set with proc
             return []
         try:
             return self.handle.children(recursive=True)
@@ -176,6 +182,7 @@ class SupervisorProcess:
         """SIGKILL the supervisor alone; returns its descendants as they were just before."""
         before = self.descendants()
         self.expected_exit = True
+        assert self.proc is not None, "kill() before start()"
         if self.running:
             self.proc.send_signal(signal.SIGKILL)
         await self.proc.wait()
@@ -184,7 +191,7 @@ class SupervisorProcess:
     async def stop(self, timeout: float) -> list[psutil.Process]:
         """SIGTERM (the supervisor drains), then SIGKILL after `timeout`; returns its descendants."""
         before = self.descendants()
-        if not self.running:
+        if self.proc is None or not self.running:
             return before
         self.expected_exit = True
         self.proc.send_signal(signal.SIGTERM)
@@ -216,7 +223,7 @@ class RedisServer:
                 port = s.getsockname()[1]
         self.port = port
         self.log_path = self.directory / "redis-server.log"
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
 
     @staticmethod
     def find() -> str:

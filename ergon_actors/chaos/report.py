@@ -53,7 +53,7 @@ class RecoveryStats:
             return cls(0, None, None, None)
         ordered = sorted(samples)
 
-        def rank(p: float) -> float:  # nearest rank
+        def rank(p: int) -> float:  # nearest rank
             return ordered[min(len(ordered) - 1, max(0, -(-len(ordered) * p // 100) - 1))]
         return cls(len(ordered), rank(50), rank(99), ordered[-1])
 
@@ -93,7 +93,7 @@ class ChaosReport:
             counts[fault.kind] = counts.get(fault.kind, 0) + 1
         return counts
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, object]:
         data = asdict(self)
         data.update(ok=self.ok, faults_by_kind=self.faults_by_kind, statuses=dict(self.statuses))
         return data

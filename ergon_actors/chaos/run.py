@@ -19,13 +19,15 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from typing import cast
 from pathlib import Path
 
+from ..core import FlowRecord, StepRecord
 from ..decorators import definition_of, encode_args
 from ..errors import ConfigError, ErgonError
 from ..executor import Scheduler, Worker
 from ..runtime.worker import discover_flows
-from ..storage import InMemoryExecutionLog, check_store_url, open_store
+from ..storage import InMemoryExecutionLog, LogBase, check_store_url, open_store
 from ..storage.commands import GetFlow, LoadSteps, ScheduleFlow
 from .faults import FAULTS, LEASE, PAUSE, Harness, fault_schedule
 from .faulty import parse_plan
@@ -251,7 +253,7 @@ def _child_env(ledger_path: str) -> dict[str, str]:
     return env
 
 
-async def _schedule(store, flows: list[object], ids: list[str], seed: int, spread: float) -> None:
+async def _schedule(store: LogBase, flows: list[object], ids: list[str], seed: int, spread: float) -> None:
     """Queue every flow in one transaction, released at seeded times over `spread` seconds."""
     rng = random.Random(f"{seed}:flows")
     offsets = sorted(rng.uniform(0.0, spread) for _ in flows)
@@ -264,11 +266,13 @@ async def _schedule(store, flows: list[object], ids: list[str], seed: int, sprea
             raise result
 
 
-async def _observe(store, ids: list[str]) -> dict[str, FlowSummary | None]:
+async def _observe(store: LogBase, ids: list[str]) -> dict[str, FlowSummary | None]:
     results = await store.execute([c for i in ids for c in (GetFlow(i), LoadSteps(i))])
-    observed = {}
+    observed: dict[str, FlowSummary | None] = {}
     for flow_id, flow, steps in zip(ids, results[::2], results[1::2], strict=True):
-        observed[flow_id] = None if flow is None or isinstance(flow, BaseException) else FlowSummary.of(flow, steps)
+        # a flow's record (None if missing, an error if refused), then its steps
+        observed[flow_id] = (FlowSummary.of(flow, cast("list[StepRecord]", steps))
+                             if isinstance(flow, FlowRecord) else None)
     return observed
 
 

@@ -20,11 +20,11 @@ The ordering rules assume a flow starts its steps one after another (no gather, 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from .. import codec
-from ..core import FlowRecord, StepRecord
+from ..core import Failure, FlowRecord, StepRecord
 from ..errors import ErgonError
 from .ledger import LedgerEntry
 from .report import Violation
@@ -42,6 +42,8 @@ NEVER_RAN = "never-ran"              # a journaled step the ledger never saw sta
 RAN_AGAIN = "ran-again"              # a step started after its result had been acknowledged
 PHANTOM_EPOCH = "phantom-epoch"      # a step ran under a lease epoch the journal never granted
 ORPHAN = "orphan"                    # a process outlived its supervisor
+
+Report = Callable[[str, str | None, int | None, str], None]  # (kind, flow_id, position, detail)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +89,7 @@ def _decode(data: bytes | None) -> object:
         return data
 
 
-def _failure(error) -> str | None:
+def _failure(error: Failure | None) -> str | None:
     return None if error is None else f"{error.type_name}: {error.message}"
 
 
@@ -121,7 +123,7 @@ def verify(expected: Mapping[str, FlowSummary], observed: Mapping[str, FlowSumma
     return Verdict(tuple(found.values()), runs, journaled, again, stale, tuple(sorted(unrecorded)))
 
 
-def _outcome(flow_id: str, exp: FlowSummary, obs: FlowSummary, report) -> None:
+def _outcome(flow_id: str, exp: FlowSummary, obs: FlowSummary, report: Report) -> None:
     if obs.status != exp.status:
         report(NOT_FINISHED, flow_id, None, f"ended {obs.status}; the fault-free run ended {exp.status}"
                + (f" ({obs.error})" if obs.error else ""))
@@ -130,7 +132,7 @@ def _outcome(flow_id: str, exp: FlowSummary, obs: FlowSummary, report) -> None:
 
 
 def _steps(flow_id: str, exp: FlowSummary, obs: FlowSummary, starts: list[LedgerEntry],
-           instrumented: set[str], unrecorded: set[str], report) -> None:
+           instrumented: set[str], unrecorded: set[str], report: Report) -> None:
     terminal = obs.status in ("COMPLETE", "FAILED", "CANCELLED")
     started = {e.position for e in starts}
     for position in sorted(set(exp.steps) | set(obs.steps) | started):
@@ -156,7 +158,7 @@ def _steps(flow_id: str, exp: FlowSummary, obs: FlowSummary, starts: list[Ledger
                    "started (ledger)")
 
 
-def _order(flow_id: str, obs: FlowSummary, starts: list[LedgerEntry], report) -> int:
+def _order(flow_id: str, obs: FlowSummary, starts: list[LedgerEntry], report: Report) -> int:
     """The epoch rules; returns the number of stale (overtaken) starts."""
     by_epoch: dict[int, list[LedgerEntry]] = defaultdict(list)
     for e in starts:
