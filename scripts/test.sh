@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs the package with its test extra (and Debian's redis-server when
-# it is missing and this user can install it), then runs the whole suite. Arguments go to pytest.
+# it is missing and this user can install it), lints (ruff) and type-checks (mypy --strict) the
+# code, then runs the whole suite. Arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install --quiet --disable-pip-version-check -e '.[test]'
@@ -8,4 +9,8 @@ if ! command -v redis-server >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v
   echo "installing redis-server (needed by the Redis store tests)"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
 fi
+echo "ruff check"
+python -m ruff check --quiet
+echo "mypy --strict ergon_actors"
+python -m mypy
 exec python -m pytest "$@"
