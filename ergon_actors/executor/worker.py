@@ -158,10 +158,8 @@ class Worker:
 
     async def _pause(self, delay: float) -> None:
         """Wait `delay` seconds, or until stop(); new work does not end the wait."""
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopped.wait(), delay)
-        except TimeoutError:
-            pass
 
     def _spawn(self, claim: Claim) -> None:
         flow_id = claim.flow.flow_id

@@ -497,8 +497,9 @@ class SqliteExecutionLog(LogBase):
         if flow.status == FlowStatus.RUNNING:
             db.execute("UPDATE flows SET cancel_requested = 1, updated_at = ? WHERE flow_id = ?", (now, c.flow_id))
         else:
-            db.execute("UPDATE flows SET status = 'CANCELLED', ready_at = NULL, waiting_on = NULL, suspect = 0, error = ?, "
-                       "updated_at = ? WHERE flow_id = ?", (dump_failure(Failure.cancelled(c.flow_id)), now, c.flow_id))
+            db.execute("UPDATE flows SET status = 'CANCELLED', ready_at = NULL, waiting_on = NULL, suspect = 0, "
+                       "error = ?, updated_at = ? WHERE flow_id = ?",
+                       (dump_failure(Failure.cancelled(c.flow_id)), now, c.flow_id))
             if flow.parent_id is not None:
                 self._wake(db, flow.parent_id, f"child:{c.flow_id}")
         for (child_id,) in db.execute("SELECT flow_id FROM flows WHERE parent_id = ? AND status NOT IN "
@@ -545,7 +546,8 @@ class SqliteExecutionLog(LogBase):
 
     @staticmethod
     def _count_quarantined(db: sqlite3.Connection, counts: dict[str, int], limit: int) -> dict[str, int]:
-        n = db.execute("SELECT count(*) FROM (SELECT 1 FROM flows WHERE quarantined = 1 LIMIT ?)", (limit,)).fetchone()[0]
+        n = db.execute("SELECT count(*) FROM (SELECT 1 FROM flows WHERE quarantined = 1 LIMIT ?)",
+                       (limit,)).fetchone()[0]
         if n:
             counts["quarantined"] = n
         return counts

@@ -84,7 +84,7 @@ def test_suspects_run_alone_and_the_flows_beside_them_run_as_usual(make_store):
         healthy = [f"h{i}" for i in range(6)]
         for name in healthy:
             await Scheduler(store).schedule(Probe(name), name)
-        worker, handle = await serve(store, concurrency=8)
+        _worker, handle = await serve(store, concurrency=8)
         names = ["s1", "s2", *healthy]
         await wait_until_async(lambda: _all(store, names, FlowStatus.COMPLETE), what="every flow complete")
         await handle.shutdown()
@@ -110,7 +110,7 @@ class ObservedStore(InMemoryExecutionLog):
 
     async def execute(self, commands):
         results = await super().execute(commands)
-        for command, result in zip(commands, results):
+        for command, result in zip(commands, results, strict=True):
             if isinstance(command, ClaimFlows) and command.flow_id is None:
                 self.claims.append((command.solo, [c.flow.flow_id for c in result]))
         return results
@@ -157,7 +157,7 @@ def test_a_quarantined_flow_is_never_run_again_despite_its_retry_policy(make_sto
         await store.claim("dead", 1, 30.0, flow_id="poison")
         (poison,) = await store.record_crash("dead", 1, None, "exit", 1)
         assert poison.quarantined
-        worker, handle = await serve(store)
+        _worker, handle = await serve(store)
         await Scheduler(store).schedule(Probe("after"), "after")
         await store.wait_for_completion("after", timeout=20)  # the worker polled past the poison one
         await handle.shutdown()
@@ -187,7 +187,7 @@ class FailingStore(InMemoryExecutionLog):
 def test_a_failing_store_is_retried_with_backoff_and_logged_once_per_interval(caplog):
     async def body():
         store = FailingStore()
-        worker, handle = await serve(store)
+        _worker, handle = await serve(store)
         store.down = True
         await wait_until_async(lambda: _at_least(store, 6), what="six refused claims")
         failures = [r for r in caplog.records if r.name == "ergon_actors.executor.worker"

@@ -224,7 +224,8 @@ def test_record_crash_with_bad_content_fails_alone(store):
         await log.schedule_flow("a", "Order", b"x")
         await claim_one(log, "a")
         bad_cause, bad_limit, count = await log.execute(
-            [RecordCrash("w1", 1, None, "meteor", 3), RecordCrash("w1", 1, None, "exit", 0), ScheduleFlow("b", "O", b"")])
+            [RecordCrash("w1", 1, None, "meteor", 3), RecordCrash("w1", 1, None, "exit", 0),
+             ScheduleFlow("b", "O", b"")])
         assert isinstance(bad_cause, InvalidCommandError) and "meteor" in str(bad_cause)
         assert isinstance(bad_limit, InvalidCommandError) and "max_crashes" in str(bad_limit)
         assert count.created

@@ -16,7 +16,7 @@ def test_delays_double_up_to_the_maximum_each_drawn_from_the_upper_half_of_its_s
     backoff = Backoff(0.1, 1.0)
     steps = [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
     delays = [backoff.next() for _ in steps]
-    assert all(step / 2 <= delay <= step for step, delay in zip(steps, delays))
+    assert all(step / 2 <= delay <= step for step, delay in zip(steps, delays, strict=True))
     backoff.reset()
     assert 0.05 <= backoff.next() <= 0.1
 

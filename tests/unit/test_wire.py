@@ -27,7 +27,8 @@ STEP = StepRecord(3, "charge", 12345, "FAILED", None, Failure("builtins:ValueErr
                   1.5, tries=2, retry_at=9.0)
 FLOW = FlowRecord("f", "Order", b"args", FlowStatus.RUNNING, "v1", 2, 7, "w", 1.0, 2.0, b"r",
                   Failure("x:Y", "m"), "p", 3.0, 4.0, "signal:go", True,
-                  (Crash(5.0, "w0", "signal", None, 11, 2, "charge", False), Crash(6, "w1", "exit", 1, None, 0, None, True)),
+                  (Crash(5.0, "w0", "signal", None, 11, 2, "charge", False),
+                   Crash(6, "w1", "exit", 1, None, 0, None, True)),
                   True)
 COMMANDS = [
     ScheduleFlow("f", "Order", b"a", "v1", 1.0, "p"), ClaimFlows("w", "r1", 10, 5.0, ("A", "B"), None, False),
