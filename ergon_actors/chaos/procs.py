@@ -8,8 +8,6 @@ was reused by another process. Processes started here get SIGKILL when the chaos
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
 import shutil
 import signal
 import socket
@@ -25,17 +23,12 @@ import psutil
 from ..errors import ErgonError
 from ..runtime import rundir
 from ..runtime.snapshot import Snapshot
+from ..runtime.transport import kill_with_parent
 
 __all__ = ["ChaosError", "Actor", "SupervisorProcess", "RedisServer", "still_alive"]
 
 class ChaosError(ErgonError):
     """Raised when a chaos run cannot be carried out (bad arguments, a process that will not start)."""
-
-
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError):
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +113,7 @@ class SupervisorProcess:
         with open(self.log_path, "wb") as log:
             self.proc = await asyncio.create_subprocess_exec(
                 *self.command, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent, start_new_session=True)
+                preexec_fn=kill_with_parent, start_new_session=True)
         self.handle = psutil.Process(self.proc.pid)
 
     def snapshot(self) -> Snapshot | None:
@@ -254,7 +247,7 @@ class RedisServer:
         main = threading.current_thread() is threading.main_thread()
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                         preexec_fn=_die_with_parent if main else None, start_new_session=True)
+                                         preexec_fn=kill_with_parent if main else None, start_new_session=True)
         until = time.monotonic() + deadline
         while not _ping(self.port):
             if self.proc.poll() is not None or time.monotonic() > until:

@@ -17,11 +17,23 @@ import zmq.asyncio
 
 from ..config import DEFAULT_MAX_MESSAGE_SIZE
 
-__all__ = ["endpoint", "make_socket", "spawn", "die_with_parent", "free_tcp_port"]
+__all__ = ["endpoint", "make_socket", "spawn", "die_with_parent", "kill_with_parent", "free_tcp_port"]
 
 log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
+# Resolved once here: the child calls prctl between fork and exec, where loading a library is unsafe.
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
+def kill_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (a no-op elsewhere).
+
+    Used as `preexec_fn`, between fork and exec: the child is covered from its first instruction,
+    also while Python is still importing, long before it could set this up itself.
+    """
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def endpoint(transport: str, run_dir: str, name: str) -> str:
@@ -66,7 +78,8 @@ async def spawn(argv: list[str]) -> asyncio.subprocess.Process:
     try:
         # The fork happens before this awaits anything, so a spawn running concurrently that
         # lifts the block cannot let a SIGINT into this child.
-        return await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL)
+        return await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL,
+                                                    preexec_fn=kill_with_parent)
     finally:
         if not blocked_before:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
@@ -78,12 +91,7 @@ def die_with_parent(parent_pid: int) -> None:
     Linux delivers SIGKILL on the parent's death (prctl); a watcher thread covers other systems
     and the race where the parent died before prctl took effect.
     """
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        except OSError:
-            pass
+    kill_with_parent()
 
     def watch() -> None:
         while True:

@@ -156,8 +156,8 @@ def test_run_directories_of_killed_supervisors_go_at_the_next_start(tmp_path, cl
     env = {"TMPDIR": temp_dir}
     killed = cli_logged("run", FLOWS, "--store", store, "--workers", "1", extra_env=env, name="killed")
     live = cli_logged("run", FLOWS, "--store", store, "--workers", "1", extra_env=env, name="live")
-    killed_dir = wait_until(lambda: run_dir_of(killed.pid, temp_dir), timeout=30, what="the first run dir")
-    live_dir = wait_until(lambda: run_dir_of(live.pid, temp_dir), timeout=30, what="the second run dir")
+    killed_dir = wait_until(lambda: run_dir_of(killed.pid, temp_dir), timeout=60, what="the first run dir")
+    live_dir = wait_until(lambda: run_dir_of(live.pid, temp_dir), timeout=60, what="the second run dir")
     children = [p.pid for p in psutil.Process(killed.pid).children(recursive=True)]
     killed.send_signal(signal.SIGKILL)
     killed.wait(timeout=10)
