@@ -4,6 +4,7 @@ bring a file written by an earlier version up to date."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 
 from ..errors import SchemaVersionError, StoreError
 
@@ -61,10 +62,12 @@ def open_schema(db: sqlite3.Connection, path: str) -> None:
     """
     db.execute("PRAGMA busy_timeout = 10000")
     app_id = db.execute("PRAGMA application_id").fetchone()[0]
-    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    tables = _tables(db)
     if not tables and app_id == 0:
         db.execute("PRAGMA journal_mode = WAL")
-        _in_transaction(db, _SCHEMA_V1)
+        # Another process opening the same new file may create the tables first: look again
+        # under the write lock.
+        _in_transaction(db, lambda: "" if _tables(db) else _SCHEMA_V1)
     elif app_id != APPLICATION_ID or "ergon_meta" not in tables:
         raise StoreError(f"{path!r} is a SQLite file of another application "
                          f"(tables: {', '.join(sorted(tables)) or 'none'}); refusing to touch it")
@@ -75,23 +78,31 @@ def open_schema(db: sqlite3.Connection, path: str) -> None:
             f"{SCHEMA_VERSION}: upgrade ergon_actors", found=found, supported=SCHEMA_VERSION)
     db.execute("PRAGMA journal_mode = WAL")
     if found < SCHEMA_VERSION:
-        _in_transaction(db, None)
+        _in_transaction(db, lambda: _migrations(db))
 
 
 def _schema_version(db: sqlite3.Connection) -> int:
     return int(db.execute("SELECT value FROM ergon_meta WHERE key = 'schema_version'").fetchone()[0])
 
 
-def _in_transaction(db: sqlite3.Connection, script: str | None) -> None:
-    """Run the statements of `script` in one transaction; None: the migrations the file needs
-    (the version is read under the write lock, so two processes never migrate one file twice)."""
+def _tables(db: sqlite3.Connection) -> set[str]:
+    return {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def _migrations(db: sqlite3.Connection) -> str:
+    """The statements that bring the file to SCHEMA_VERSION (read under the write lock, so two
+    processes never migrate one file twice)."""
+    found = _schema_version(db)
+    script = "".join(_MIGRATIONS[v] + ";" for v in range(found, SCHEMA_VERSION))
+    return script + f"UPDATE ergon_meta SET value = '{max(found, SCHEMA_VERSION)}' WHERE key = 'schema_version'"
+
+
+def _in_transaction(db: sqlite3.Connection, script: Callable[[], str]) -> None:
+    """Run the statements `script()` returns, in one transaction: it is called under the write lock."""
     db.execute("BEGIN IMMEDIATE")
     try:
-        if script is None:
-            found = _schema_version(db)
-            script = "".join(_MIGRATIONS[v] + ";" for v in range(found, SCHEMA_VERSION))
-            script += f"UPDATE ergon_meta SET value = '{max(found, SCHEMA_VERSION)}' WHERE key = 'schema_version'"
-        for statement in script.split(";"):
+        script_text = script()
+        for statement in script_text.split(";"):
             if statement.strip():
                 db.execute(statement)
         db.execute("COMMIT")

@@ -228,6 +228,41 @@ def test_a_file_of_schema_version_1_is_upgraded_in_place_and_keeps_its_flows(tmp
     assert schema(path) == schema(tmp_path / "new.db")
 
 
+OPEN_WHEN_TOLD = """
+import asyncio, os, sys, time
+from ergon_actors.storage import SqliteExecutionLog
+
+async def main() -> None:
+    open(f"{sys.argv[2]}.{os.getpid()}", "w").close()  # ready
+    while not os.path.exists(sys.argv[2]):  # every process opens the new file at the same moment
+        time.sleep(0.001)
+    store = await SqliteExecutionLog(sys.argv[1]).connect()
+    await store.schedule_flow(f"flow-{os.getpid()}", "T", b"")
+    await store.close()
+
+asyncio.run(main())
+"""
+
+
+def test_processes_opening_one_new_file_at_once_all_succeed(tmp_path):
+    path, go = tmp_path / "new.db", tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", OPEN_WHEN_TOLD, str(path), str(go)],
+                              stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    try:
+        deadline = time.monotonic() + 30
+        while len(list(tmp_path.glob("go.*"))) < len(procs) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        go.touch()
+        errors = [p.communicate(timeout=30)[1] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert [p.returncode for p in procs] == [0] * 6, errors
+    assert raw(path, "SELECT count(*) FROM flows") == [(6,)]
+
+
 def test_an_upgrade_that_fails_leaves_the_file_at_its_version(tmp_path):
     path = version_1_file(tmp_path / "old.db")
     raw(path, "CREATE TABLE blocker (x)")
