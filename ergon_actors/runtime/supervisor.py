@@ -33,7 +33,7 @@ from ..errors import (ActorStoppedError, BrokenActorError, ErgonError, ProtocolE
 from ..executor import Outcome, Scheduler
 from ..storage.crashes import JITTER
 from . import rundir
-from .actor import EXIT_CONFIG, ActorSpec, StoreWrapper
+from .actor import EXIT_CONFIG, EXIT_STORE, ActorSpec, StoreWrapper
 from .children import Child, kill, stop
 from .client import JournalClient
 from .drops import DropCounter
@@ -153,6 +153,11 @@ class Supervisor:
         if self._closing or actor.proc is not proc:
             return
         actor.exit_codes.append(code)
+        if actor.role == "journal" and code == EXIT_STORE:
+            self._fail(BrokenActorError(f"the journal stopped: its store {public_store_url(self.settings.store)} "
+                                        "is broken (its error is logged above); restarting cannot help",
+                                        actor=actor.label, exit_code=code))
+            return
         self._dying += 1
         try:
             counts = await self._record_death(actor, proc.pid, code)
