@@ -6,7 +6,8 @@ import time
 import pytest
 
 from ergon_actors.errors import PoisonFlowError
-from tests.helpers import assert_no_step_ran_after_ack, read_ledger, run
+from ergon_actors.runtime import Supervisor
+from tests.helpers import assert_no_step_ran_after_ack, read_ledger, run, wait_until_async
 from tests.runtime.conftest import FLOWS
 from tests.runtime.flows import LedgerFlow, expected
 from tests.runtime.test_faults import _flows, _schedule
@@ -63,3 +64,32 @@ def test_poison_flows_are_quarantined_and_every_healthy_flow_completes(tmp_path,
         text, inspect_err = shown.communicate(timeout=60)
         assert shown.returncode == 0, inspect_err
         assert text.count(KINDS[kind][0]) >= 3 and "blamed" in text, text
+
+
+@pytest.mark.parametrize("limit", ["max_rss", "max_flows"])
+def test_a_worker_over_its_limit_is_recycled_without_losing_or_failing_a_flow(tmp_path, limit):
+    ledger = str(tmp_path / "ledger")
+    keys = [f"f{i:02d}" for i in range(20)]
+    if limit == "max_rss":  # each flow holds 300 MB in its step 1: over max_rss, under 1.5 x max_rss
+        flows = [LedgerFlow(k, ledger, "hold:1:300") for k in keys[:2]]
+        overrides = {"max_rss": 300 * 2**20, "concurrency": 1}  # one such flow per worker
+        keys = keys[:2]
+    else:
+        flows, overrides = [LedgerFlow(k, ledger, "sleep:0.1") for k in keys], {"max_flows": 4}
+
+    async def body():
+        async with Supervisor(FLOWS, store=f"sqlite:///{tmp_path}/journal.db", workers=2, **overrides) as sup:
+            ids = [await sup.schedule(flow, flow.key) for flow in flows]
+            for flow_id in ids:
+                assert await sup.result(flow_id, timeout=60) == expected(flow_id)
+            await wait_until_async(lambda: _recycled(sup), timeout=30, what="a worker recycled")
+            snap = sup.snapshot()
+            assert snap.crashes == 0 and snap.quarantined == 0, snap
+
+    run(body(), 120)
+    assert_no_step_ran_after_ack(read_ledger(ledger), keys, 3)
+    assert all(not f.crashes for f in run(_flows(tmp_path / "journal.db")))
+
+
+async def _recycled(sup: Supervisor) -> bool:
+    return sup.snapshot().recycles >= 1
