@@ -4,18 +4,25 @@ for its memory or its number of flows."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections import deque
 
 from ..config import Settings
-from ..errors import RestartIntensityError
+from ..core import FlowRecord
+from ..errors import ErgonError, RestartIntensityError
+from ..storage.base import LogBase
 from .children import Child
 from .messages import WorkerStats
 
-__all__ = ["HARD_RSS", "RECYCLE_MARGIN", "death", "RestartWindow", "limit_action"]
+__all__ = ["HARD_RSS", "RECYCLE_MARGIN", "RECORD_TIMEOUT", "death", "record_crash", "RestartWindow", "limit_action"]
+
+log = logging.getLogger(__name__)
 
 HARD_RSS = 1.5        # a worker past max_rss times this is killed at once
 RECYCLE_MARGIN = 5.0  # seconds beyond grace a recycled worker has to exit before it is killed
+RECORD_TIMEOUT = 10.0  # seconds a dead worker's restart waits for its crash to be recorded
 
 
 def death(code: int, kill_cause: str | None) -> tuple[int | None, int | None, str]:
@@ -24,6 +31,25 @@ def death(code: int, kill_cause: str | None) -> tuple[int | None, int | None, st
     if code < 0:
         return None, -code, kill_cause or "signal"
     return code, None, kill_cause or "exit"
+
+
+async def record_crash(store: LogBase, worker_id: str, code: int, kill_cause: str | None,
+                       max_crashes: int) -> list[FlowRecord] | None:
+    """Record a worker's death on the flows it held; returns them, or None if the journal did not
+    confirm it within RECORD_TIMEOUT (the record is still delivered once the journal answers)."""
+    exit_code, signum, cause = death(code, kill_cause)
+    recording = asyncio.ensure_future(store.record_crash(worker_id, exit_code, signum, cause, max_crashes))
+    try:
+        flows = await asyncio.wait_for(asyncio.shield(recording), RECORD_TIMEOUT)
+    except TimeoutError:
+        log.warning("no answer from the journal within %gs to the crash of worker %s; it counts toward "
+                    "the restart intensity", RECORD_TIMEOUT, worker_id)
+        return None
+    except ErgonError as exc:
+        log.warning("could not record the crash of worker %s: %s: %s", worker_id, type(exc).__name__, exc)
+        return None
+    log.info("recorded the crash (%s) of worker %s on %d flows", cause, worker_id, len(flows))
+    return flows
 
 
 class RestartWindow:

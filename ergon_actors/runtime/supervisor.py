@@ -37,7 +37,7 @@ from .actor import EXIT_CONFIG, EXIT_STORE, ActorSpec, StoreWrapper
 from .children import Child, kill, stop
 from .client import JournalClient
 from .drops import DropCounter
-from .limits import RECYCLE_MARGIN, RestartWindow, death, limit_action
+from .limits import RECYCLE_MARGIN, RestartWindow, limit_action, record_crash
 from .messages import Drain, Drained, Failed, Heartbeat, Message, Ready, Stop, decode, encode
 from .snapshot import Snapshot
 from .transport import endpoint, make_socket
@@ -45,8 +45,6 @@ from .transport import endpoint, make_socket
 __all__ = ["Supervisor"]
 
 log = logging.getLogger(__name__)
-
-RECORD_TIMEOUT = 10.0  # seconds a dead worker's restart waits for its crash to be recorded
 
 
 class Supervisor:
@@ -197,22 +195,11 @@ class Supervisor:
         log.warning("actor %s (pid %d) exited with code %s", actor.label, pid, code)
         if actor.worker_id is None or self.client is None:
             return True
-        exit_code, signum, cause = death(code, actor.kill_cause)
-        recording = asyncio.ensure_future(self.client.record_crash(actor.worker_id, exit_code, signum, cause,
-                                                                   self.settings.max_crashes))
-        try:
-            flows = await asyncio.wait_for(asyncio.shield(recording), RECORD_TIMEOUT)
-        except TimeoutError:
-            log.warning("no answer from the journal within %gs to the crash of worker %s; it counts toward "
-                        "the restart intensity", RECORD_TIMEOUT, actor.worker_id)
-            self._spawn_task(recording)  # it is still delivered once the journal answers
-            return True
-        except ErgonError as exc:
-            log.warning("could not record the crash of worker %s: %s: %s", actor.worker_id, type(exc).__name__, exc)
+        flows = await record_crash(self.client, actor.worker_id, code, actor.kill_cause, self.settings.max_crashes)
+        if flows is None:
             return True
         self._crashes += 1 if flows else 0
         self._quarantined += sum(1 for f in flows if f.quarantined)
-        log.info("recorded the crash (%s) of worker %s on %d flows", cause, actor.worker_id, len(flows))
         return not flows
 
     async def _release(self, worker_id: str) -> None:
