@@ -41,7 +41,8 @@ from .messages import (Drain, Drained, Failed, Heartbeat, JournalStats, Message,
 from .rundir import write_private
 from .transport import make_socket
 
-__all__ = ["Actor", "ActorSpec", "StoreWrapper", "SupervisorLink", "EXIT_OK", "EXIT_CRASHED", "EXIT_CONFIG", "EXIT_STORE"]
+__all__ = ["Actor", "ActorSpec", "StoreWrapper", "SupervisorLink", "EXIT_OK", "EXIT_CRASHED", "EXIT_CONFIG",
+           "EXIT_STORE"]
 
 log = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ import zmq.asyncio
 from .. import codec
 from ..config import Settings, public_store_url
 from ..core import FlowRecord
-from ..errors import (ActorStoppedError, BrokenActorError, ErgonError, ProtocolError, RestartIntensityError,
-                      TimeoutExpired, UnknownFlowTypeError)
+from ..errors import (ActorStoppedError, BrokenActorError, ErgonError, ProtocolError, TimeoutExpired,
+                      UnknownFlowTypeError)
 from ..executor import Outcome, Scheduler
 from ..storage.crashes import JITTER
 from . import rundir

@@ -46,7 +46,7 @@ def test_poison_flows_are_quarantined_and_every_healthy_flow_completes(tmp_path,
         args += ["--concurrency", str(concurrency)]
     began = time.time()
     proc = cli(*args, extra_env=env)
-    out, err = proc.communicate(timeout=150)
+    _out, err = proc.communicate(timeout=150)
     assert proc.returncode == 0, err[-3000:]
 
     by_id = {f.flow_id: f for f in run(_flows(db))}
