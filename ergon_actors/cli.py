@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import codec
 from .config import DEFAULT_STORE, Settings, public_store_url
-from .core import FlowRecord
+from .core import Crash, FlowRecord
 from .decorators import definition_of
 from .errors import (ConfigError, ErgonError, FlowDefinitionError, FlowNotFoundError,
                      RestartIntensityError, StoreError, UnknownFlowTypeError)
@@ -228,10 +228,11 @@ async def _status(args: argparse.Namespace) -> int:
         print(json.dumps({"counts": counts, "workers": workers, "flows": [_flow_json(f) for f in flows],
                           "supervisors": [s.to_dict() for s in supervisors]}, indent=2, default=str))
         return ExitCode.OK
-    total = sum(v for k, v in counts.items() if k != "due")
+    total = sum(v for k, v in counts.items() if k not in ("due", "quarantined"))
     print(f"store: {url}\nflows: {total}")
     for status in ("PENDING", "RUNNING", "SUSPENDED", "COMPLETE", "FAILED", "CANCELLED"):
         print(f"  {status.lower():<10} {counts.get(status, 0)}")
+    print(f"  {'of which quarantined as poison':<10} {counts.get('quarantined', 0)}")
     print(f"  {'due now':<10} {counts.get('due', 0)}")
     print(f"workers holding flows: {len(workers)}")
     for owner, n in sorted(workers.items()):
@@ -251,6 +252,8 @@ def _print_supervisor(snap: Snapshot) -> None:
         store = f"failing since {since}: {journal.store_error}"
     print(f"  pid {snap.pid} on {snap.host}, {snap.state} since {started}, {snap.restarts} restarts, "
           f"{snap.dropped} malformed messages dropped")
+    print(f"    worker crashes recorded on flows: {snap.crashes}, flows quarantined: {snap.quarantined}, "
+          f"workers recycled: {snap.recycles}")
     print(f"    journal: {journal.commits} commits, {journal.commands_per_commit:.1f} commands per commit, "
           f"{journal.fenced} writes refused, {journal.malformed} malformed messages dropped; store {store}")
     print(f"    {'actor':<10} {'pid':>7} {'ready':<5} {'restarts':>8}  {'heartbeat':>9} {'rss MB':>7} {'cpu %':>6}  "
@@ -282,6 +285,7 @@ async def _inspect(args: argparse.Namespace) -> int:
                       "result": _value(s.result) if s.result is not None else None,
                       "error": f"{s.error.type_name}: {s.error.message}" if s.error else None}
                      for s in steps]
+    data["crashes"] = [_crash_json(c) for c in flow.crashes]
     if args.json:
         print(json.dumps(data, indent=2, default=str))
         return ExitCode.OK
@@ -290,6 +294,10 @@ async def _inspect(args: argparse.Namespace) -> int:
     for s in data["steps"]:
         outcome = repr(s["result"]) if s["error"] is None else s["error"]
         print(f"  step {s['position']:>3} {s['name']:<24} {s['status']:<8} attempt {s['attempt']}: {outcome}")
+    for c in data["crashes"]:
+        print(f"  crash at {c['at']}: {c['how']} ({c['cause']}) in step {c['position']}"
+              f"{' (' + c['step'] + ')' if c['step'] else ''}, worker {c['worker_id']}"
+              f"{', blamed (it ran alone)' if c['blamed'] else ''}")
     if flow.status == "COMPLETE":
         print(f"  result: {data['result']!r}")
     elif flow.error is not None:
@@ -337,6 +345,15 @@ def _flow_json(flow: FlowRecord) -> dict[str, Any]:
     return {"flow_id": flow.flow_id, "class": flow.flow_type, "status": flow.status,
             "result": _value(flow.result) if flow.result is not None else None,
             "error": f"{flow.error.type_name}: {flow.error.message}" if flow.error else None}
+
+
+def _crash_json(crash: Crash) -> dict[str, Any]:
+    """One crash entry of a flow, as `inspect` shows it."""
+    from .storage.crashes import how
+
+    return {"at": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(crash.at)) + f".{int(crash.at % 1 * 1000):03d}",
+            "how": how(crash), "exit_code": crash.exit_code, "signal": crash.signal, "cause": crash.cause,
+            "position": crash.position, "step": crash.step, "worker_id": crash.worker_id, "blamed": crash.alone}
 
 
 def _value(data: bytes) -> Any:

@@ -45,6 +45,10 @@ class Settings:
             `inf` for no bound.
         max_crashes: a flow whose worker died this many times while running it alone is
             quarantined: FAILED with a PoisonFlowError, never retried.
+        max_rss: bytes of resident memory a worker process may use (0: no limit). Over it, the
+            worker is drained and replaced; past 1.5 times it, or not gone within grace, it is
+            killed and its death recorded with cause "memory".
+        max_flows: flows a worker process finishes before it is drained and replaced (0: no limit).
         transport: "ipc" (one host) or "tcp" (loopback or configured interface).
     """
 
@@ -64,6 +68,8 @@ class Settings:
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     step_timeout: float = DEFAULT_STEP_TIMEOUT
     max_crashes: int = 3
+    max_rss: int = 0
+    max_flows: int = 0
     transport: str = "ipc"
 
     def __post_init__(self) -> None:
@@ -73,8 +79,9 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"setting {name} must be > 0, got {getattr(self, name)!r}")
-        if self.grace < 0:
-            raise ConfigError(f"setting grace must be >= 0, got {self.grace!r}")
+        for name in ("grace", "max_rss", "max_flows"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"setting {name} must be >= 0, got {getattr(self, name)!r}")
         if self.transport not in ("ipc", "tcp"):
             raise ConfigError(f"setting transport must be 'ipc' or 'tcp', got {self.transport!r}")
         if self.synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):

@@ -248,6 +248,7 @@ def _child_env(ledger_path: str) -> dict[str, str]:
         "ERGON_RESEND_AFTER": "0.5",                     # a restarted journal gets requests soon
         "ERGON_MAX_RESTARTS": "1000000",                 # chaos kills far more than any policy allows
         "ERGON_RESTART_PERIOD": "1",
+        "ERGON_MAX_CRASHES": "1000000",                  # its kills are no flow's fault: quarantine none
         "ERGON_READY_TIMEOUT": "10",
     })
     return env

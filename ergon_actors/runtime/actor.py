@@ -41,13 +41,15 @@ from .messages import (Drain, Drained, Failed, Heartbeat, JournalStats, Message,
 from .rundir import write_private
 from .transport import make_socket
 
-__all__ = ["Actor", "ActorSpec", "StoreWrapper", "SupervisorLink", "EXIT_OK", "EXIT_CRASHED", "EXIT_CONFIG"]
+__all__ = ["Actor", "ActorSpec", "StoreWrapper", "SupervisorLink", "EXIT_OK", "EXIT_CRASHED", "EXIT_CONFIG",
+           "EXIT_STORE"]
 
 log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_CRASHED = 1   # an unexpected error (logged with its traceback)
 EXIT_CONFIG = 78   # could not start: the supervisor got a Failed message saying why
+EXIT_STORE = 74    # the journal's store is broken (corrupt): a restart cannot help
 POLL = 0.1         # the longest the loop sleeps before it looks at a stop request again
 
 

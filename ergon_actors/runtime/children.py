@@ -15,6 +15,7 @@ from typing import Any
 
 import psutil
 
+from ..core.backoff import Backoff
 from ..errors import BrokenActorError
 from .actor import EXIT_CONFIG
 from .messages import JournalStats, Ready, WorkerStats
@@ -46,6 +47,11 @@ class Child:
     exit_codes: deque[int] = field(default_factory=lambda: deque(maxlen=10))
     rss_bytes: int | None = None
     cpu_percent: float | None = None
+    kill_cause: str | None = None  # why the supervisor killed this incarnation ("hang", "memory")
+    recycling: str | None = None   # why this incarnation drains to be replaced ("memory", "flows")
+    recycle_by: float = 0.0        # monotonic time by which a recycled incarnation must be gone
+    last_death: float = 0.0        # monotonic time of the last unplanned death
+    backoff: Backoff = field(default_factory=lambda: Backoff(0.05, 2.0))  # before a restart
 
     @property
     def label(self) -> str:
@@ -74,6 +80,7 @@ class Child:
         """
         self.ready = asyncio.get_running_loop().create_future()
         self.stats = None
+        self.kill_cause = self.recycling = None
         self.proc = await spawn([sys.executable, "-m", ENTRY, self.role, self.label, spec_path])
         try:
             self.handle = psutil.Process(self.proc.pid)

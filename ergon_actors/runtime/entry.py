@@ -19,8 +19,8 @@ import logging  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
 
-from ..errors import ConfigError  # noqa: E402
-from .actor import EXIT_CRASHED, Actor, ActorSpec  # noqa: E402
+from ..errors import ConfigError, StoreError  # noqa: E402
+from .actor import EXIT_CRASHED, EXIT_STORE, Actor, ActorSpec  # noqa: E402
 from .transport import die_with_parent  # noqa: E402
 
 __all__ = ["main", "actor_class"]
@@ -48,6 +48,9 @@ def main(argv: list[str]) -> int:
                         format=f"%(asctime)s %(levelname)s [{name} pid={os.getpid()}] %(name)s: %(message)s")
     try:
         return asyncio.run(actor_class(spec.role)(spec).run())
+    except StoreError as exc:  # from the journal's commit: not unavailable, so broken
+        log.error("actor %s stopped: its store is broken: %s: %s", name, type(exc).__name__, exc)
+        return EXIT_STORE
     except Exception:
         log.exception("actor %s crashed", name)
         return EXIT_CRASHED

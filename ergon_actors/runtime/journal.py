@@ -1,7 +1,9 @@
 """The journal actor: the only writer of the store.
 
 Every request that has arrived when the previous commit ends joins the next one: one
-transaction (group commit), then every answer. An answer means the write is committed.
+transaction (group commit), then every answer. An answer means the write is committed. A store
+that is unavailable holds the batch until it recovers; a broken one stops the journal (exit 74),
+and the supervisor gives up.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from typing import Any, cast
 import zmq
 import zmq.asyncio
 
-from ..errors import ErgonError, FencedError, ProtocolError, StoreError
+from ..core.backoff import Backoff, FailureLog
+from ..errors import ErgonError, FencedError, InvalidCommandError, ProtocolError, StoreError, StoreUnavailableError
 from ..storage import open_store
 from ..storage.base import WAKING, LogBase
 from ..storage.commands import ClaimFlows, Command, pack, unpack
@@ -47,6 +50,7 @@ class Journal(Actor):
         self.claimers: dict[bytes, float] = {}  # clients that claim flows, by when they last did
         self.failing_since: float | None = None
         self.store_error = ""
+        self.outage = FailureLog(log, "journal commit")
         self.sock = self.inbox = make_socket(self.ctx, zmq.ROUTER, settings.high_water_mark,
                                              max_message_size=settings.max_message_size)
         self.sock.bind(self.spec.journal)
@@ -122,32 +126,47 @@ class Journal(Actor):
                 self.sock.send_multipart((identity, wake))
 
     async def _execute(self, commands: list[Command]) -> list[object]:
-        delay = 0.05
+        """The commands' results, once the store took them: a batch the store cannot take right
+        now (StoreUnavailableError) is held and retried with jittered backoff until it can;
+        clients wait, and nothing is answered as a failure.
+
+        Raises:
+            StoreError: the store is broken (a corrupt file): the journal stops (exit 74).
+        """
+        backoff = Backoff(0.05, 2.0)
         while True:
             try:
-                results = await self.store.execute(commands)
-            except StoreError as exc:  # unreachable store: hold the batch, retry (clients wait)
-                log.warning("journal commit failed, retrying in %.2fs: %s", delay, exc)
+                results = await self._apply(commands)
+            except StoreUnavailableError as exc:
+                # The actor's heartbeats go on meanwhile: a journal waiting for its store is not
+                # hung, restarting it cannot help, and each failed restart would count toward the
+                # restart intensity.
+                self.outage.failed(exc)
                 if self.failing_since is None:
                     self.failing_since = time.time()
-                self.store_error = str(exc) or type(exc).__name__
-            except Exception:
-                log.exception("journal commit of %d commands failed; answering each alone", len(commands))
-                return [await self._one(c) for c in commands]
-            else:
-                if self.failing_since is not None:
-                    log.warning("journal store is back after %.1fs", time.time() - self.failing_since)
-                    self.failing_since, self.store_error = None, ""
-                return results
-            # The actor's heartbeats go on meanwhile: a journal waiting for its store is not
-            # hung, restarting it cannot help, and each failed restart would count toward the
-            # restart intensity.
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
+                self.store_error = f"{type(exc).__name__}: {exc}"
+                await asyncio.sleep(backoff.next())
+                continue
+            if self.failing_since is not None:
+                self.outage.recovered()
+                self.failing_since, self.store_error = None, ""
+            return results
+
+    async def _apply(self, commands: list[Command]) -> list[object]:
+        try:
+            return await self.store.execute(commands)
+        except StoreError:
+            raise
+        except Exception:
+            log.exception("journal commit of %d commands failed; answering each alone", len(commands))
+            return [await self._one(c) for c in commands]
 
     async def _one(self, command: Command) -> object:
         try:
             (result,) = await self.store.execute([command])
             return result
-        except Exception as exc:
-            return exc if isinstance(exc, ErgonError) else StoreError(f"{type(exc).__name__}: {exc}")
+        except StoreError:
+            raise
+        except Exception as exc:  # about this command alone: only it fails
+            return exc if isinstance(exc, ErgonError) else InvalidCommandError(type(command).__name__,
+                                                                               f"{type(exc).__name__}: {exc}")

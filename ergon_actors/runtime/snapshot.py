@@ -53,6 +53,9 @@ class Snapshot:
     run_dir: str
     dropped: int        # malformed messages the supervisor dropped from its actors
     actors: tuple[ActorInfo, ...]
+    crashes: int = 0      # worker deaths recorded on the flows they held (RecordCrash)
+    quarantined: int = 0  # flows those crashes quarantined as poison
+    recycles: int = 0     # workers drained and replaced for max_rss or max_flows
 
     @property
     def restarts(self) -> int:

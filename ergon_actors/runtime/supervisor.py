@@ -1,8 +1,12 @@
 """The supervisor: spawns the journal and worker actors, watches them, restarts them by policy.
 
-Restarts are one_for_one: only the actor that died is restarted, after a short backoff. More
-than `max_restarts` restarts within `restart_period` seconds stop everything
-(RestartIntensityError). A dead worker's flows are released at once through the journal.
+Restarts are one_for_one: only the actor that died is restarted, after a short jittered
+backoff. A worker's unplanned death is recorded on the flows it held (RecordCrash: blame,
+quarantine, suspects); such a death is the flows' doing and a restart fixes it, so it does not
+count toward the restart intensity. Every other death does (the journal's, a worker's that held
+no flow, a start that fails): more than `max_restarts` of them within `restart_period` seconds
+stop everything (RestartIntensityError). Workers over `max_rss` or `max_flows` are drained and
+replaced, which never counts.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ import signal
 import sys
 import time
 import uuid
-from collections import deque
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
@@ -25,14 +28,16 @@ import zmq.asyncio
 from .. import codec
 from ..config import Settings, public_store_url
 from ..core import FlowRecord
-from ..errors import (ActorStoppedError, BrokenActorError, ErgonError, ProtocolError, RestartIntensityError,
-                      TimeoutExpired, UnknownFlowTypeError)
+from ..errors import (ActorStoppedError, BrokenActorError, ErgonError, ProtocolError, TimeoutExpired,
+                      UnknownFlowTypeError)
 from ..executor import Outcome, Scheduler
+from ..storage.crashes import JITTER
 from . import rundir
-from .actor import EXIT_CONFIG, ActorSpec, StoreWrapper
+from .actor import EXIT_CONFIG, EXIT_STORE, ActorSpec, StoreWrapper
 from .children import Child, kill, stop
 from .client import JournalClient
 from .drops import DropCounter
+from .limits import RECYCLE_MARGIN, RestartWindow, limit_action, record_crash
 from .messages import Drain, Drained, Failed, Heartbeat, Message, Ready, Stop, decode, encode
 from .snapshot import Snapshot
 from .transport import endpoint, make_socket
@@ -64,7 +69,10 @@ class Supervisor:
         self.store_wrapper = store_wrapper
         self.client: JournalClient | None = None
         self._actors: list[Child] = []
-        self._exits: deque[tuple[float, str, int]] = deque()  # restarts in the intensity window
+        self._window = RestartWindow(self.settings.max_restarts, self.settings.restart_period)
+        self._dying = 0  # worker deaths being recorded now
+        self._quiet_until = 0.0  # until then, suspects released by a crash may not be due yet
+        self._crashes = self._quarantined = self._recycles = 0
         self._closing = False
         self._closed = asyncio.Event()
         self._hurry = asyncio.Event()  # a second shutdown with no grace: stop at once
@@ -143,32 +151,62 @@ class Supervisor:
         if self._closing or actor.proc is not proc:
             return
         actor.exit_codes.append(code)
-        log.warning("actor %s (pid %d) exited with code %s", actor.label, proc.pid, code)
-        if actor.worker_id is not None and self.client is not None:
-            self._spawn_task(self._release(actor.worker_id))
+        if actor.role == "journal" and code == EXIT_STORE:
+            self._fail(BrokenActorError(f"the journal stopped: its store {public_store_url(self.settings.store)} "
+                                        "is broken (its error is logged above); restarting cannot help",
+                                        actor=actor.label, exit_code=code))
+            return
+        self._dying += 1
+        try:
+            counts = await self._record_death(actor, proc.pid, code)
+        finally:
+            self._dying -= 1
+            self._quiet_until = time.monotonic() + JITTER  # suspects released with jitter are due soon
         while not self._closing:
-            now = time.monotonic()
-            self._exits.append((now, actor.name, code))
-            while self._exits and self._exits[0][0] < now - self.settings.restart_period:
-                self._exits.popleft()
-            if len(self._exits) > self.settings.max_restarts:
-                exits = tuple((name, c) for _, name, c in self._exits)
-                self._fail(RestartIntensityError(exits, self.settings.restart_period))
-                return
+            if counts:
+                error = self._window.add(actor.name, code)
+                if error is not None:
+                    self._fail(error)
+                    return
             actor.restarts += 1
-            await asyncio.sleep(min(0.05 * 2 ** (len(self._exits) - 1), 2.0))
+            if actor.recycling is None or code != 0:
+                if time.monotonic() - actor.last_death > self.settings.restart_period:
+                    actor.backoff.reset()
+                actor.last_death = time.monotonic()
+                await asyncio.sleep(actor.backoff.next())
             try:
                 await self._start_actor(actor)
                 return
             except BrokenActorError as exc:
                 code = exc.exit_code if exc.exit_code is not None else -1
                 actor.exit_codes.append(code)
+                counts = True  # an actor that cannot start: a restart may fix it, or nothing will
                 log.warning("restart of actor %s failed: %s", actor.name, exc)
+
+    async def _record_death(self, actor: Child, pid: int, code: int) -> bool:
+        """Log an actor's exit and record a worker's on its flows; returns whether the death counts
+        toward the restart intensity (a planned recycle or a crash a flow is blamed for does not)."""
+        if actor.recycling is not None and code == 0:
+            self._recycles += 1
+            log.info("worker %s (pid %d) recycled (%s); starting its replacement", actor.label, pid, actor.recycling)
+            if actor.worker_id is not None and self.client is not None:
+                self._spawn_task(self._release(actor.worker_id))
+            return False
+        log.warning("actor %s (pid %d) exited with code %s", actor.label, pid, code)
+        if actor.worker_id is None or self.client is None:
+            return True
+        flows = await record_crash(self.client, actor.worker_id, code, actor.kill_cause, self.settings.max_crashes)
+        if flows is None:
+            return True
+        self._crashes += 1 if flows else 0
+        self._quarantined += sum(1 for f in flows if f.quarantined)
+        return not flows
 
     async def _release(self, worker_id: str) -> None:
         assert self.client is not None
         released = await self.client.release_worker(worker_id)
-        log.info("released %d flows of dead worker %s", released, worker_id)
+        if released:
+            log.info("released %d flows of worker %s", released, worker_id)
 
     async def _receive(self) -> None:
         by_identity: dict[bytes, Child] = {}
@@ -209,10 +247,29 @@ class Supervisor:
             now = time.monotonic()
             for actor in self._actors:
                 if actor.is_ready and now - actor.last_seen > self.settings.hang_timeout:
-                    log.warning("actor %s (pid %s) missed heartbeats for %.1fs; killing it",
-                                actor.name, actor.pid, now - actor.last_seen)
-                    actor.signal(signal.SIGKILL)
+                    self._kill(actor, "hang", f"it missed heartbeats for {now - actor.last_seen:.1f}s")
                     actor.last_seen = now
+                elif actor.role == "worker" and actor.is_ready:
+                    self._enforce_limits(actor, now)
+
+    def _enforce_limits(self, worker: Child, now: float) -> None:
+        action = limit_action(worker, self.settings, now)
+        if action is None:
+            return
+        what, cause, why = action
+        if what == "kill":
+            self._kill(worker, cause, why)
+            return
+        log.info("recycling worker %s (pid %s): %s", worker.label, worker.pid, why)
+        worker.recycling = cause
+        worker.recycle_by = now + self.settings.grace + RECYCLE_MARGIN
+        self._send(worker, Drain(self.settings.grace))
+
+    def _kill(self, actor: Child, cause: str, why: str) -> None:
+        """SIGKILL an actor; its death is recorded with `cause` ("hang", "memory")."""
+        log.warning("killing actor %s (pid %s): %s", actor.label, actor.pid, why)
+        actor.kill_cause = cause
+        actor.signal(signal.SIGKILL)
 
     async def _publish(self) -> None:
         """Refresh the actors' resource figures and the snapshot file, once per heartbeat interval."""
@@ -352,7 +409,8 @@ class Supervisor:
         stalled_since = None
         while True:
             counts = await self._client().count_flows(limit=1)
-            if counts.get("RUNNING", 0) == 0 and counts.get("due", 0) == 0:
+            settled = not self._dying and time.monotonic() >= self._quiet_until
+            if counts.get("RUNNING", 0) == 0 and counts.get("due", 0) == 0 and settled:
                 return
             if counts.get("RUNNING", 0) or stalled_since is None:
                 stalled_since = None if counts.get("RUNNING", 0) else time.monotonic()
@@ -390,7 +448,9 @@ class Supervisor:
     def snapshot(self) -> Snapshot:
         """The status snapshot: this supervisor and each actor's pid, readiness, restarts and exit
         codes, last heartbeat (its age and figures), memory and CPU use (sampled once per
-        heartbeat interval)."""
+        heartbeat interval); the worker crashes recorded on flows, the flows they quarantined and
+        the workers recycled."""
         now = time.monotonic()
         return Snapshot(os.getpid(), self._host, public_store_url(self.settings.store), self._started,
-                        self._state, self._run_dir, self.drops.total, tuple(a.info(now) for a in self._actors))
+                        self._state, self._run_dir, self.drops.total, tuple(a.info(now) for a in self._actors),
+                        self._crashes, self._quarantined, self._recycles)

@@ -54,7 +54,7 @@ class WorkerActor(Actor):
                                     resend_after=settings.resend_after, max_message_size=settings.max_message_size)
         self.resources.push_async_callback(self.client.close)
         self.worker = Worker(self.client, self.spec.worker_id, concurrency=settings.concurrency,
-                             lease_seconds=settings.lease_seconds)
+                             lease_seconds=settings.lease_seconds, step_timeout=settings.step_timeout)
         for cls in classes:
             await self.worker.register(cls)
         self.running = asyncio.get_running_loop().create_task(self.worker.run())

@@ -13,7 +13,7 @@ from ..core import Crash, Failure, FlowRecord, FlowStatus, StepStatus
 from ..errors import PoisonFlowError
 from .commands import RecordCrash
 
-__all__ = ["CAUSES", "JITTER", "check", "in_flight", "crashed", "poison_failure"]
+__all__ = ["CAUSES", "JITTER", "check", "in_flight", "crashed", "poison_failure", "how"]
 
 CAUSES = ("exit", "signal", "hang", "memory")
 JITTER = 0.5  # seconds: a suspect is due again after a random delay of up to this
@@ -62,16 +62,19 @@ def poison_failure(flow_id: str, crashes: Iterable[Crash]) -> Failure:
     return Failure.from_exception(PoisonFlowError(flow_id, last.step, last.position, len(blamed), details))
 
 
-def _describe(crash: Crash) -> str:
+def how(crash: Crash) -> str:
+    """How the worker died: "exit code 1", "signal 11 (SIGSEGV)" or "no exit code"."""
     if crash.exit_code is not None:
-        how = f"exit code {crash.exit_code}"
-    elif crash.signal is not None:
+        return f"exit code {crash.exit_code}"
+    if crash.signal is not None:
         try:
-            how = f"signal {crash.signal} ({signal.Signals(crash.signal).name})"
+            return f"signal {crash.signal} ({signal.Signals(crash.signal).name})"
         except ValueError:
-            how = f"signal {crash.signal}"
-    else:
-        how = "no exit code"
+            return f"signal {crash.signal}"
+    return "no exit code"
+
+
+def _describe(crash: Crash) -> str:
     when = datetime.fromtimestamp(crash.at, UTC).isoformat(timespec="milliseconds")
     where = f"step {crash.position}" + (f" ({crash.step})" if crash.step else "")
-    return f"{how} ({crash.cause}) in {where} at {when.replace('+00:00', 'Z')}"
+    return f"{how(crash)} ({crash.cause}) in {where} at {when.replace('+00:00', 'Z')}"

@@ -5,10 +5,16 @@
     "hang-once:P"        step P hangs the first time it runs (until killed), returns the next time
     "late-once:P:S"      step P sleeps S seconds the first time it runs
     "exit:P"             step P kills its worker process (exit code 1) every time
+    "segv:P"             step P segfaults its worker process (SIGSEGV) every time
+    "grow:P"             step P grows its worker's memory by 8 MB every 50 ms, without end
+    "block:P"            step P blocks its worker's event loop (time.sleep(600)) every time
+    "hold:P:MB"          step P holds MB megabytes for 2 s, then returns
 """
 
 import asyncio
+import ctypes
 import os
+import time
 from dataclasses import dataclass
 
 from ergon_actors import RetryableError, RetryPolicy, await_external_signal, flow, flow_type, sleep, step
@@ -41,6 +47,19 @@ class LedgerFlow:
                 await asyncio.sleep(3600 if kind == "hang-once" else float(rest.split(":")[1]))
         elif kind == "exit" and int(rest) == position:
             os._exit(1)
+        elif kind == "segv" and int(rest) == position:
+            ctypes.string_at(0)
+        elif kind == "grow" and int(rest) == position:
+            hoard = []
+            while True:
+                hoard.append(b"x" * 8 * 2**20)  # written, so resident
+                await asyncio.sleep(0.05)
+        elif kind == "block" and int(rest) == position:
+            time.sleep(600)
+        elif kind == "hold" and int(rest.split(":")[0]) == position:
+            held = b"x" * int(rest.split(":")[1]) * 2**20  # written, so resident
+            await asyncio.sleep(2.0)
+            del held
 
     @flow
     async def run(self) -> str:

@@ -14,7 +14,7 @@ import zmq
 
 from ergon_actors import SqliteExecutionLog
 from ergon_actors.executor import Scheduler
-from ergon_actors.runtime import Supervisor
+from ergon_actors.runtime import Supervisor, rundir
 from tests.helpers import (assert_gone, assert_no_step_ran_after_ack, read_ledger, run, starts,
                            wait_until, wait_until_async)
 from tests.runtime.conftest import FLOWS
@@ -171,20 +171,30 @@ async def _malformed(sup: Supervisor, n: int) -> bool:
 
 
 def test_restart_intensity_exceeded_exits_non_zero_naming_the_actor(tmp_path, cli):
+    """Deaths of workers holding no flow count toward the restart intensity (those of workers
+    holding flows are the flows' doing: tests/runtime/test_poison.py)."""
     db = tmp_path / "journal.db"
-    run(_schedule(db, [LedgerFlow("poison", str(tmp_path / "ledger"), "exit:0")]))
-    proc = cli("run", FLOWS, "--store", f"sqlite:///{db}", "--workers", "2", "--until-idle",
+    run(_schedule(db, []))
+    proc = cli("run", FLOWS, "--store", f"sqlite:///{db}", "--workers", "2",
                extra_env={"ERGON_MAX_RESTARTS": "3", "ERGON_RESTART_PERIOD": "60"})
     seen: set[int] = set()
-    while proc.poll() is None:
+    killed: set[int] = set()
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
         try:
-            seen.update(p.pid for p in psutil.Process(proc.pid).children(recursive=True))
+            children = psutil.Process(proc.pid).children(recursive=True)
         except psutil.NoSuchProcess:
             break
-        time.sleep(0.05)
+        seen.update(p.pid for p in children)
+        ready = [a.pid for s in rundir.snapshots() if s.pid == proc.pid for a in s.actors
+                 if a.role == "worker" and a.ready and a.pid not in killed]
+        for pid in ready[:1]:  # ready and idle: its death is nobody's fault but its own
+            killed.add(pid)
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
     _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 3, err
-    assert "restarted 4 times within 60s" in err and "exit codes: 1" in err
+    assert "restarted 4 times within 60s" in err and "exit codes: -9" in err
     error = next(line for line in err.splitlines() if line.startswith("error: "))
     named = re.findall(r"(worker-\d+) (\d+) times? \(exit codes: ([-\d, ]+)\)", error)
     assert sum(int(n) for _, n, _ in named) == 4, error  # every restart of the window, by actor

@@ -278,7 +278,7 @@ def test_redis_sigkilled_and_restarted_mid_run_loses_no_acknowledged_write(tmp_p
     # Held batches are retried until Redis answers; leases (15 s) outlive the outage, so no step
     # ran twice, and none acknowledged before the crash was lost.
     assert assert_no_step_ran_after_ack(read_ledger(ledger), keys, 3) == 0
-    assert "journal commit failed, retrying" in capfd.readouterr().err  # the journal saw Redis gone
+    assert "journal commit failed; retrying" in capfd.readouterr().err  # the journal saw Redis gone
     assert "giving up" not in caplog.text and "missed heartbeats" not in caplog.text  # the supervisor's log
 
 
@@ -317,7 +317,7 @@ def test_redis_down_longer_than_hang_timeout_the_journal_waits_and_the_host_does
     run(body(), 100)
     check_journal(url, keys)
     assert assert_no_step_ran_after_ack(read_ledger(ledger), keys, 3) == 0
-    assert "journal commit failed, retrying" in capfd.readouterr().err  # the journal saw Redis gone
+    assert "journal commit failed; retrying" in capfd.readouterr().err  # the journal saw Redis gone
     assert "giving up" not in caplog.text and "missed heartbeats" not in caplog.text  # the supervisor's log
 
 

@@ -1,0 +1,91 @@
+"""The supervisor's rules for its workers' deaths and limits: how a death is described to the
+store, which deaths count toward the restart intensity, and when a worker is recycled or killed
+for its memory or its number of flows."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+
+from ..config import Settings
+from ..core import FlowRecord
+from ..errors import ErgonError, RestartIntensityError
+from ..storage.base import LogBase
+from .children import Child
+from .messages import WorkerStats
+
+__all__ = ["HARD_RSS", "RECYCLE_MARGIN", "RECORD_TIMEOUT", "death", "record_crash", "RestartWindow", "limit_action"]
+
+log = logging.getLogger(__name__)
+
+HARD_RSS = 1.5        # a worker past max_rss times this is killed at once
+RECYCLE_MARGIN = 5.0  # seconds beyond grace a recycled worker has to exit before it is killed
+RECORD_TIMEOUT = 10.0  # seconds a dead worker's restart waits for its crash to be recorded
+
+
+def death(code: int, kill_cause: str | None) -> tuple[int | None, int | None, str]:
+    """(exit code, signal, cause) of a worker process that ended with return code `code`;
+    `kill_cause` is why the supervisor killed it, if it did ("hang", "memory")."""
+    if code < 0:
+        return None, -code, kill_cause or "signal"
+    return code, None, kill_cause or "exit"
+
+
+async def record_crash(store: LogBase, worker_id: str, code: int, kill_cause: str | None,
+                       max_crashes: int) -> list[FlowRecord] | None:
+    """Record a worker's death on the flows it held; returns them, or None if the journal did not
+    confirm it within RECORD_TIMEOUT (the record is still delivered once the journal answers)."""
+    exit_code, signum, cause = death(code, kill_cause)
+    recording = asyncio.ensure_future(store.record_crash(worker_id, exit_code, signum, cause, max_crashes))
+    try:
+        flows = await asyncio.wait_for(asyncio.shield(recording), RECORD_TIMEOUT)
+    except TimeoutError:
+        log.warning("no answer from the journal within %gs to the crash of worker %s; it counts toward "
+                    "the restart intensity", RECORD_TIMEOUT, worker_id)
+        return None
+    except ErgonError as exc:
+        log.warning("could not record the crash of worker %s: %s: %s", worker_id, type(exc).__name__, exc)
+        return None
+    log.info("recorded the crash (%s) of worker %s on %d flows", cause, worker_id, len(flows))
+    return flows
+
+
+class RestartWindow:
+    """The deaths that count toward the restart intensity within the last `period` seconds."""
+
+    def __init__(self, max_restarts: int, period: float) -> None:
+        self.max_restarts = max_restarts
+        self.period = period
+        self._exits: deque[tuple[float, str, int]] = deque()
+
+    def add(self, name: str, code: int) -> RestartIntensityError | None:
+        """Count one death; returns the error to give up with once there are too many."""
+        now = time.monotonic()
+        self._exits.append((now, name, code))
+        while self._exits and self._exits[0][0] < now - self.period:
+            self._exits.popleft()
+        if len(self._exits) > self.max_restarts:
+            return RestartIntensityError(tuple((n, c) for _, n, c in self._exits), self.period)
+        return None
+
+
+def limit_action(worker: Child, settings: Settings, now: float) -> tuple[str, str, str] | None:
+    """What a worker's limits ask for now, from its last sample and heartbeat: ("kill", cause,
+    why), ("recycle", cause, why) or None. Cause "memory" for max_rss, "flows" for max_flows
+    ("hang" when a recycle for flows did not end in time)."""
+    rss, max_rss = worker.rss_bytes, settings.max_rss
+    if max_rss and rss is not None and rss > max_rss * HARD_RSS:
+        return "kill", "memory", f"its RSS {rss / 2**20:.0f} MB is past {HARD_RSS:g} x max_rss"
+    if worker.recycling is not None:
+        if now > worker.recycle_by:
+            cause = "memory" if worker.recycling == "memory" else "hang"
+            return "kill", cause, f"it did not drain within {settings.grace + RECYCLE_MARGIN:g}s of its recycle"
+        return None
+    if max_rss and rss is not None and rss > max_rss:
+        return "recycle", "memory", f"its RSS {rss / 2**20:.0f} MB is over max_rss {max_rss / 2**20:.0f} MB"
+    stats = worker.stats
+    if settings.max_flows and isinstance(stats, WorkerStats) and stats.finished >= settings.max_flows:
+        return "recycle", "flows", f"it finished {stats.finished} flows (max_flows {settings.max_flows})"
+    return None
