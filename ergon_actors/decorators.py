@@ -71,12 +71,16 @@ def flow(fn: _F | None = None, *, retry_policy: RetryPolicy | None = None,
 
 @overload
 def step(fn: _F, *, name: str | None = None, retry_policy: RetryPolicy | None = None,
-         timeout: float | None = None) -> _F: ...
+         timeout: float | None = None, depends_on: str | list[str] | None = None,
+         inputs: dict[str, str] | None = None) -> _F: ...
 @overload
 def step(fn: None = None, *, name: str | None = None, retry_policy: RetryPolicy | None = None,
-         timeout: float | None = None) -> Callable[[_F], _F]: ...
+         timeout: float | None = None, depends_on: str | list[str] | None = None,
+         inputs: dict[str, str] | None = None) -> Callable[[_F], _F]: ...
 def step(fn: _F | None = None, *, name: str | None = None,
-         retry_policy: RetryPolicy | None = None, timeout: float | None = None) -> _F | Callable[[_F], _F]:
+         retry_policy: RetryPolicy | None = None, timeout: float | None = None,
+         depends_on: str | list[str] | None = None,
+         inputs: dict[str, str] | None = None) -> _F | Callable[[_F], _F]:
     """Mark an async method as a durable step: its result is journaled and replayed, never re-run.
 
     Called outside a running flow (or inside another step) the method runs as plain code.
@@ -86,6 +90,8 @@ def step(fn: _F | None = None, *, name: str | None = None,
         retry_policy: a failing step is tried again (each try and its due time journaled).
         timeout: seconds a single try may run before it fails with StepTimeoutError (default:
             the step_timeout its worker or executor was given; math.inf: no bound).
+        depends_on: for `dag(flow)`: the steps that run before this one.
+        inputs: for `dag(flow)`: {parameter: step} passes that step's result as the parameter.
     """
     def wrap(fn: _F) -> _F:
         options = StepOptions(name or fn.__name__, retry_policy, timeout)
@@ -94,5 +100,7 @@ def step(fn: _F | None = None, *, name: str | None = None,
         def call(self: Any, *args: Any, **kwargs: Any) -> Awaitable[Any]:
             return call_step(options, fn, self, args, kwargs)
 
+        deps = [depends_on] if isinstance(depends_on, str) else list(depends_on or ())
+        _mark(call, __ergon_step__=(deps, dict(inputs or {})))
         return cast(_F, call)  # same parameters; awaiting it gives the method's result
     return wrap if fn is None else wrap(fn)

@@ -242,3 +242,7 @@ class SignalTimeoutError(TimeoutExpired):
         super().__init__(f"signal {signal!r} did not arrive within {timeout:g}s")
         self.signal = signal
         self.timeout = timeout
+
+
+class WorkerError(ErgonError):
+    """Raised when a worker cannot run a flow it claimed (PyErgon's name)."""

@@ -199,12 +199,19 @@ class Codec:
         hints = typing.get_type_hints(cls)
         names = tuple(f.name for f in fields(cls))
         specs = [self._field(hints[name], f"{cls.__name__}.{name}") for name in names]
-        get = attrgetter(*names)
+        values: Callable[[Any], tuple[Any, ...]]
+        if len(names) > 1:
+            values = attrgetter(*names)
+        elif names:
+            get = attrgetter(names[0])
+            values = lambda obj: (get(obj),)
+        else:  # a command without fields
+            values = lambda obj: ()
         return _Layout(names, sum(1 for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING),
                        tuple(allowed for allowed, _ in specs),
                        tuple((i, items) for i, (_, items) in enumerate(specs) if items is not None),
                        tuple(i for i, (allowed, _) in enumerate(specs) if int in allowed),
-                       get if len(names) > 1 else lambda obj: (get(obj),))
+                       values)
 
     def _field(self, hint: Any, where: str) -> _Field:
         if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:

@@ -9,11 +9,15 @@ from enum import StrEnum
 from typing import ClassVar, cast
 
 from .. import codec, errors
-from ..errors import StepError
+from ..errors import ChildFlowError, StepError
+from .models import CallType, Invocation, InvocationStatus, ScheduledFlow, SignalInfo, TimerInfo
 
 __all__ = [
     "FlowStatus", "TaskStatus", "StepStatus", "TERMINAL", "Failure", "Crash", "FlowRecord", "StepRecord",
     "RetryPolicy", "RetryableError",
+    # PyErgon's names
+    "Invocation", "InvocationStatus", "ScheduledFlow", "TimerInfo", "SignalInfo", "ChildFlowError",
+    "CallType",
 ]
 
 
@@ -26,6 +30,11 @@ class FlowStatus(StrEnum):
     COMPLETE = "COMPLETE"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
+
+    @property
+    def is_terminal(self) -> bool:
+        """COMPLETE, FAILED or CANCELLED: the flow will not run again."""
+        return self in TERMINAL
 
 
 TaskStatus = FlowStatus  # PyErgon's name for the same thing

@@ -39,7 +39,7 @@ class PendingChild:
             child = ScheduleFlow(self.flow_id, self.definition.name, self.args, parent_id=ctx.flow_id)
             recorded = await ctx.write(ctx.store.invoke_child(ctx.flow_id, ctx.epoch, template, child))
             if recorded is None:
-                raise Suspend(None, f"child {self.flow_id}", recorded=True)
+                raise Suspend(None, f"child {self.flow_id}", recorded=True, signal=f"child:{self.flow_id}")
         if recorded.status == StepStatus.COMPLETE:
             return recorded.value
         error = recorded.error

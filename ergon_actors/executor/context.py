@@ -27,14 +27,20 @@ class Suspend(BaseException):
     `except Exception` in user code cannot swallow it.
 
     `ready_at` is when the flow may run again (None: when woken). `recorded` means the store
-    already suspended the flow (a signal or child wait), so nothing more is written.
+    already suspended the flow (a signal or child wait), so nothing more is written. `signal`
+    names what a signal or child wait waits for (None: a timer); `step` is the waiting step in
+    PyErgon's numbering (0: the flow's body, n: the step at position n - 1).
     """
 
-    def __init__(self, ready_at: float | None, reason: str, recorded: bool = False) -> None:
+    def __init__(self, ready_at: float | None, reason: str, recorded: bool = False,
+                 signal: str | None = None) -> None:
         super().__init__(reason)
         self.ready_at = ready_at
         self.reason = reason
         self.recorded = recorded
+        self.signal = signal
+        inside = _in_step.get()
+        self.step = 0 if inside is None else inside[0] + 1
 
 
 class Halted(BaseException):

@@ -13,45 +13,18 @@ from typing import Any
 from .. import codec
 from ..config import DEFAULT_STEP_TIMEOUT
 from ..core import Failure, FlowRecord, FlowStatus
-from ..errors import (FencedError, FlowCancelledError, FlowFailedError, FlowTimeoutError,
-                      MessageTooLargeError, SerializationError)
+from ..errors import (FencedError, FlowCancelledError, FlowTimeoutError, MessageTooLargeError,
+                      SerializationError)
 from ..storage.base import LogBase
 from ..storage.commands import Claim
+from ..storage.pyergon import remember_entry
 from .context import FlowContext, Suspend, enter, leave
 from .definition import FlowDefinition, build_flow, definition_of, encode_args
+from .outcome import Completed, Outcome, Suspended, SuspendReason
 
 __all__ = ["Executor", "Outcome", "run_claim"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """Where a run left the flow: COMPLETE with a result, FAILED with an error, or SUSPENDED."""
-
-    flow_id: str
-    status: str
-    result: Any = None
-    error: Failure | None = None
-
-    @property
-    def is_complete(self) -> bool:
-        return self.status == FlowStatus.COMPLETE
-
-    @property
-    def is_suspended(self) -> bool:
-        return self.status == FlowStatus.SUSPENDED
-
-    def unwrap(self) -> Any:
-        """The result; raises FlowFailedError if the flow did not complete."""
-        if self.status != FlowStatus.COMPLETE:
-            error = self.error or Failure("", "")
-            raise FlowFailedError(self.flow_id, self.status, error.type_name, error.message)
-        return self.result
-
-    @classmethod
-    def of(cls, record: FlowRecord) -> Outcome:
-        return cls(record.flow_id, record.status, record.value, record.error)
 
 
 async def run_claim(store: LogBase, claim: Claim, definition: FlowDefinition,
@@ -88,7 +61,7 @@ async def run_claim(store: LogBase, claim: Claim, definition: FlowDefinition,
             if not pause.recorded:
                 ready_at = pause.ready_at if deadline is None else min(pause.ready_at or deadline, deadline)
                 await ctx.write(store.suspend_flow(flow.flow_id, flow.epoch, ready_at))
-            return Outcome(flow.flow_id, FlowStatus.SUSPENDED)
+            return Suspended(SuspendReason(flow.flow_id, pause.step, pause.signal))
         except FencedError:
             raise
         except Exception as exc:
@@ -101,7 +74,7 @@ async def run_claim(store: LogBase, claim: Claim, definition: FlowDefinition,
             await store.finish_flow(flow.flow_id, flow.epoch, FlowStatus.COMPLETE, result=data)
         except MessageTooLargeError as exc:  # a result the journal can never take: fail, not loop
             return await _failed(store, flow, definition, exc)
-        return Outcome(flow.flow_id, FlowStatus.COMPLETE, value)
+        return Completed(value, flow_id=flow.flow_id)
     except FlowCancelledError:  # a cancel that arrived while the flow was suspending or failing
         return await _cancelled(store, flow)
     finally:
@@ -130,7 +103,7 @@ async def _cancelled(store: LogBase, flow: FlowRecord) -> Outcome:
     failure = Failure.cancelled(flow.flow_id)
     log.info("flow %s cancelled", flow.flow_id)
     await store.finish_flow(flow.flow_id, flow.epoch, FlowStatus.CANCELLED, error=failure)
-    return Outcome(flow.flow_id, FlowStatus.CANCELLED, error=failure)
+    return Completed.of_failure(flow.flow_id, FlowStatus.CANCELLED, failure)
 
 
 def _encode_result(flow: FlowRecord, value: Any) -> bytes:
@@ -151,10 +124,10 @@ async def _failed(store: LogBase, flow: FlowRecord, definition: FlowDefinition, 
                  failure.type_name, delay)
         await store.suspend_flow(flow.flow_id, flow.epoch, time.time() + delay,
                                  attempt=flow.attempt + 1, error=failure)
-        return Outcome(flow.flow_id, FlowStatus.SUSPENDED, error=failure)
+        return Suspended(SuspendReason(flow.flow_id, 0), error=failure)
     log.info("flow %s failed: %s: %s", flow.flow_id, failure.type_name, failure.message)
     await store.finish_flow(flow.flow_id, flow.epoch, FlowStatus.FAILED, error=failure)
-    return Outcome(flow.flow_id, FlowStatus.FAILED, error=failure)
+    return Completed.of_failure(flow.flow_id, FlowStatus.FAILED, failure)
 
 
 class Executor:
@@ -169,6 +142,7 @@ class Executor:
     def __init__(self, flow: object, storage: LogBase, flow_id: str | None = None, *,
                  lease_seconds: float = 60.0, step_timeout: float = DEFAULT_STEP_TIMEOUT) -> None:
         self.definition = definition_of(type(flow))
+        remember_entry(self.definition.name, self.definition.entry)
         self.flow = flow
         self.storage = storage
         self.flow_id = flow_id or str(uuid.uuid4())

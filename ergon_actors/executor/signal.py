@@ -39,7 +39,7 @@ async def await_external_signal(name: str, timeout: float | str | timedelta | No
         template = StepRecord(position, step_name, digest, attempt=ctx.attempt)
         recorded = await ctx.write(ctx.store.await_signal(ctx.flow_id, ctx.epoch, template, name, deadline))
         if recorded is None:
-            raise Suspend(deadline, f"signal {name}", recorded=True)
+            raise Suspend(deadline, f"signal {name}", recorded=True, signal=name)
     if recorded.status == StepStatus.FAILED:
         raise SignalTimeoutError(name, seconds or 0.0)
     return recorded.value

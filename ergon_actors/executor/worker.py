@@ -8,21 +8,40 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
 
 from .. import codec
 from ..config import DEFAULT_STEP_TIMEOUT
 from ..core.backoff import Backoff, FailureLog
-from ..errors import FencedError, FlowDefinitionError
+from ..errors import FencedError, FlowDefinitionError, WorkerError
 from ..storage.base import LogBase
 from ..storage.commands import Claim
+from ..storage.pyergon import remember_entry
 from .context import Halted
 from .definition import FlowDefinition, definition_of
 from .execution import run_claim
 from .signal import SignalSource
 
-__all__ = ["Worker", "WorkerHandle", "WorkerStatistics"]
+__all__ = ["Worker", "WorkerHandle", "WorkerStatistics", "WorkerError", "Registry"]
 
 log = logging.getLogger(__name__)
+
+
+class Registry(dict[str, FlowDefinition]):
+    """The flow types a worker serves, by name."""
+
+    def register(self, cls: type) -> FlowDefinition:
+        """Add a @flow_type class; ValueError if another class has its name."""
+        definition = definition_of(cls)
+        known = self.get(definition.name)
+        if known is not None and known.cls is not cls:
+            raise ValueError(f"two flow classes named {definition.name!r}: "
+                             f"{known.cls.__module__} and {cls.__module__}")
+        self[definition.name] = definition
+        return definition
+
+    def is_empty(self) -> bool:
+        return not self
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,16 +74,16 @@ class Worker:
 
     def __init__(self, storage: LogBase, name: str | None = None, *, enable_timers: bool = True,
                  concurrency: int = 64, lease_seconds: float = 30.0, poll_interval: float = 0.05,
-                 step_timeout: float = DEFAULT_STEP_TIMEOUT) -> None:
+                 step_timeout: float = DEFAULT_STEP_TIMEOUT, worker_id: str | None = None) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
         self.storage = storage
-        self.worker_id = name or f"worker-{uuid.uuid4().hex[:12]}"
+        self.worker_id = name or worker_id or f"worker-{uuid.uuid4().hex[:12]}"
         self.concurrency = concurrency
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval
         self.step_timeout = step_timeout
-        self._registry: dict[str, FlowDefinition] = {}
+        self._registry = Registry()
         self._running: dict[str, asyncio.Task[None]] = {}
         self._suspect: str | None = None  # the suspect flow running here alone
         self._wake = asyncio.Event()  # a slot freed, new work committed, or stop
@@ -75,19 +94,44 @@ class Worker:
         self._signal_source: SignalSource | None = None
         self._signal_poll = 0.5
 
-    async def register(self, cls: type) -> None:
-        """Serve this @flow_type class. Raises FlowDefinitionError for an invalid flow class."""
-        definition = definition_of(cls)
-        known = self._registry.get(definition.name)
-        if known is not None and known.cls is not cls:
-            raise ValueError(f"two flow classes named {definition.name!r}: "
-                             f"{known.cls.__module__} and {cls.__module__}")
-        self._registry[definition.name] = definition
+    async def register(self, cls: type, executor: Callable[[Any], Awaitable[Any]] | None = None) -> None:
+        """Serve this @flow_type class. Raises FlowDefinitionError for an invalid flow class.
+
+        `executor` (PyErgon's form, e.g. `lambda f: f.run()`) must call the class's @flow method:
+        a worker always runs a flow through it.
+        """
+        definition = self._registry.register(cls)
+        remember_entry(definition.name, definition.entry)
 
     def with_signals(self, source: SignalSource, poll_interval: float = 0.5) -> Worker:
         """Also deliver signals from `source` (poll_for_signal/consume_signal) to waiting flows."""
         self._signal_source = source
         self._signal_poll = poll_interval
+        return self
+
+    def with_poll_interval(self, seconds: float) -> Worker:
+        """How long an idle worker waits before looking for work again (it is also woken)."""
+        self.poll_interval = seconds
+        return self
+
+    def with_max_concurrent_flows(self, limit: int) -> Worker:
+        """Run at most `limit` flows at once."""
+        if limit < 1:
+            raise ValueError(f"max concurrent flows must be >= 1, got {limit}")
+        self.concurrency = limit
+        return self
+
+    def with_signal_interval(self, seconds: float) -> Worker:
+        """How often waiting signals are looked up in the signal source."""
+        self._signal_poll = seconds
+        return self
+
+    def with_timers(self) -> Worker:
+        """PyErgon's switch for timers; timers always fire here, so this changes nothing."""
+        return self
+
+    def with_timer_interval(self, seconds: float) -> Worker:
+        """PyErgon's timer poll; a due timer makes its flow claimable here, so this changes nothing."""
         return self
 
     async def _poll_signals(self, source: SignalSource) -> None:
@@ -230,6 +274,18 @@ class WorkerHandle:
     def __init__(self, worker: Worker, task: asyncio.Task[None]) -> None:
         self.worker = worker
         self.task = task
+
+    def worker_id(self) -> str:
+        return self.worker.worker_id
+
+    def is_running(self) -> bool:
+        """True until the worker was shut down or aborted."""
+        return not self.task.done()
+
+    def abort(self) -> None:
+        """Stop at once: cancel the worker; flows it held run again once their leases lapse."""
+        self.worker.stop()
+        self.task.cancel()
 
     async def shutdown(self, grace: float = 10.0) -> None:
         """Stop claiming, let running flows finish within `grace` seconds, release the rest."""

@@ -14,6 +14,7 @@ from ..errors import FlowNotFoundError, TimeoutExpired
 from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows,
                        FinishFlow, GetFlow, InvokeChild, ListFlows, LoadSteps, RecordCrash, ReleaseWorker,
                        RenewLeases, Scheduled, ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals)
+from .pyergon import PyErgonLogMixin
 
 __all__ = ["ExecutionLog", "LogBase"]
 
@@ -40,8 +41,11 @@ WAKING = (ScheduleFlow, ReleaseWorker, SendSignal, FinishFlow, CancelFlow, Invok
 """Commands after which a flow may be runnable at once: workers are told to look."""
 
 
-class LogBase:
-    """Named operations over `execute`, shared by every store and by the journal client."""
+class LogBase(PyErgonLogMixin):
+    """Named operations over `execute`, shared by every store and by the journal client.
+
+    PyErgon's store API (`get_invocation`, `enqueue_flow`, ...) comes with it (storage/pyergon.py).
+    """
 
     poll_interval = 0.05  # how often wait_for_completion looks for writes by other processes
 

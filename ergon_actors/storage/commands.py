@@ -18,7 +18,8 @@ from ..wire import Codec
 
 __all__ = ["ScheduleFlow", "ClaimFlows", "RenewLeases", "ReleaseWorker", "AppendStep", "FinishFlow",
            "SuspendFlow", "AwaitSignal", "SendSignal", "InvokeChild", "CancelFlow", "WaitingSignals",
-           "GetFlow", "LoadSteps", "ListFlows", "CountFlows", "RecordCrash", "Scheduled", "Claim", "Command",
+           "GetFlow", "LoadSteps", "ListFlows", "CountFlows", "RecordCrash", "PutRecord", "ScanRecords",
+           "ResetStore", "Scheduled", "Claim", "Command",
            "COMMAND_TYPES", "EXT_TYPES", "CODEC", "pack", "unpack", "pack_within"]
 
 # -- commands (nouns) ------------------------------------------------------------------------
@@ -218,6 +219,30 @@ class CountFlows:
     limit: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class PutRecord:
+    """Set the record `key` (value None: delete it). PyErgon's store API keeps its invocations,
+    timers and suspension results as records. With `check`, only if the record's value is
+    `expected` now (None: absent). Result: True if written."""
+
+    key: str
+    value: bytes | None
+    check: bool = False
+    expected: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScanRecords:
+    """Result: [key, value] pairs of the records whose key starts with `prefix`, by key."""
+
+    prefix: str
+
+
+@dataclass(frozen=True, slots=True)
+class ResetStore:
+    """Delete every flow, step, signal and record. Result: None."""
+
+
 # -- results ---------------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +261,7 @@ class Claim:
 
 Command = (ScheduleFlow | ClaimFlows | RenewLeases | ReleaseWorker | AppendStep | FinishFlow
            | SuspendFlow | AwaitSignal | SendSignal | InvokeChild | CancelFlow | WaitingSignals
-           | GetFlow | LoadSteps | ListFlows | CountFlows | RecordCrash)
+           | GetFlow | LoadSteps | ListFlows | CountFlows | RecordCrash | PutRecord | ScanRecords | ResetStore)
 COMMAND_TYPES: tuple[type, ...] = get_args(Command)
 
 # The wire format: each class's ext code. Never renumber or reuse a code; give a new type a new one.
@@ -245,7 +270,8 @@ EXT_TYPES: tuple[tuple[int, type], ...] = (
     (69, ScheduleFlow), (70, ClaimFlows), (71, RenewLeases), (72, ReleaseWorker), (73, AppendStep),
     (74, FinishFlow), (75, SuspendFlow), (76, GetFlow), (77, LoadSteps), (78, ListFlows),
     (79, CountFlows), (80, AwaitSignal), (81, SendSignal), (82, InvokeChild), (83, CancelFlow),
-    (84, WaitingSignals), (85, Crash), (86, RecordCrash),
+    (84, WaitingSignals), (85, Crash), (86, RecordCrash), (87, PutRecord), (88, ScanRecords),
+    (89, ResetStore),
 )
 CODEC = Codec(EXT_TYPES)
 pack: Callable[[str, Any], bytes] = CODEC.pack

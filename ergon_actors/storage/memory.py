@@ -11,8 +11,9 @@ from ..core import TERMINAL, Failure, FlowRecord, FlowStatus, StepRecord, StepSt
 from ..errors import FlowBusyError, FlowNotFoundError
 from .base import LogBase
 from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows,
-                       FinishFlow, GetFlow, InvokeChild, ListFlows, LoadSteps, RecordCrash, ReleaseWorker,
-                       RenewLeases, Scheduled, ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals)
+                       FinishFlow, GetFlow, InvokeChild, ListFlows, LoadSteps, PutRecord, RecordCrash,
+                       ReleaseWorker, RenewLeases, ResetStore, ScanRecords, Scheduled, ScheduleFlow, SendSignal,
+                       SuspendFlow, WaitingSignals)
 from .crashes import check, crashed, in_flight
 from .rules import REFUSALS, child_outcome, fence, invalid, runnable
 
@@ -28,6 +29,7 @@ class InMemoryExecutionLog(LogBase):
         self._last_claim: dict[str, tuple[str, list[str]]] = {}  # worker -> (request_id, flow ids)
         self._signals: dict[str, bytes] = {}
         self._consumed: set[str] = set()
+        self._records: dict[str, bytes] = {}  # PyErgon's store API (storage/pyergon.py)
 
     async def execute(self, commands: Sequence[Command]) -> list[object]:
         now = time.time()
@@ -250,3 +252,19 @@ class InMemoryExecutionLog(LogBase):
         if quarantined:
             counts["quarantined"] = quarantined
         return counts if c.limit is None else {k: min(v, c.limit) for k, v in counts.items()}
+
+    def _PutRecord(self, c: PutRecord, now: float) -> bool:
+        if c.check and self._records.get(c.key) != c.expected:
+            return False
+        if c.value is None:
+            self._records.pop(c.key, None)
+        else:
+            self._records[c.key] = c.value
+        return True
+
+    def _ScanRecords(self, c: ScanRecords, now: float) -> list[list[object]]:
+        return [[k, v] for k, v in sorted(self._records.items()) if k.startswith(c.prefix)]
+
+    def _ResetStore(self, c: ResetStore, now: float) -> None:
+        for table in (self._flows, self._steps, self._last_claim, self._signals, self._consumed, self._records):
+            table.clear()

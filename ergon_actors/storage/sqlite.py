@@ -19,6 +19,7 @@ from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, C
                        FinishFlow, GetFlow, InvokeChild, ListFlows, LoadSteps, RecordCrash, ReleaseWorker,
                        RenewLeases, Scheduled, ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals)
 from .crashes import check, crashed, in_flight
+from .pyergon_records import SqliteRecords
 from .records import dump_crashes, dump_failure, load_crashes, load_failure
 from .rules import REFUSALS, child_outcome, fence, invalid
 from .sqlite_schema import SCHEMA_VERSION, open_schema
@@ -112,7 +113,7 @@ def _step(row: tuple[Any, ...]) -> StepRecord:
     return StepRecord(*values)
 
 
-class SqliteExecutionLog(LogBase):
+class SqliteExecutionLog(SqliteRecords, LogBase):
     """A store in one SQLite file.
 
     Args:

@@ -17,7 +17,7 @@ LAYERS = [
     {"core"},
     {"wire"},
     {"storage"},
-    {"decorators", "executor"},
+    {"decorators", "executor", "models"},
     {"runtime"},
     {"chaos", "testing"},
     {"cli", "__main__"},

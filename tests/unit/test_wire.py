@@ -14,9 +14,9 @@ from ergon_actors.core import Crash, Failure, FlowRecord, FlowStatus, StepRecord
 from ergon_actors.errors import ErgonError, FencedError, FlowNotFoundError, ProtocolError
 from ergon_actors.storage.commands import (EXT_TYPES, AppendStep, AwaitSignal, CancelFlow, Claim,
                                            ClaimFlows, CountFlows, FinishFlow, GetFlow, InvokeChild,
-                                           ListFlows, LoadSteps, RecordCrash, ReleaseWorker, RenewLeases, Scheduled,
-                                           ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals, pack,
-                                           pack_within, unpack)
+                                           ListFlows, LoadSteps, PutRecord, RecordCrash, ReleaseWorker,
+                                           RenewLeases, ResetStore, ScanRecords, Scheduled, ScheduleFlow,
+                                           SendSignal, SuspendFlow, WaitingSignals, pack, pack_within, unpack)
 from ergon_actors.wire import ERROR_CODE, MAX_ARRAY_LEN, MAX_EXT_DEPTH, Codec
 from ergon_actors.wire import unpack as unpack_control
 from tests.helpers import nested_ext
@@ -38,13 +38,14 @@ COMMANDS = [
     InvokeChild("f", 7, STEP, ScheduleFlow("f/1", "C", b"")),
     CancelFlow("f"), WaitingSignals(10), GetFlow("f"), LoadSteps("f"), ListFlows("PENDING", 5), CountFlows(),
     RecordCrash("w", None, 9, "hang", 3), ClaimFlows("w", "r2", 1, 5.0, None, None, False, True),
+    PutRecord("inv/f", b"v", True, None), ScanRecords("inv/"), ResetStore(),
 ]
 # The ext code of every class is the wire format: pinned here so a renumbering fails a test.
 CODES = {"Failure": 64, "FlowRecord": 65, "StepRecord": 66, "Scheduled": 67, "Claim": 68, "ScheduleFlow": 69,
          "ClaimFlows": 70, "RenewLeases": 71, "ReleaseWorker": 72, "AppendStep": 73, "FinishFlow": 74,
          "SuspendFlow": 75, "GetFlow": 76, "LoadSteps": 77, "ListFlows": 78, "CountFlows": 79,
          "AwaitSignal": 80, "SendSignal": 81, "InvokeChild": 82, "CancelFlow": 83, "WaitingSignals": 84,
-         "Crash": 85, "RecordCrash": 86}
+         "Crash": 85, "RecordCrash": 86, "PutRecord": 87, "ScanRecords": 88, "ResetStore": 89}
 
 
 def ext(cls: type, *fields: object) -> msgpack.ExtType:

@@ -1,0 +1,7 @@
+"""PyErgon's `models` package: its record types, statuses and retry policy."""
+
+from ..core import (Invocation, InvocationStatus, RetryableError, RetryPolicy, ScheduledFlow, SignalInfo,
+                    TaskStatus, TimerInfo)
+
+__all__ = ["Invocation", "InvocationStatus", "TaskStatus", "ScheduledFlow", "RetryPolicy", "RetryableError",
+           "TimerInfo", "SignalInfo"]

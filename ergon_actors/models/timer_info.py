@@ -1,0 +1,5 @@
+"""PyErgon's module path of TimerInfo."""
+
+from ..core import TimerInfo
+
+__all__ = ["TimerInfo"]
