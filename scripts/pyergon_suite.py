@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import time
 import token
 import tokenize
 import urllib.request
@@ -63,7 +64,23 @@ PRIVATE.update({
 })
 
 # Behaviour of PyErgon that ergon_actors refuses on purpose (docs/migrating-from-pyergon.md).
-DIFFERENCES: dict[str, str] = {}
+_PICKLE = ("unpickles what the store holds; ergon_actors stores msgpack and never unpickles "
+           "(a store's bytes must not be able to run code)")
+DIFFERENCES: dict[str, str] = {
+    "test_concurrency.py::test_concurrent_flow_completion_updates": _PICKLE,
+    "test_durability.py::test_flow_queue_persists": _PICKLE,
+    "test_invocation_model.py::test_invocation_deserialize_parameters": _PICKLE,
+    "test_invocation_model.py::test_invocation_deserialize_return_value": _PICKLE,
+}
+
+
+def private(result: Result) -> str | None:
+    """Why a failed test is one of PyErgon's private internals, or None."""
+    if result.key in PRIVATE:
+        return PRIVATE[result.key]
+    if "has no attribute '_" in result.reason:
+        return "reads a private attribute (a name starting with _)"
+    return None
 
 
 @dataclass(frozen=True)
@@ -139,10 +156,20 @@ def run_tests(python: Path, run: Path, timeout: float, extra: list[str]) -> Path
     report = run / "report.xml"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CI": ""}
     env.pop("GITHUB_ACTIONS", None)  # PyErgon's conftest os._exit()s at the end under CI
-    subprocess.run([str(python), "-m", "pytest", "tests", "-p", "no:cacheprovider", "-q",
-                    "-o", "addopts=", "--continue-on-collection-errors", "--timeout", str(timeout),
-                    f"--junitxml={report}", *extra],
-                   cwd=run, env=env, check=False)
+    report.unlink(missing_ok=True)
+    proc = subprocess.Popen([str(python), "-m", "pytest", "tests", "-p", "no:cacheprovider", "-q",
+                             "-o", "addopts=", "--continue-on-collection-errors", "--timeout", str(timeout),
+                             f"--junitxml={report}", *extra], cwd=run, env=env)
+    written = None
+    while proc.poll() is None:  # the report is written last: a process alive long after it hangs
+        time.sleep(0.5)
+        if report.exists() and written is None:
+            written = time.monotonic()
+        if written is not None and time.monotonic() - written > 20:
+            print(f"pytest (pid {proc.pid}) did not exit 20 s after writing its report "
+                  "(a thread kept it alive); ending it", file=sys.stderr)
+            proc.kill()
+            proc.wait()
     return report
 
 
@@ -188,13 +215,15 @@ def report(found: list[Result]) -> int:
     """Print the table and the failures in three groups; 0 when none is unexplained."""
     print(table(found))
     bad = [r for r in found if r.outcome in ("failed", "errored")]
-    groups = [("Private internals (not ported)", PRIVATE), ("Documented differences", DIFFERENCES)]
-    for title, known in groups:
-        print(f"\n{title}:")
-        for key, why in known.items():
-            status = next((r.outcome for r in found if r.key == key), "not run")
-            print(f"  {key} [{status}]: {why}")
-    unexplained = [r for r in bad if r.key not in PRIVATE and r.key not in DIFFERENCES]
+    internal = [(r, private(r)) for r in bad if private(r) is not None]
+    print(f"\nPrivate internals, not ported ({len(internal)}):")
+    for r, why in internal:
+        print(f"  {r.key} [{r.outcome}]: {why}")
+    differing = [r for r in bad if r.key in DIFFERENCES]
+    print(f"\nDocumented differences ({len(differing)}):")
+    for r in differing:
+        print(f"  {r.key} [{r.outcome}]: {DIFFERENCES[r.key]}")
+    unexplained = [r for r in bad if private(r) is None and r.key not in DIFFERENCES]
     print(f"\nOther failures ({len(unexplained)}):")
     for r in unexplained:
         print(f"  {r.key} [{r.outcome}]: {r.reason}")

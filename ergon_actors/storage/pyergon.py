@@ -167,12 +167,12 @@ class PyErgonLogMixin:
     async def has_non_retryable_error(self, flow_id: str) -> bool:
         return any(inv.is_retryable is False for inv in await self.get_invocations_for_flow(flow_id))
 
-    async def _recorded(self) -> list[Invocation]:
+    async def _recorded_invocations(self) -> list[Invocation]:
         return [_decode_invocation(data) for _, data in await self._scan("inv/")]
 
     async def get_incomplete_flows(self) -> list[Invocation]:
         """Invocations that have not completed: recorded ones, and invocation 0 of live flows."""
-        found = [inv for inv in await self._recorded() if not inv.is_complete]
+        found = [inv for inv in await self._recorded_invocations() if not inv.is_complete]
         seen = {(inv.flow_id, inv.step) for inv in found}
         for status in (FlowStatus.PENDING, FlowStatus.RUNNING, FlowStatus.SUSPENDED):
             for flow in await self.list_flows(status):  # type: ignore[attr-defined]
@@ -192,7 +192,7 @@ class PyErgonLogMixin:
     async def get_expired_timers(self, now: datetime) -> list[TimerInfo]:
         due = now.timestamp()
         found = [TimerInfo(inv.flow_id, inv.step, inv.timer_fire_at, inv.timer_name)
-                 for inv in await self._recorded()
+                 for inv in await self._recorded_invocations()
                  if inv.status is InvocationStatus.WAITING_FOR_TIMER and inv.timer_fire_at is not None
                  and inv.timer_fire_at.timestamp() <= due]
         return sorted(found, key=lambda t: t.fire_at.timestamp())
@@ -208,7 +208,7 @@ class PyErgonLogMixin:
 
     async def get_next_timer_fire_time(self) -> datetime | None:
         """The earliest pending timer: a recorded one, or a flow sleeping in the journal."""
-        times = [inv.timer_fire_at for inv in await self._recorded()
+        times = [inv.timer_fire_at for inv in await self._recorded_invocations()
                  if inv.status is InvocationStatus.WAITING_FOR_TIMER and inv.timer_fire_at is not None]
         for flow in await self.list_flows(FlowStatus.SUSPENDED):  # type: ignore[attr-defined]
             if flow.waiting_on is None and flow.ready_at is not None:
@@ -221,7 +221,7 @@ class PyErgonLogMixin:
                                  updated_at=datetime.now()))
 
     async def get_waiting_signals(self) -> list[SignalInfo]:
-        return [SignalInfo(inv.flow_id, inv.step, inv.timer_name) for inv in await self._recorded()
+        return [SignalInfo(inv.flow_id, inv.step, inv.timer_name) for inv in await self._recorded_invocations()
                 if inv.status is InvocationStatus.WAITING_FOR_SIGNAL]
 
     async def store_suspension_result(self, flow_id: str, step: int, suspension_key: str, result: bytes) -> None:
