@@ -7,23 +7,13 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from ergon_actors import (Completed, Executor, InMemoryExecutionLog, SqliteExecutionLog, Suspended, Worker,
-                          flow, flow_type, step)
+from ergon_actors import Completed, Executor, InMemoryExecutionLog, Suspended, Worker, flow, flow_type, step
 from ergon_actors.core import Invocation, InvocationStatus, ScheduledFlow, TaskStatus
 from ergon_actors.executor.outcome import SuspendReason, is_completed, is_suspended
 from ergon_actors.executor.timer import schedule_timer
 from tests.helpers import run
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture(params=["memory", "sqlite"])
-def make_store(request, tmp_path):
-    async def make():
-        if request.param == "memory":
-            return InMemoryExecutionLog()
-        return await SqliteExecutionLog(tmp_path / "flows.db").connect()
-    return make
 
 
 @dataclass
