@@ -75,11 +75,13 @@ class Failure:
     def to_exception(self) -> BaseException:
         """Rebuild the exception if its class is a builtin, ours or registered; else a StepError."""
         module, _, qualname = self.type.partition(":")
-        if module == "ergon_actors.errors":  # ours: same class and message, attributes not kept
+        if module == "ergon_actors.errors":  # ours: same class, message and retryability
             kind = getattr(errors, qualname, None)
             if isinstance(kind, type) and issubclass(kind, errors.ErgonError):
                 exc = kind.__new__(kind)
                 exc.args = (self.message,)
+                if self.retryable is not None:
+                    setattr(exc, "retryable", self.retryable)
                 return exc
         kind = getattr(builtins, qualname, None) if module == "builtins" else codec.resolve_class(self.type)
         if isinstance(kind, type) and issubclass(kind, Exception):
@@ -185,27 +187,41 @@ class StepRecord:
         return None if self.result is None else codec.decode(self.result)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class RetryPolicy:
-    """How often and how fast a failed flow is tried again.
+    """How often and how fast a failed flow or step is tried again.
 
-    Attempt n (1-based) that failed waits initial_delay * multiplier**(n-1), at most max_delay.
+    Attempt n (1-based) that failed waits initial_delay * multiplier**(n-1) seconds, at most
+    max_delay. PyErgon's names give the delays in milliseconds: `RetryPolicy(max_attempts=3,
+    initial_delay_ms=1000, max_delay_ms=30000, backoff_multiplier=2.0)`.
     """
 
-    max_attempts: int = 1
-    initial_delay: float = 1.0
-    multiplier: float = 2.0
-    max_delay: float = 60.0
+    max_attempts: int
+    initial_delay: float
+    multiplier: float
+    max_delay: float
 
     NONE: ClassVar[RetryPolicy]
     STANDARD: ClassVar[RetryPolicy]
     AGGRESSIVE: ClassVar[RetryPolicy]
 
-    def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
-        if self.initial_delay < 0 or self.max_delay < 0 or self.multiplier < 1:
+    def __init__(self, max_attempts: int = 1, initial_delay: float | None = None,
+                 multiplier: float | None = None, max_delay: float | None = None, *,
+                 initial_delay_ms: float | None = None, max_delay_ms: float | None = None,
+                 backoff_multiplier: float | None = None) -> None:
+        initial = _seconds("initial_delay", initial_delay, initial_delay_ms, 1.0)
+        longest = _seconds("max_delay", max_delay, max_delay_ms, 60.0)
+        if multiplier is not None and backoff_multiplier is not None:
+            raise ValueError("give multiplier or backoff_multiplier, not both")
+        factor = multiplier if multiplier is not None else backoff_multiplier
+        factor = 2.0 if factor is None else factor
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
+        if initial < 0 or longest < 0 or factor < 1:
             raise ValueError("delays must be >= 0 and multiplier >= 1")
+        for name, value in (("max_attempts", max_attempts), ("initial_delay", initial),
+                            ("multiplier", factor), ("max_delay", longest)):
+            object.__setattr__(self, name, value)
 
     def delay_for(self, attempt: int) -> float:
         """Seconds to wait after failed attempt `attempt` (1-based) before the next one."""
@@ -217,6 +233,39 @@ class RetryPolicy:
             return False
         check = getattr(exc, "is_retryable", None)
         return bool(check()) if callable(check) else True
+
+    # PyErgon's names, in milliseconds
+
+    @classmethod
+    def with_max_attempts(cls, max_attempts: int) -> RetryPolicy:
+        """`max_attempts` with the standard delays (1 s, doubling, at most 30 s)."""
+        return cls(max_attempts, initial_delay=1.0, multiplier=2.0, max_delay=30.0)
+
+    @property
+    def initial_delay_ms(self) -> int:
+        return round(self.initial_delay * 1000)
+
+    @property
+    def max_delay_ms(self) -> int:
+        return round(self.max_delay * 1000)
+
+    @property
+    def backoff_multiplier(self) -> float:
+        return self.multiplier
+
+    def delay_for_attempt(self, attempt: int) -> int | None:
+        """Milliseconds to wait after failed attempt `attempt`; None when it was the last one."""
+        if attempt >= self.max_attempts:
+            return None
+        return int(min(self.initial_delay_ms * self.multiplier ** (attempt - 1), self.max_delay_ms))
+
+
+def _seconds(name: str, seconds: float | None, millis: float | None, default: float) -> float:
+    if seconds is not None and millis is not None:
+        raise ValueError(f"give {name} (seconds) or {name}_ms (milliseconds), not both")
+    if millis is not None:
+        return millis / 1000
+    return default if seconds is None else seconds
 
 
 RetryPolicy.NONE = RetryPolicy(max_attempts=1)
