@@ -1,4 +1,8 @@
-"""@flow_type, @flow and @step: mark a dataclass as a flow, its entry point and its durable steps."""
+"""@flow_type, @flow and @step: mark a dataclass as a flow, its entry point and its durable steps.
+
+The marks are PyErgon's attributes (`_is_ergon_step`, `_step_depends_on`, `_is_ergon_flow`,
+`_ergon_steps`, `type_id()`, ...), so code that inspects decorated classes works on both.
+"""
 
 from __future__ import annotations
 
@@ -26,18 +30,29 @@ def _mark(target: object, **marks: object) -> None:
 
 
 @overload
-def flow_type(cls: _C, *, invokable: object = None, name: str | None = None) -> _C: ...
+def flow_type(cls: _C, *, invokable: object = None, name: str | None = None, type_id: str | None = None,
+              retry_policy: RetryPolicy | None = None) -> _C: ...
 @overload
-def flow_type(cls: None = None, *, invokable: object = None, name: str | None = None) -> Callable[[_C], _C]: ...
-def flow_type(cls: _C | None = None, *, invokable: object = None,
-              name: str | None = None) -> _C | Callable[[_C], _C]:
+def flow_type(cls: None = None, *, invokable: object = None, name: str | None = None, type_id: str | None = None,
+              retry_policy: RetryPolicy | None = None) -> Callable[[_C], _C]: ...
+def flow_type(cls: _C | None = None, *, invokable: object = None, name: str | None = None,
+              type_id: str | None = None, retry_policy: RetryPolicy | None = None) -> _C | Callable[[_C], _C]:
     """Mark a class as a flow type. Use under @dataclass; its fields are the flow's arguments.
 
     Registers the class's module with the codec, so its dataclasses, enums and exceptions
-    decode. `name` overrides the type name stored in the journal (default: the class name).
+    decode.
+
+    Args:
+        name: the type name stored in the journal (default: the class name); `type_id` is
+            PyErgon's name for it.
+        retry_policy: the flow's retry policy when its @flow method names none.
+        invokable: the result type when the flow runs as a child flow (documentation only).
     """
     def mark(cls: _C) -> _C:
-        _mark(cls, __ergon_flow_type__=name or cls.__name__, __ergon_invokable__=invokable)
+        type_name = name or type_id or cls.__name__
+        steps = [n for n, v in vars(cls).items() if getattr(v, "_is_ergon_step", False)]
+        _mark(cls, __ergon_flow_type__=type_name, __ergon_invokable__=invokable, _is_ergon_flow=True,
+              _ergon_retry_policy=retry_policy, _ergon_steps=steps, type_id=staticmethod(lambda: type_name))
         if "invoke" not in vars(cls):
             _mark(cls, invoke=_invoke)
         codec.register_module(cls.__module__)
@@ -45,9 +60,9 @@ def flow_type(cls: _C | None = None, *, invokable: object = None,
     return mark if cls is None else mark(cls)
 
 
-def _invoke(self: object, child: object) -> PendingChild:
+def _invoke(self: object, child: object) -> PendingChild[Any]:
     """Start `child` as a child flow of this flow: `await self.invoke(child).result()`."""
-    return PendingChild(child)
+    return PendingChild.of(child)
 
 
 @overload
@@ -57,14 +72,16 @@ def flow(fn: None = None, *, retry_policy: RetryPolicy | None = None,
          timeout: float | None = None) -> Callable[[_F], _F]: ...
 def flow(fn: _F | None = None, *, retry_policy: RetryPolicy | None = None,
          timeout: float | None = None) -> _F | Callable[[_F], _F]:
-    """Mark the flow's entry method.
+    """Mark a flow's entry method. A class may have several; the caller then names the one to
+    run (`Executor.run(lambda f: f.method())`, `Worker.register(cls, lambda f: f.method())`).
 
     Args:
         retry_policy: a failed run is tried again (from its journal) as the policy allows.
         timeout: seconds from scheduling after which the flow fails with FlowTimeoutError.
     """
     def mark(fn: _F) -> _F:
-        _mark(fn, __ergon_flow__=(retry_policy, timeout))
+        _mark(fn, _is_ergon_flow_method=True, _flow_method_name=fn.__name__, _flow_retry_policy=retry_policy,
+              _flow_timeout=timeout)
         return fn
     return mark if fn is None else mark(fn)
 
@@ -91,7 +108,8 @@ def step(fn: _F | None = None, *, name: str | None = None,
         timeout: seconds a single try may run before it fails with StepTimeoutError (default:
             the step_timeout its worker or executor was given; math.inf: no bound).
         depends_on: for `dag(flow)`: the steps that run before this one.
-        inputs: for `dag(flow)`: {parameter: step} passes that step's result as the parameter.
+        inputs: for `dag(flow)`: {parameter: step} passes that step's result as the parameter
+            (the step also runs after those steps).
     """
     def wrap(fn: _F) -> _F:
         options = StepOptions(name or fn.__name__, retry_policy, timeout)
@@ -100,7 +118,10 @@ def step(fn: _F | None = None, *, name: str | None = None,
         def call(self: Any, *args: Any, **kwargs: Any) -> Awaitable[Any]:
             return call_step(options, fn, self, args, kwargs)
 
+        wired = dict(inputs or {})
         deps = [depends_on] if isinstance(depends_on, str) else list(depends_on or ())
-        _mark(call, __ergon_step__=(deps, dict(inputs or {})))
+        _mark(call, _is_ergon_step=True, _step_name=options.name, _step_retry_policy=retry_policy,
+              _step_depends_on=deps + [s for s in dict.fromkeys(wired.values()) if s not in deps],
+              _step_inputs=wired)
         return cast(_F, call)  # same parameters; awaiting it gives the method's result
     return wrap if fn is None else wrap(fn)

@@ -22,6 +22,14 @@ class SerializationError(ErgonError, TypeError):
         self.step = step
 
 
+class SchedulerError(ErgonError):
+    """Raised when a flow cannot be scheduled (PyErgon's name)."""
+
+
+class FlowArgumentsError(SerializationError, SchedulerError):
+    """Raised when a flow's arguments cannot be stored, so the flow cannot be scheduled."""
+
+
 class DecodeError(ErgonError, ValueError):
     """Raised when stored or received bytes cannot be decoded into a value."""
 
@@ -190,7 +198,27 @@ class FlowCancelledError(ErgonError):
 
 
 class ChildFlowError(FlowFailedError):
-    """Raised in a parent flow when the child flow it awaited failed or was cancelled."""
+    """Raised in a parent flow when the child flow it awaited failed or was cancelled.
+
+    Retryable when the child's own error was, so the parent's retry policy decides as it would
+    for that error. PyErgon's form: `ChildFlowError(type_name, message, retryable)`.
+    """
+
+    retryable = False  # class defaults: an instance rebuilt from the journal may lack them
+    type_name = ""
+    message = ""
+
+    def __init__(self, type_name: str, message: str, retryable: bool = False, *, flow_id: str = "",
+                 status: str = "FAILED") -> None:
+        super().__init__(flow_id, status, type_name, message)
+        if not flow_id:
+            self.args = (f"{type_name}: {message}",)
+        self.type_name = type_name
+        self.message = message
+        self.retryable = retryable
+
+    def is_retryable(self) -> bool:
+        return self.retryable
 
 
 class StepTimeoutError(TimeoutExpired):
@@ -246,3 +274,19 @@ class SignalTimeoutError(TimeoutExpired):
 
 class WorkerError(ErgonError):
     """Raised when a worker cannot run a flow it claimed (PyErgon's name)."""
+
+
+class DagExecutionError(ErgonError, RuntimeError):
+    """Raised when a DAG of steps cannot run (no steps, an unknown dependency, a cycle) or when
+    one of its steps failed: then `node` names it, its error is the cause, and the DAG's error
+    is retryable as the step's error was."""
+
+    retryable = True  # a class default: an instance rebuilt from the journal may lack it
+
+    def __init__(self, message: str, *, node: str | None = None, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.node = node
+        self.retryable = retryable
+
+    def is_retryable(self) -> bool:
+        return self.retryable

@@ -6,43 +6,76 @@ parent is replayed or restarted, the same child is started once. The parent wait
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 from .. import codec
-from ..core import StepRecord, StepStatus
+from ..core import Failure, StepRecord, StepStatus
 from ..errors import ChildFlowError
 from ..storage.commands import ScheduleFlow
-from .context import Suspend, require
+from .context import FlowContext, Suspend, current
 from .definition import definition_of, encode_args
 
 __all__ = ["PendingChild"]
 
+R = TypeVar("R")
 
-class PendingChild:
-    """A child flow invoked at a fixed position of its parent; `await .result()` for its result."""
 
-    def __init__(self, child: object) -> None:
-        self.ctx = require("invoke()")
-        self.definition = definition_of(type(child))
-        self.args = encode_args(child)
-        self.position = self.ctx.next_position()
-        self.flow_id = f"{self.ctx.flow_id}/{self.position}"
+class PendingChild(Generic[R]):
+    """A child flow to start and wait for: `await self.invoke(child).result()`.
 
-    async def result(self) -> Any:
-        """The child's result; ChildFlowError if it failed or was cancelled."""
-        ctx = self.ctx
-        step_name = f"child:{self.definition.name}"
-        digest = codec.args_hash((self.args,), {})
-        recorded = ctx.replayed(self.position, step_name, digest)
+    `child_bytes` are the child's encoded arguments and `child_type` its flow type name
+    (PyErgon's form, `PendingChild(child_bytes, child_type)`, builds one from those). The
+    position in the parent is taken by `invoke()`, or by `result()` for one built directly.
+    """
+
+    def __init__(self, child_bytes: bytes, child_type: str) -> None:
+        self.child_bytes = child_bytes
+        self.child_type = child_type
+        self._at: tuple[FlowContext, int] | None = None
+
+    @classmethod
+    def of(cls, child: object) -> PendingChild[Any]:
+        """The child flow instance `child`, at the parent's next position (`invoke()` calls this)."""
+        ctx = current()
+        if ctx is None:
+            raise RuntimeError("invoke() called outside execution context: it must run inside a flow")
+        pending: PendingChild[Any] = cls(encode_args(child), definition_of(type(child)).name)
+        pending._at = (ctx, ctx.next_position())
+        return pending
+
+    @property
+    def flow_id(self) -> str | None:
+        """The child's flow_id once its position in the parent is known."""
+        return None if self._at is None else f"{self._at[0].flow_id}/{self._at[1]}"
+
+    def __repr__(self) -> str:
+        return f"PendingChild(child_type={self.child_type!r}, flow_id={self.flow_id!r})"
+
+    async def result(self) -> R:
+        """The child's result; ChildFlowError if it failed or was cancelled.
+
+        Raises:
+            RuntimeError: called outside a running flow.
+        """
+        if self._at is None:
+            ctx = current()
+            if ctx is None:
+                raise RuntimeError("result() called outside execution context: it must run inside a flow")
+            self._at = (ctx, ctx.next_position())
+        ctx, position = self._at
+        flow_id = f"{ctx.flow_id}/{position}"
+        step_name = f"child:{self.child_type}"
+        digest = codec.args_hash((self.child_bytes,), {})
+        recorded = ctx.replayed(position, step_name, digest)
         if recorded is None or (recorded.status == StepStatus.FAILED and recorded.attempt != ctx.attempt):
-            template = StepRecord(self.position, step_name, digest, attempt=ctx.attempt)
-            child = ScheduleFlow(self.flow_id, self.definition.name, self.args, parent_id=ctx.flow_id)
+            template = StepRecord(position, step_name, digest, attempt=ctx.attempt)
+            child = ScheduleFlow(flow_id, self.child_type, self.child_bytes, parent_id=ctx.flow_id)
             recorded = await ctx.write(ctx.store.invoke_child(ctx.flow_id, ctx.epoch, template, child))
             if recorded is None:
-                raise Suspend(None, f"child {self.flow_id}", recorded=True, signal=f"child:{self.flow_id}")
+                raise Suspend(None, f"child {flow_id}", recorded=True, signal=f"child:{flow_id}")
         if recorded.status == StepStatus.COMPLETE:
-            return recorded.value
-        error = recorded.error
-        assert error is not None  # a FAILED step carries its error
+            return cast(R, recorded.value)
+        error = recorded.error or Failure.cancelled(flow_id)
         status = "CANCELLED" if error.is_cancellation else "FAILED"
-        raise ChildFlowError(self.flow_id, status, error.type_name, error.message)
+        raise ChildFlowError(error.type_name, error.message, status == "FAILED" and bool(error.retryable),
+                             flow_id=flow_id, status=status)

@@ -4,31 +4,58 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any, Awaitable
 
 from .. import codec
 from ..core import RetryPolicy
-from ..errors import DecodeError, FlowDefinitionError, SerializationError
+from ..errors import DecodeError, FlowArgumentsError, FlowDefinitionError, SerializationError
 
 __all__ = ["FlowDefinition", "definition_of", "encode_args", "build_flow"]
 
 
 @dataclass(frozen=True, slots=True)
 class FlowDefinition:
-    """What the runtime needs to know about a flow class."""
+    """What the runtime needs to know about a flow class.
+
+    `entry` is its @flow method; None when it has several, and the caller names the one to run.
+    """
 
     name: str
     cls: type
-    entry: str
+    entry: str | None
     retry_policy: RetryPolicy | None
     timeout: float | None = None
     invokable: object = None
+
+    def entry_name(self) -> str:
+        """The @flow method to run.
+
+        Raises:
+            FlowDefinitionError: the class has several @flow methods, so the caller must name one.
+        """
+        if self.entry is None:
+            entries = ", ".join(n for n in dir(self.cls) if _is_entry(getattr(self.cls, n, None)))
+            raise FlowDefinitionError(
+                f"{self.cls.__module__}.{self.cls.__qualname__} has several @flow methods ({entries}): "
+                "name the one to run, e.g. Executor.run(lambda f: f.method()) or "
+                "Worker.register(cls, lambda f: f.method())")
+        return self.entry
+
+    def entry_call(self, instance: object) -> Awaitable[Any]:
+        """Call the flow's @flow method on `instance` (FlowDefinitionError: it has several)."""
+        result: Awaitable[Any] = getattr(instance, self.entry_name())()
+        return result
+
+
+def _is_entry(attr: object) -> bool:
+    return getattr(attr, "_is_ergon_flow_method", False) is True
 
 
 def definition_of(cls: type) -> FlowDefinition:
     """The FlowDefinition of a @flow_type dataclass.
 
     Raises:
-        FlowDefinitionError: not a dataclass, not marked @flow_type, or not exactly one @flow method.
+        FlowDefinitionError: not a dataclass, not marked @flow_type, or without a @flow method.
     """
     cached = cls.__dict__.get("__ergon_definition__")
     if isinstance(cached, FlowDefinition):
@@ -38,15 +65,15 @@ def definition_of(cls: type) -> FlowDefinition:
         raise FlowDefinitionError(f"{where} is not a flow: decorate it with @flow_type (under @dataclass)")
     if not dataclasses.is_dataclass(cls):
         raise FlowDefinitionError(f"{where} is not a dataclass: write @dataclass above @flow_type")
-    entries = [n for n in dir(cls) if hasattr(getattr(cls, n, None), "__ergon_flow__")]
-    if len(entries) != 1:
-        found = ", ".join(entries) or "none"
-        raise FlowDefinitionError(f"{where} needs exactly one @flow method (found: {found})")
-    entry = entries[0]
-    retry_policy, timeout = getattr(cls, entry).__ergon_flow__
-    # the marks @flow_type set on the class: attributes no type checker knows of, hence getattr
-    definition = FlowDefinition(getattr(cls, "__ergon_flow_type__"), cls, entry, retry_policy, timeout,  # noqa: B009
-                                getattr(cls, "__ergon_invokable__"))  # noqa: B009
+    entries = [n for n in dir(cls) if _is_entry(getattr(cls, n, None))]
+    if not entries:
+        raise FlowDefinitionError(f"{where} has no @flow method")
+    entry = entries[0] if len(entries) == 1 else None
+    # the marks @flow and @flow_type set: attributes no type checker knows of, hence getattr
+    method = getattr(cls, entries[0]) if entry is not None else None
+    retry_policy = getattr(method, "_flow_retry_policy", None) or getattr(cls, "_ergon_retry_policy", None)
+    definition = FlowDefinition(getattr(cls, "__ergon_flow_type__"), cls, entry, retry_policy,  # noqa: B009
+                                getattr(method, "_flow_timeout", None), getattr(cls, "__ergon_invokable__"))  # noqa: B009
     setattr(cls, "__ergon_definition__", definition)  # noqa: B010
     return definition
 
@@ -55,7 +82,7 @@ def encode_args(instance: object) -> bytes:
     """Encode a flow instance's init fields.
 
     Raises:
-        SerializationError: naming the flow, the field and the offending type.
+        FlowArgumentsError: (a SerializationError) naming the flow, the field and the type.
     """
     definition = definition_of(type(instance))
     fields = {f.name: getattr(instance, f.name) for f in dataclasses.fields(definition.cls) if f.init}
@@ -63,7 +90,7 @@ def encode_args(instance: object) -> bytes:
         return codec.encode(fields)
     except SerializationError as exc:
         bad = next((k for k, v in fields.items() if not _encodes(v)), "?")
-        raise SerializationError(
+        raise FlowArgumentsError(
             f"cannot schedule flow {definition.name}: argument {bad!r} is of type {exc.type_name}, "
             f"which ergon_actors cannot store ({exc})", type_name=exc.type_name) from None
 

@@ -50,7 +50,7 @@ async def run_claim(store: LogBase, claim: Claim, definition: FlowDefinition,
                 raise FlowCancelledError(flow.flow_id)
             if instance is None:
                 instance = build_flow(definition, flow.args)
-            call = entry(instance) if entry is not None else getattr(instance, definition.entry)()
+            call = entry(instance) if entry is not None else definition.entry_call(instance)
             value = await _within(call, deadline, flow.flow_id, definition.timeout)
             if ctx.refused is not None:
                 raise ctx.refused

@@ -8,7 +8,7 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterator
 
 from .. import codec
 from ..config import DEFAULT_STEP_TIMEOUT
@@ -18,8 +18,9 @@ from ..storage.base import LogBase
 from ..storage.commands import Claim
 from ..storage.pyergon import remember_entry
 from .context import Halted
-from .definition import FlowDefinition, definition_of
-from .execution import run_claim
+from .definition import FlowDefinition, build_flow, definition_of
+from .execution import Executor, run_claim
+from .outcome import Completed, Outcome
 from .signal import SignalSource
 
 __all__ = ["Worker", "WorkerHandle", "WorkerStatistics", "WorkerError", "Registry"]
@@ -27,21 +28,64 @@ __all__ = ["Worker", "WorkerHandle", "WorkerStatistics", "WorkerError", "Registr
 log = logging.getLogger(__name__)
 
 
-class Registry(dict[str, FlowDefinition]):
-    """The flow types a worker serves, by name."""
+Entry = Callable[[Any], Awaitable[Any]]
 
-    def register(self, cls: type) -> FlowDefinition:
-        """Add a @flow_type class; ValueError if another class has its name."""
+
+class Registry:
+    """The flow types a worker serves, by name, each with the call that runs its flows."""
+
+    def __init__(self) -> None:
+        self._flows: dict[str, tuple[FlowDefinition, Entry | None]] = {}
+
+    def register(self, cls: type, executor: Entry | None = None) -> FlowDefinition:
+        """Serve a @flow_type class; `executor` (e.g. `lambda f: f.run()`) names its entry.
+
+        Raises:
+            FlowDefinitionError: not a flow class, or one with several @flow methods and no executor.
+            ValueError: another class has its name.
+        """
         definition = definition_of(cls)
-        known = self.get(definition.name)
-        if known is not None and known.cls is not cls:
+        if executor is None:
+            definition.entry_name()  # FlowDefinitionError if it has several @flow methods
+        known = self._flows.get(definition.name)
+        if known is not None and known[0].cls is not cls:
             raise ValueError(f"two flow classes named {definition.name!r}: "
-                             f"{known.cls.__module__} and {cls.__module__}")
-        self[definition.name] = definition
+                             f"{known[0].cls.__module__} and {cls.__module__}")
+        self._flows[definition.name] = (definition, executor)
+        remember_entry(definition.name, definition.entry)
         return definition
 
+    def definition(self, flow_type: str) -> tuple[FlowDefinition, Entry | None]:
+        """The definition of a registered flow type and its entry (None: its @flow method)."""
+        return self._flows[flow_type]
+
+    def get_executor(self, flow_type: str) -> Callable[..., Awaitable[Outcome]] | None:
+        """PyErgon's form: `await run(flow_data, flow_id, storage, parent_metadata=None)` runs one
+        flow of this type from its stored arguments in this process; None if not registered."""
+        if flow_type not in self._flows:
+            return None
+        definition, entry = self._flows[flow_type]
+
+        async def run(flow_data: bytes, flow_id: object, storage: LogBase,
+                      parent_metadata: object = None) -> Outcome:
+            try:
+                instance = build_flow(definition, flow_data)
+            except Exception as exc:  # bytes that are not this flow's arguments
+                return Completed(WorkerError(f"failed to deserialize flow {flow_id}: {exc}"))
+            return await Executor(instance, storage, str(flow_id)).run(entry)
+        return run
+
+    def __contains__(self, flow_type: object) -> bool:
+        return flow_type in self._flows
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._flows)
+
+    def __len__(self) -> int:
+        return len(self._flows)
+
     def is_empty(self) -> bool:
-        return not self
+        return not self._flows
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,11 +141,10 @@ class Worker:
     async def register(self, cls: type, executor: Callable[[Any], Awaitable[Any]] | None = None) -> None:
         """Serve this @flow_type class. Raises FlowDefinitionError for an invalid flow class.
 
-        `executor` (PyErgon's form, e.g. `lambda f: f.run()`) must call the class's @flow method:
-        a worker always runs a flow through it.
+        `executor` (PyErgon's form, e.g. `lambda f: f.run()`) is what runs each flow of the
+        class; it is needed only when the class has several @flow methods.
         """
-        definition = self._registry.register(cls)
-        remember_entry(definition.name, definition.entry)
+        self._registry.register(cls, executor)
 
     def with_signals(self, source: SignalSource, poll_interval: float = 0.5) -> Worker:
         """Also deliver signals from `source` (poll_for_signal/consume_signal) to waiting flows."""
@@ -221,7 +264,8 @@ class Worker:
     async def _run_flow(self, claim: Claim) -> None:
         flow = claim.flow
         try:
-            await run_claim(self.storage, claim, self._registry[flow.flow_type], halt=self._halt,
+            definition, entry = self._registry.definition(flow.flow_type)
+            await run_claim(self.storage, claim, definition, entry=entry, halt=self._halt,
                             step_timeout=self.step_timeout)
             self._counts["finished"] += 1
         except Halted:

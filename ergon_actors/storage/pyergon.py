@@ -30,9 +30,11 @@ _TAKEOVER = "pyergon-store-api"
 _LEASE = 300.0
 
 
-def remember_entry(flow_type: str, method: str) -> None:
-    """Tell the invocation view the @flow method of a flow type (the Executor and Worker do)."""
-    _ENTRIES[flow_type] = method
+def remember_entry(flow_type: str, method: str | None) -> None:
+    """Tell the invocation view the @flow method of a flow type (the Executor and Worker do);
+    None: it has several, shown as "run"."""
+    if method is not None:
+        _ENTRIES[flow_type] = method
 
 
 def _stamp(moment: datetime | None) -> float | None:
