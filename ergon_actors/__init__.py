@@ -4,32 +4,38 @@ from __future__ import annotations
 
 import logging
 
-from .core import (FlowStatus, Invocation, InvocationStatus, RetryableError, RetryPolicy, ScheduledFlow,
-                   TaskStatus)
+from .core import (CallType, FlowStatus, Invocation, InvocationStatus, RetryableError, RetryPolicy,
+                   ScheduledFlow, TaskStatus)
 from .decorators import flow, flow_type, step
-from .errors import (ChildFlowError, ConfigError, ErgonError, FencedError, FlowCancelledError,
-                     FlowDefinitionError, FlowFailedError, FlowNotFoundError, FlowTimeoutError,
-                     NondeterminismError, PoisonFlowError, SerializationError, SignalTimeoutError,
-                     StepTimeoutError, StoreError, TimeoutExpired, UnknownFlowTypeError)
-from .executor import (Completed, DeferredRegistry, Executor, InMemorySignalSource, Outcome, Scheduler,
-                       Suspended, SuspendReason, Worker, WorkerHandle, await_external_signal,
-                       schedule_timer, schedule_timer_named, sleep)
+from .errors import (ChildFlowError, ConfigError, DagExecutionError, ErgonError, FencedError,
+                     FlowCancelledError, FlowDefinitionError, FlowFailedError, FlowNotFoundError,
+                     FlowTimeoutError, NondeterminismError, PoisonFlowError, SchedulerError, SerializationError,
+                     SignalTimeoutError, StepTimeoutError, StoreError, TimeoutExpired, UnknownFlowTypeError,
+                     WorkerError)
+from .executor import (Completed, DagSummary, DeferredRegistry, Executor, FlowOutcome, InMemorySignalSource,
+                       Outcome, PendingChild, Scheduler, StepHandle, Suspended, SuspendReason,
+                       SuspensionPayload, Worker, WorkerHandle, await_external_signal, complete_child_flow,
+                       dag, execute_dag, execute_flow, is_completed, is_suspended, schedule_timer,
+                       schedule_timer_named, sleep)
 from .storage import ExecutionLog, InMemoryExecutionLog, SqliteExecutionLog, open_store
 
 __version__ = "0.1.0"
 
 __all__ = [
     "flow", "flow_type", "step",
-    "Executor", "Outcome", "Completed", "Suspended", "SuspendReason", "Scheduler", "Worker", "WorkerHandle",
+    "Executor", "execute_flow", "Outcome", "Completed", "Suspended", "SuspendReason", "FlowOutcome",
+    "is_completed", "is_suspended", "Scheduler", "Worker", "WorkerHandle",
     "sleep", "schedule_timer", "schedule_timer_named", "await_external_signal", "InMemorySignalSource",
-    "DeferredRegistry",
+    "PendingChild", "SuspensionPayload", "complete_child_flow",
+    "DeferredRegistry", "StepHandle", "DagSummary", "execute_dag", "dag",
     "ExecutionLog", "InMemoryExecutionLog", "SqliteExecutionLog", "open_store",
     "FlowStatus", "TaskStatus", "RetryPolicy", "RetryableError", "Invocation", "InvocationStatus",
-    "ScheduledFlow",
+    "ScheduledFlow", "CallType",
     "ErgonError", "ConfigError", "FencedError", "FlowDefinitionError", "FlowFailedError",
     "FlowNotFoundError", "NondeterminismError", "SerializationError", "StoreError",
     "TimeoutExpired", "UnknownFlowTypeError", "ChildFlowError", "FlowCancelledError",
-    "FlowTimeoutError", "SignalTimeoutError", "StepTimeoutError", "PoisonFlowError",
+    "FlowTimeoutError", "SignalTimeoutError", "StepTimeoutError", "PoisonFlowError", "SchedulerError",
+    "WorkerError", "DagExecutionError",
 ]
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())

@@ -8,107 +8,204 @@
     await registry.execute()
     result = await order.resolve()
 
-Each node calls one @step. Positions are reserved in registration order when the DAG starts,
-so the journal does not depend on which branch finishes first; after a crash only the
-unfinished nodes run.
+Each node calls one @step. Inside a flow, positions are reserved in registration order when the
+DAG starts, so the journal does not depend on which branch finishes first; after a crash only
+the unfinished nodes run. Outside a flow the nodes run as plain code.
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from .context import forced_position, release_position, require
+from ..errors import DagExecutionError
+from .context import current, forced_position, release_position
 
-__all__ = ["DeferredRegistry", "StepHandle"]
+__all__ = ["DeferredRegistry", "DeferredStep", "StepHandle", "DagSummary", "execute_dag"]
+
+T = TypeVar("T")
+Factory = Callable[[dict[str, Any]], Awaitable[Any]]
 
 
-class StepHandle:
-    """The result of one DAG node, available after `DeferredRegistry.execute()`."""
+@dataclass
+class DeferredStep:
+    """One DAG node: its name, the nodes it waits for, the factory that calls its step with
+    their results by name, and the future its result lands in."""
 
-    def __init__(self, name: str, dependencies: list[str]) -> None:
-        self.step_id = name
-        self.dependencies = dependencies
-        self._done = False
-        self._value: Any = None
+    step_id: str
+    dependencies: list[str]
+    factory: Factory
+    result_future: asyncio.Future[Any] | None = None
 
-    async def resolve(self) -> Any:
-        if not self._done:
+
+@dataclass(frozen=True)
+class DagSummary:
+    """The shape of a DAG: its nodes, roots (no dependencies), leaves (nothing depends on them)
+    and its depth (the longest chain of dependencies)."""
+
+    total_steps: int
+    root_count: int
+    leaf_count: int
+    max_depth: int
+    roots: list[str]
+    leaves: list[str]
+
+
+class StepHandle(Generic[T]):
+    """The result of one DAG node, available once the DAG ran; `resolve()` it once."""
+
+    def __init__(self, node: DeferredStep) -> None:
+        self.step_id = node.step_id
+        self.dependencies = node.dependencies
+        self._node = node
+        self._resolved = False
+
+    async def resolve(self) -> T:
+        """The node's result; its error if it failed.
+
+        Raises:
+            RuntimeError: the DAG has not run this node, or the handle was resolved before.
+        """
+        future = self._node.result_future
+        if future is None or not future.done():
             raise RuntimeError(f"DAG node {self.step_id!r} has not run: await registry.execute() first")
-        return self._value
+        if self._resolved:
+            raise RuntimeError(f"StepHandle.resolve() called twice for node {self.step_id!r}: "
+                               "keep the result in a variable")
+        self._resolved = True
+        result: T = future.result()
+        return result
 
 
 class DeferredRegistry:
     """Collects DAG nodes, checks the graph, then runs it with as much parallelism as it allows."""
 
     def __init__(self) -> None:
-        self._nodes: dict[str, tuple[list[str], Callable[[dict[str, Any]], Awaitable[Any]], StepHandle]] = {}
+        self.steps: list[DeferredStep] = []
 
-    def register(self, name: str, dependencies: list[str],
-                 factory: Callable[[dict[str, Any]], Awaitable[Any]]) -> StepHandle:
+    def register(self, name: str, dependencies: list[str], factory: Factory) -> StepHandle[Any]:
         """Add a node; `factory(inputs)` gets its dependencies' results by name and calls one step."""
-        if name in self._nodes:
+        if any(node.step_id == name for node in self.steps):
             raise ValueError(f"DAG node {name!r} registered twice")
-        handle = StepHandle(name, list(dependencies))
-        self._nodes[name] = (list(dependencies), factory, handle)
-        return handle
+        node = DeferredStep(name, list(dependencies), factory)
+        self.steps.append(node)
+        return StepHandle(node)
 
     def validate(self) -> None:
         """Raise ValueError for a dependency on an unknown node or a cycle."""
-        for name, (deps, _, _) in self._nodes.items():
-            for dep in deps:
-                if dep not in self._nodes:
-                    raise ValueError(f"DAG node {name!r} depends on unknown node {dep!r}")
-        state: dict[str, int] = {}
-
-        def visit(name: str, path: list[str]) -> None:
-            if state.get(name) == 1:
-                raise ValueError(f"DAG has a cycle: {' -> '.join([*path, name])}")
-            if state.get(name) == 2:
-                return
-            state[name] = 1
-            for dep in self._nodes[name][0]:
-                visit(dep, [*path, name])
-            state[name] = 2
-
-        for name in self._nodes:
-            visit(name, [])
+        depths(self.steps)
 
     async def execute(self) -> None:
-        """Run every node once its dependencies are done; raises the first node's error after
-        the nodes already running have settled."""
-        self.validate()
-        ctx = require("DeferredRegistry.execute()")
-        base = ctx.position
-        ctx.position += len(self._nodes)  # reserve one position per node, in registration order
-        positions = {name: base + i for i, name in enumerate(self._nodes)}
-        results: dict[str, Any] = {}
-        running: dict[asyncio.Task[Any], str] = {}
-        pending = dict(self._nodes)
-        failure: BaseException | None = None
-        while pending or running:
-            if failure is None:
-                for name in [n for n, (deps, _, _) in pending.items() if all(d in results for d in deps)]:
-                    deps, factory, _ = pending.pop(name)
-                    token = forced_position(positions[name])
-                    try:
-                        awaitable = factory({d: results[d] for d in deps})
-                    finally:
-                        release_position(token)
-                    running[asyncio.ensure_future(awaitable)] = name
-            else:
-                pending.clear()
-            if not running:
-                break
-            done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                name = running.pop(task)
-                if task.exception() is not None:
-                    failure = failure or task.exception()
-                else:
-                    results[name] = task.result()
-                    handle = self._nodes[name][2]
-                    handle._value, handle._done = results[name], True
-        if failure is not None:
-            raise failure
+        """Run every node once its dependencies are done.
+
+        Raises:
+            ValueError: the graph has a cycle or a dependency on an unknown node.
+            DagExecutionError: a node failed (its error is the cause); nodes already running
+                settled first, nodes not started yet never start.
+        """
+        await execute_dag(self.steps)
+
+    def summary(self) -> DagSummary:
+        """Roots, leaves and depth of the graph (ValueError if it is not a DAG)."""
+        depth = depths(self.steps)
+        needed = {dep for node in self.steps for dep in node.dependencies}
+        roots = [node.step_id for node in self.steps if not node.dependencies]
+        leaves = [node.step_id for node in self.steps if node.step_id not in needed]
+        return DagSummary(len(self.steps), len(roots), len(leaves), max(depth.values(), default=0),
+                          roots, leaves)
+
+    def level_graph(self) -> str:
+        """The nodes level by level: a level's nodes run in parallel once the level above is done."""
+        levels: dict[int, list[str]] = {}
+        for name, level in depths(self.steps).items():
+            levels.setdefault(level, []).append(name)
+        lines = [f"DAG of {len(self.steps)} steps, by level:"]
+        for level in sorted(levels):
+            names = levels[level]
+            together = f" ({len(names)} run in parallel)" if len(names) > 1 else ""
+            lines.append(f"Level {level}: {' '.join(f'[{n}]' for n in names)}{together}")
+        lines.append("Steps of one level run in parallel.")
+        return "\n".join(lines) + "\n"
+
+
+def depths(nodes: list[DeferredStep]) -> dict[str, int]:
+    """Each node's level (0: no dependencies, else 1 + its deepest dependency's), in node order.
+
+    Raises:
+        ValueError: a dependency on an unknown node, or a cycle.
+    """
+    known = {node.step_id: node for node in nodes}
+    for node in nodes:
+        for dep in node.dependencies:
+            if dep not in known:
+                raise ValueError(f"Step {node.step_id!r} depends on non-existent step {dep!r}")
+    level: dict[str, int] = {}
+    path: list[str] = []
+
+    def visit(name: str) -> int:
+        if name in path:
+            cycle = " -> ".join(path[path.index(name):] + [name])
+            raise ValueError(f"Cycle detected in the DAG: the dependency cycle {cycle}")
+        if name not in level:
+            path.append(name)
+            level[name] = 1 + max((visit(dep) for dep in known[name].dependencies), default=-1)
+            path.pop()
+        return level[name]
+
+    for node in nodes:
+        visit(node.step_id)
+    return {node.step_id: level[node.step_id] for node in nodes}
+
+
+async def execute_dag(nodes: list[DeferredStep]) -> None:
+    """Run `nodes` (see DeferredRegistry.execute); each result is set on its node's future."""
+    depths(nodes)
+    ctx = current()
+    positions: dict[str, int] = {}
+    if ctx is not None:  # reserve one position per node, in registration order
+        positions = {node.step_id: ctx.position + i for i, node in enumerate(nodes)}
+        ctx.position += len(nodes)
+    loop = asyncio.get_running_loop()
+    for node in nodes:
+        if node.result_future is None or node.result_future.done():
+            node.result_future = loop.create_future()
+    results: dict[str, Any] = {}
+    running: dict[asyncio.Future[Any], DeferredStep] = {}
+    pending = list(nodes)
+    failed: tuple[DeferredStep, BaseException] | None = None
+    while pending or running:
+        ready = [] if failed is not None else [n for n in pending if all(d in results for d in n.dependencies)]
+        for node in ready:
+            pending.remove(node)
+            token = forced_position(positions[node.step_id]) if ctx is not None else None
+            try:  # the task copies the context: its step takes the reserved position
+                running[asyncio.ensure_future(_run(node, results))] = node
+            finally:
+                if token is not None:
+                    release_position(token)
+        if not running:
+            break
+        done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            node = running.pop(task)
+            error = task.exception()
+            if error is None:
+                results[node.step_id] = task.result()
+                node.result_future.set_result(results[node.step_id])  # type: ignore[union-attr]
+            elif failed is None:
+                failed = (node, error)
+    if failed is not None:
+        node, error = failed
+        if not isinstance(error, Exception):  # a suspend or halt unwinds the flow as it is
+            raise error
+        node.result_future.set_exception(error)  # type: ignore[union-attr]
+        node.result_future.exception()  # type: ignore[union-attr]  # raised below: mark it seen
+        check = getattr(error, "is_retryable", None)
+        raise DagExecutionError(f"DAG execution failed: step {node.step_id!r}: {error}", node=node.step_id,
+                                retryable=bool(check()) if callable(check) else True) from error
+
+
+async def _run(node: DeferredStep, results: dict[str, Any]) -> Any:
+    return await node.factory({dep: results[dep] for dep in node.dependencies})

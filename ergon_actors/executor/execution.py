@@ -21,8 +21,11 @@ from ..storage.pyergon import remember_entry
 from .context import FlowContext, Suspend, enter, leave
 from .definition import FlowDefinition, build_flow, definition_of, encode_args
 from .outcome import Completed, Outcome, Suspended, SuspendReason
+from .pyergon_handlers import (check_should_retry, handle_flow_completion, handle_flow_error,
+                               handle_suspended_flow)  # PyErgon's helpers, at its module path
 
-__all__ = ["Executor", "Outcome", "run_claim"]
+__all__ = ["Executor", "Outcome", "run_claim", "check_should_retry", "handle_flow_completion",
+           "handle_flow_error", "handle_suspended_flow"]
 
 log = logging.getLogger(__name__)
 

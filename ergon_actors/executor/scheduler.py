@@ -7,10 +7,11 @@ import time
 import uuid
 from datetime import timedelta
 
+from ..errors import SchedulerError
 from ..storage.base import LogBase
 from .definition import definition_of, encode_args
 
-__all__ = ["Scheduler"]
+__all__ = ["Scheduler", "SchedulerError"]
 
 
 class Scheduler:

@@ -319,7 +319,7 @@ def test_dag_cycles_and_unknown_dependencies_are_refused():
         registry.validate()
     other = DeferredRegistry()
     other.register("a", ["missing"], lambda i: None)
-    with pytest.raises(ValueError, match="unknown node 'missing'"):
+    with pytest.raises(ValueError, match="non-existent step 'missing'"):
         other.validate()
 
 
