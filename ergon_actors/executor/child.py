@@ -12,7 +12,7 @@ from .. import codec
 from ..core import Failure, StepRecord, StepStatus
 from ..errors import ChildFlowError
 from ..storage.commands import ScheduleFlow
-from .context import FlowContext, Suspend, current
+from .context import FlowContext, Suspend, current, position_label
 from .definition import definition_of, encode_args
 
 __all__ = ["PendingChild"]
@@ -46,7 +46,7 @@ class PendingChild(Generic[R]):
     @property
     def flow_id(self) -> str | None:
         """The child's flow_id once its position in the parent is known."""
-        return None if self._at is None else f"{self._at[0].flow_id}/{self._at[1]}"
+        return None if self._at is None else f"{self._at[0].flow_id}/{position_label(self._at[1])}"
 
     def __repr__(self) -> str:
         return f"PendingChild(child_type={self.child_type!r}, flow_id={self.flow_id!r})"
@@ -63,7 +63,7 @@ class PendingChild(Generic[R]):
                 raise RuntimeError("result() called outside execution context: it must run inside a flow")
             self._at = (ctx, ctx.next_position())
         ctx, position = self._at
-        flow_id = f"{ctx.flow_id}/{position}"
+        flow_id = f"{ctx.flow_id}/{position_label(position)}"
         step_name = f"child:{self.child_type}"
         digest = codec.args_hash((self.child_bytes,), {})
         recorded = ctx.replayed(position, step_name, digest)

@@ -17,7 +17,7 @@ from ..errors import (ErgonError, FencedError, FlowCancelledError, Nondeterminis
 from ..storage.base import LogBase
 
 __all__ = ["FlowContext", "StepOptions", "Suspend", "Halted", "current", "current_step", "require",
-           "call_step"]
+           "call_step", "position_label", "NESTED"]
 
 T = TypeVar("T")
 
@@ -40,7 +40,7 @@ class Suspend(BaseException):
         self.recorded = recorded
         self.signal = signal
         inside = _in_step.get()
-        self.step = 0 if inside is None else inside[0] + 1
+        self.step = 0 if inside is None else inside.position + 1
 
 
 class Halted(BaseException):
@@ -77,10 +77,16 @@ class FlowContext:
         self.step_timeout = step_timeout
 
     def next_position(self) -> int:
+        """The position of the next journaled call: the flow's next one, or, for a timer, signal
+        or child called inside a step's body, the next one nested under that step."""
         forced = _forced.get()
         if forced is not None:  # a DAG node: its position was reserved in declaration order
             _forced.set(None)
             return forced
+        frame = _in_step.get()
+        if frame is not None:
+            frame.nested += 1
+            return (frame.position + 1) * NESTED + frame.nested - 1
         position = self.position
         self.position += 1
         return position
@@ -105,8 +111,25 @@ class FlowContext:
         await self.write(self.store.append_step(self.flow_id, self.epoch, step))
 
 
+class _StepFrame:
+    """The step whose body runs in this task, and how many nested positions its body took."""
+
+    __slots__ = ("position", "name", "nested")
+
+    def __init__(self, position: int, name: str) -> None:
+        self.position = position
+        self.name = name
+        self.nested = 0
+
+
+# The durable calls a step's body makes (a timer, a signal, a child) take positions nested under
+# the step: (step position + 1) * NESTED + n. They do not use the flow's counter, so a step
+# replayed from its journaled result (its body skipped) leaves the positions after it unchanged,
+# and steps running in parallel cannot interleave their calls' positions.
+NESTED = 1 << 32
+
 _current: ContextVar[FlowContext | None] = ContextVar("ergon_flow", default=None)
-_in_step: ContextVar[tuple[int, str] | None] = ContextVar("ergon_in_step", default=None)
+_in_step: ContextVar[_StepFrame | None] = ContextVar("ergon_in_step", default=None)
 _forced: ContextVar[int | None] = ContextVar("ergon_forced_position", default=None)
 
 
@@ -117,7 +140,15 @@ def current() -> FlowContext | None:
 
 def current_step() -> tuple[int, str] | None:
     """(position, name) of the step whose body runs in this task, or None outside a step."""
-    return _in_step.get()
+    frame = _in_step.get()
+    return None if frame is None else (frame.position, frame.name)
+
+
+def position_label(position: int) -> str:
+    """A position as people read it: "5", or "2.1" for the second call nested in step 2."""
+    if position < NESTED:
+        return str(position)
+    return f"{position // NESTED - 1}.{position % NESTED}"
 
 
 def require(what: str) -> FlowContext:
@@ -155,7 +186,7 @@ async def _run_step(ctx: FlowContext, position: int, options: StepOptions, fn: C
             tries = recorded.tries + 1
     if ctx.halt is not None and ctx.halt.is_set():
         raise Halted()
-    token = _in_step.set((position, name))
+    token = _in_step.set(_StepFrame(position, name))
     try:
         timeout = ctx.step_timeout if options.timeout is None else options.timeout
         value = await _with_timeout(name, timeout, fn(obj, *args, **kwargs))
