@@ -10,7 +10,8 @@ from .. import codec
 from ..core import RetryPolicy
 from ..errors import DecodeError, FlowArgumentsError, FlowDefinitionError, SerializationError
 
-__all__ = ["FlowDefinition", "definition_of", "encode_args", "build_flow"]
+__all__ = ["FlowDefinition", "definition_of", "instance_definition", "instance_args", "encode_args",
+           "build_flow"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +77,33 @@ def definition_of(cls: type) -> FlowDefinition:
                                 getattr(method, "_flow_timeout", None), getattr(cls, "__ergon_invokable__"))  # noqa: B009
     setattr(cls, "__ergon_definition__", definition)  # noqa: B010
     return definition
+
+
+def instance_definition(flow: object) -> FlowDefinition:
+    """The definition of a flow instance an Executor runs.
+
+    A @flow_type dataclass's, as for workers; for any other object (PyErgon's Executor runs
+    those) its class name and its @flow method if it has one. Such an object's fields are not
+    journaled (see `instance_args`), so only an Executor given the object again resumes it.
+    """
+    cls = type(flow)
+    if _journaled(cls):
+        return definition_of(cls)
+    entries = [n for n in dir(cls) if _is_entry(getattr(cls, n, None))]
+    method = getattr(cls, entries[0]) if len(entries) == 1 else None
+    return FlowDefinition(getattr(cls, "__ergon_flow_type__", cls.__name__), cls,
+                          entries[0] if method is not None else None,
+                          getattr(method, "_flow_retry_policy", None), getattr(method, "_flow_timeout", None))
+
+
+def instance_args(flow: object) -> bytes:
+    """The arguments journaled for a flow instance an Executor runs: a @flow_type dataclass's
+    fields (see `encode_args`), none for any other object."""
+    return encode_args(flow) if _journaled(type(flow)) else codec.encode({})
+
+
+def _journaled(cls: type) -> bool:
+    return hasattr(cls, "__ergon_flow_type__") and dataclasses.is_dataclass(cls)
 
 
 def encode_args(instance: object) -> bytes:

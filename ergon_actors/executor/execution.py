@@ -19,7 +19,7 @@ from ..storage.base import LogBase
 from ..storage.commands import Claim
 from ..storage.pyergon import remember_entry
 from .context import FlowContext, Suspend, enter, leave
-from .definition import FlowDefinition, build_flow, definition_of, encode_args
+from .definition import FlowDefinition, build_flow, instance_args, instance_definition
 from .outcome import Completed, Outcome, Suspended, SuspendReason
 from .pyergon_handlers import (check_should_retry, handle_flow_completion, handle_flow_error,
                                handle_suspended_flow)  # PyErgon's helpers, at its module path
@@ -144,7 +144,7 @@ class Executor:
 
     def __init__(self, flow: object, storage: LogBase, flow_id: str | None = None, *,
                  lease_seconds: float = 60.0, step_timeout: float = DEFAULT_STEP_TIMEOUT) -> None:
-        self.definition = definition_of(type(flow))
+        self.definition = instance_definition(flow)
         remember_entry(self.definition.name, self.definition.entry)
         self.flow = flow
         self.storage = storage
@@ -159,7 +159,7 @@ class Executor:
         Args:
             entry: called with the flow instance; defaults to its @flow method.
         """
-        await self.storage.schedule_flow(self.flow_id, self.definition.name, encode_args(self.flow))
+        await self.storage.schedule_flow(self.flow_id, self.definition.name, instance_args(self.flow))
         claims = await self.storage.claim(self.worker_id, 1, self.lease_seconds,
                                           flow_id=self.flow_id, steal=True)
         if not claims:  # already finished: the journal has the answer
@@ -168,3 +168,10 @@ class Executor:
             return Outcome.of(record)
         return await run_claim(self.storage, claims[0], self.definition, self.flow, entry,
                                step_timeout=self.step_timeout)
+
+    async def execute(self, entry: Callable[[Any], Awaitable[Any]] | None = None) -> Outcome:
+        """PyErgon's name for `run`."""
+        return await self.run(entry)
+
+    def __repr__(self) -> str:
+        return f"Executor(flow_id={self.flow_id!r}, flow_type={self.definition.name!r})"

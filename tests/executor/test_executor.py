@@ -232,18 +232,50 @@ class NotADataclass:
 
 
 def test_invalid_flow_classes_are_refused_with_the_reason():
+    store = InMemoryExecutionLog()
     with pytest.raises(FlowDefinitionError, match="not a flow"):
-        Executor(NotADataclass(), InMemoryExecutionLog())
+        run(Scheduler(store).schedule(NotADataclass()))
     plain = flow_type(NotADataclass)
     with pytest.raises(FlowDefinitionError, match="not a dataclass"):
-        Executor(plain(), InMemoryExecutionLog())
+        run(Scheduler(store).schedule(plain()))
 
     @dataclass
     @flow_type
     class NoEntry:
         x: int = 0
     with pytest.raises(FlowDefinitionError, match="has no @flow method"):
-        Executor(NoEntry(), InMemoryExecutionLog())
+        run(Scheduler(store).schedule(NoEntry()))
+
+
+LOG: list[str] = []
+
+
+class Plain:
+    """Not a @flow_type dataclass: an Executor runs it all the same (as PyErgon's does)."""
+
+    def __init__(self, amount: int) -> None:
+        self.amount = amount
+
+    @step
+    async def double(self) -> int:
+        LOG.append("double")
+        return self.amount * 2
+
+    async def total(self) -> int:
+        return await self.double() + 1
+
+
+def test_an_executor_runs_an_object_of_any_class_with_its_steps_journaled():
+    async def body():
+        store = InMemoryExecutionLog()
+        LOG.clear()
+        first = await Executor(Plain(20), store, "plain").execute(lambda f: f.total())
+        assert first.result == 41 and LOG == ["double"]
+        steps = await store.load_steps("plain")
+        assert [s.name for s in steps] == ["double"]
+        flow = await store.get_flow("plain")
+        assert flow is not None and flow.flow_type == "Plain"
+    run(body())
 
 
 def test_failure_roundtrip_rebuilds_builtin_exceptions():
