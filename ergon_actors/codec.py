@@ -41,9 +41,10 @@ __all__ = ["encode", "decode", "register_type", "register_module", "resolve_clas
 #   11    Enum        packed ["module:qualname", value]
 #   12    dataclass   packed ["module:qualname", {field_name: value}] (init=True fields only)
 #   13    bytearray   raw bytes
+#   14    numpy       packed [dtype.str, shape (nil: a numpy scalar), raw C-order bytes]; no object dtypes
 # tz is nil (naive) | int offset in µs (datetime.timezone) | [offset µs, name] | str ZoneInfo key
 _TUPLE, _SET, _FROZENSET, _BIGINT, _DATETIME, _DATE, _TIME = 1, 2, 3, 4, 5, 6, 7
-_TIMEDELTA, _UUID, _DECIMAL, _ENUM, _DATACLASS, _BYTEARRAY = 8, 9, 10, 11, 12, 13
+_TIMEDELTA, _UUID, _DECIMAL, _ENUM, _DATACLASS, _BYTEARRAY, _NUMPY = 8, 9, 10, 11, 12, 13, 14
 
 _PACKER_OPTS: dict[str, Any] = {"strict_types": True, "use_bin_type": True, "datetime": False}
 _POOL_MAX = 8
@@ -69,7 +70,7 @@ def _unsupported(obj: object, detail: str = "", path: str = "") -> Serialization
     name = _type_name(type(obj))
     where = f" at {path}" if path else ""
     exc = SerializationError(f"cannot encode value of type {name}{where}{detail} (supported: builtins, "
-                             "datetime types, UUID, Decimal, Enum, dataclasses)", type_name=name)
+                             "datetime types, UUID, Decimal, Enum, dataclasses, numpy arrays)", type_name=name)
     if not path:
         exc._codec_info = (obj, detail)  # type: ignore[attr-defined]  # encode() adds the path
     return exc
@@ -174,6 +175,29 @@ def _encode_dataclass(obj: Any) -> msgpack.ExtType:
     return _ext(_DATACLASS, [f"{cls.__module__}:{cls.__qualname__}", {n: getattr(obj, n) for n in names}])
 
 
+def _encode_numpy(obj: Any) -> msgpack.ExtType:
+    """A numpy array or scalar by dtype, shape and bytes (numpy is loaded: the value exists)."""
+    if obj.dtype.hasobject:
+        raise _unsupported(obj, " of dtype object")
+    np = sys.modules["numpy"]
+    if isinstance(obj, np.ndarray):
+        return _ext(_NUMPY, [obj.dtype.str, list(obj.shape), np.ascontiguousarray(obj).tobytes()])
+    return _ext(_NUMPY, [obj.dtype.str, None, obj.tobytes()])
+
+
+def _decode_numpy(data: bytes) -> object:
+    try:
+        import numpy as np
+    except ImportError:
+        raise DecodeError("a stored numpy value needs numpy installed to decode") from None
+    dtype_name, shape, raw = _unpack(data)
+    dtype = np.dtype(dtype_name)
+    if dtype.hasobject:
+        raise DecodeError(f"stored numpy dtype {dtype_name!r} holds Python objects")
+    values = np.frombuffer(raw, dtype=dtype)
+    return values[0] if shape is None else values.reshape(shape).copy()
+
+
 _ENCODERS: dict[type, Callable[[Any], msgpack.ExtType]] = {
     tuple: lambda v: _ext(_TUPLE, list(v)),
     set: _set_encoder(_SET),
@@ -198,6 +222,8 @@ def _default(obj: object) -> msgpack.ExtType:
             encoder = _ENCODERS[cls] = _encode_enum
         elif hasattr(cls, "__dataclass_fields__"):
             encoder = _ENCODERS[cls] = _encode_dataclass
+        elif cls.__module__ == "numpy" and hasattr(obj, "dtype"):
+            encoder = _ENCODERS[cls] = _encode_numpy
         else:
             raise _unsupported(obj)
     return encoder(obj)
@@ -323,6 +349,7 @@ _DECODERS: dict[int, Callable[[bytes], object]] = {
     _ENUM: _decode_enum,
     _DATACLASS: _decode_dataclass,
     _BYTEARRAY: bytearray,
+    _NUMPY: _decode_numpy,
 }
 
 

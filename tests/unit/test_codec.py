@@ -540,3 +540,25 @@ def test_concurrent_args_hash_matches() -> None:
     for t in threads:
         t.join()
     assert results == [expected] * 8
+
+
+def test_numpy_arrays_and_scalars_round_trip_with_dtype_and_shape() -> None:
+    np = pytest.importorskip("numpy")  # the test extra installs it
+    values = [np.arange(12.0).reshape(3, 4), np.array([[1, 2], [3, 4]], dtype=np.int16).T,
+              np.array(["ab", "c"]), np.zeros((0, 3)), np.float32(1.5), np.int64(-7), np.bool_(True)]
+    for value in values:
+        back = decode(encode(value))
+        assert type(back) is type(value) and back.dtype == value.dtype
+        assert np.array_equal(back, value) and np.shape(back) == np.shape(value)
+    back = decode(encode(np.ones(3)))
+    back[0] = 5.0  # a decoded array is writable, not a view of the stored bytes
+    assert args_hash((np.ones(3),), {}) == args_hash((np.ones(3),), {}) != args_hash((np.zeros(3),), {})
+
+
+def test_numpy_values_of_python_objects_are_refused_both_ways() -> None:
+    np = pytest.importorskip("numpy")
+    with pytest.raises(SerializationError, match="dtype object"):
+        encode(np.array([object()]))
+    forged = msgpack.packb(msgpack.ExtType(14, msgpack.packb(["|O", [1], b"\0" * 8])))
+    with pytest.raises(DecodeError, match="Python objects"):
+        decode(forged)
