@@ -24,8 +24,9 @@ from ..errors import (ConfigError, FencedError, FlowBusyError, FlowCancelledErro
                       FlowNotFoundError, StoreError, StoreUnavailableError)
 from .base import LogBase
 from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows,
-                       FinishFlow, GetFlow, InvokeChild, ListFlows, LoadSteps, RecordCrash, ReleaseWorker,
-                       RenewLeases, Scheduled, ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals)
+                       FinishFlow, GetFlow, InvokeChild, ListFlows, LoadSteps, PutRecord, RecordCrash,
+                       ReleaseWorker, RenewLeases, ResetStore, ScanRecords, Scheduled, ScheduleFlow, SendSignal,
+                       SuspendFlow, WaitingSignals)
 from .crashes import JITTER, check, poison_failure
 from .records import dump_failure, load_crashes, load_failure
 from .redis_scripts import PRELUDE, SCRIPTS
@@ -360,3 +361,12 @@ class RedisExecutionLog(LogBase):
         cap: Callable[[int], int] = (lambda n: n) if limit is None else (lambda n: min(n, limit))
         return self._script("CountFlows", []), lambda r: {r[i].decode(): cap(int(r[i + 1]))
                                                           for i in range(0, len(r), 2)}
+
+    def _PutRecord(self, c: PutRecord) -> Plan:
+        return self._script("PutRecord", [c.key, c.value, c.check, c.expected]), lambda r: r == 1
+
+    def _ScanRecords(self, c: ScanRecords) -> Plan:
+        return self._script("ScanRecords", [c.prefix]), lambda r: [[k.decode(), v] for k, v in _unpack(r)]
+
+    def _ResetStore(self, c: ResetStore) -> Plan:
+        return self._script("ResetStore", []), lambda r: None

@@ -331,6 +331,34 @@ table.sort(found, function(a, b) return a[2] < b[2] end)
 local out = {}
 for i = 1, math.min(C[2], #found) do out[i] = redis.call('HGETALL', k('flow', found[i][1])) end
 return cmsgpack.pack(out)""",
+    # PutRecord {key, value|nil, check, expected|nil}: set (or, value nil, delete) a record of
+    # PyErgon's store API; with check, only if its value is expected now (nil: absent) -> 1 or 0.
+    "PutRecord": r"""
+if C[3] and redis.call('HGET', P .. ':records', C[1]) ~= (C[4] or false) then return 0 end
+if C[2] then
+  redis.call('HSET', P .. ':records', C[1], C[2])
+  redis.call('ZADD', P .. ':recordkeys', 0, C[1])
+else
+  redis.call('HDEL', P .. ':records', C[1])
+  redis.call('ZREM', P .. ':recordkeys', C[1])
+end
+return 1""",
+    # ScanRecords {prefix}: -> the records whose key starts with prefix, by key: {{key, value}, ...} packed.
+    "ScanRecords": r"""
+local keys = redis.call('ZRANGEBYLEX', P .. ':recordkeys', '[' .. C[1], '[' .. C[1] .. '\255')
+local out = {}
+for i, key in ipairs(keys) do out[i] = {key, redis.call('HGET', P .. ':records', key)} end
+return cmsgpack.pack(out)""",
+    # ResetStore {}: delete every key of this store (every key under the prefix).
+    "ResetStore": r"""
+local pattern = string.gsub(P, '[%*%?%[%]\\]', '\\%0') .. ':*'
+local cursor = '0'
+repeat
+  local r = redis.call('SCAN', cursor, 'MATCH', pattern, 'COUNT', 1000)
+  cursor = r[1]
+  if #r[2] > 0 then redis.call('DEL', unpack(r[2])) end
+until cursor == '0'
+return false""",
     # CountFlows {}: {status, count, ..., 'due', count} -> flows per status and runnable now.
     "CountFlows": r"""
 local out, due = {}, 0
