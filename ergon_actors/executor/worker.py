@@ -289,6 +289,12 @@ class Worker:
         self._stopped.set()
         self._wake.set()
 
+    async def settle(self, timeout: float) -> None:
+        """Wait up to `timeout` seconds for the flows running now to end or suspend."""
+        tasks = list(self._running.values())
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+
     async def drain(self, grace: float) -> int:
         """Let steps in flight finish (up to `grace` seconds), stop each flow at its next step
         boundary, cancel what is still running, and release every flow of this worker.
@@ -332,7 +338,10 @@ class WorkerHandle:
         self.task.cancel()
 
     async def shutdown(self, grace: float = 10.0) -> None:
-        """Stop claiming, let running flows finish within `grace` seconds, release the rest."""
+        """Stop claiming and let running flows run to their end (complete, fail or wait) for up
+        to `grace` seconds; then stop the rest at their next step boundary and release them."""
+        deadline = time.monotonic() + grace
         self.worker.stop()
         await self.task
-        await self.worker.drain(grace)
+        await self.worker.settle(grace)
+        await self.worker.drain(max(0.0, deadline - time.monotonic()))
