@@ -67,11 +67,16 @@ PRIVATE.update({
 # Behaviour of PyErgon that ergon_actors refuses on purpose (docs/migrating-from-pyergon.md).
 _PICKLE = ("unpickles what the store holds; ergon_actors stores msgpack and never unpickles "
            "(a store's bytes must not be able to run code)")
+_DAG_VALUES = ("unpickles the DAG inputs a node gets: ergon_actors hands a node its dependencies' "
+               "results as values, PyErgon as pickled bytes")
 DIFFERENCES: dict[str, str] = {
     "test_concurrency.py::test_concurrent_flow_completion_updates": _PICKLE,
     "test_durability.py::test_flow_queue_persists": _PICKLE,
     "test_invocation_model.py::test_invocation_deserialize_parameters": _PICKLE,
     "test_invocation_model.py::test_invocation_deserialize_return_value": _PICKLE,
+    "test_dag_execution.py::test_dag_with_dependencies": _DAG_VALUES,
+    "test_dag_execution.py::test_dag_diamond_pattern": _DAG_VALUES,
+    "test_dag_execution.py::test_dag_complex_parallel_branches": _DAG_VALUES,
 }
 
 

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .. import codec
-from ..core import (Failure, FlowRecord, FlowStatus, Invocation, InvocationStatus, RetryPolicy,
+from ..core import (TERMINAL, Failure, FlowRecord, FlowStatus, Invocation, InvocationStatus, RetryPolicy,
                     ScheduledFlow, SignalInfo, StepRecord, StepStatus, TimerInfo)
 from ..errors import FlowNotFoundError
 from .commands import PutRecord, ResetStore, ScanRecords
@@ -114,9 +114,12 @@ class PyErgonLogMixin:
         flow = await self.get_flow(flow_id)
         if flow is None:
             return {}
-        view = {0: _flow_invocation(flow)}
-        for step in await self.load_steps(flow_id):
-            view[step.position + 1] = _step_invocation(flow, step)
+        steps = await self.load_steps(flow_id)
+        view = {step.position + 1: _step_invocation(flow, step) for step in steps}
+        # Invocation 0 (the @flow method) once the flow has run: it journaled a step, waited,
+        # ended or failed an attempt. A flow only queued or just taken has none yet.
+        if steps or flow.attempt > 1 or flow.status in (FlowStatus.SUSPENDED, *TERMINAL):
+            view[0] = _flow_invocation(flow)
         return view
 
     async def get_invocations_for_flow(self, flow_id: str) -> list[Invocation]:
