@@ -21,6 +21,7 @@ from .context import Halted
 from .definition import FlowDefinition, build_flow, definition_of
 from .execution import Executor, run_claim
 from .outcome import Completed, Outcome
+from .pyergon_worker import PyErgonBuilders
 from .signal import SignalSource
 
 __all__ = ["Worker", "WorkerHandle", "WorkerStatistics", "WorkerError", "Registry"]
@@ -98,7 +99,7 @@ class WorkerStatistics:
     halted: int
 
 
-class Worker:
+class Worker(PyErgonBuilders):
     """Runs registered flow types from a store (the same code runs inside worker actors).
 
     A suspect (a flow whose worker died beside other flows) runs alone: an idle worker claims
@@ -136,7 +137,7 @@ class Worker:
         self._stopped = asyncio.Event()
         self._counts = {"started": 0, "finished": 0, "abandoned": 0, "halted": 0}
         self._signal_source: SignalSource | None = None
-        self._signal_poll = 0.5
+        self._signal_poll_interval = 0.5
 
     async def register(self, cls: type, executor: Callable[[Any], Awaitable[Any]] | None = None) -> None:
         """Serve this @flow_type class. Raises FlowDefinitionError for an invalid flow class.
@@ -149,32 +150,7 @@ class Worker:
     def with_signals(self, source: SignalSource, poll_interval: float = 0.5) -> Worker:
         """Also deliver signals from `source` (poll_for_signal/consume_signal) to waiting flows."""
         self._signal_source = source
-        self._signal_poll = poll_interval
-        return self
-
-    def with_poll_interval(self, seconds: float) -> Worker:
-        """How long an idle worker waits before looking for work again (it is also woken)."""
-        self.poll_interval = seconds
-        return self
-
-    def with_max_concurrent_flows(self, limit: int) -> Worker:
-        """Run at most `limit` flows at once."""
-        if limit < 1:
-            raise ValueError(f"max concurrent flows must be >= 1, got {limit}")
-        self.concurrency = limit
-        return self
-
-    def with_signal_interval(self, seconds: float) -> Worker:
-        """How often waiting signals are looked up in the signal source."""
-        self._signal_poll = seconds
-        return self
-
-    def with_timers(self) -> Worker:
-        """PyErgon's switch for timers; timers always fire here, so this changes nothing."""
-        return self
-
-    def with_timer_interval(self, seconds: float) -> Worker:
-        """PyErgon's timer poll; a due timer makes its flow claimable here, so this changes nothing."""
+        self._signal_poll_interval = poll_interval
         return self
 
     async def _poll_signals(self, source: SignalSource) -> None:
@@ -186,7 +162,7 @@ class Worker:
                     consume = getattr(source, "consume_signal", None)
                     if consume is not None:
                         await consume(name)
-            await asyncio.sleep(self._signal_poll)
+            await asyncio.sleep(self._signal_poll_interval)
 
     @property
     def flow_types(self) -> tuple[str, ...]:
