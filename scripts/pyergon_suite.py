@@ -54,6 +54,8 @@ PRIVATE = {
     "test_worker_edge_cases.py::test_registry_execute_flow": "PyErgon's private Registry",
     "test_worker_edge_cases.py::test_registry_executor_handles_deserialization_error":
         "PyErgon's private Registry",
+    "test_worker_edge_cases.py::test_worker_start_and_shutdown":
+        "reads the worker's private _running (a flag in PyErgon; the flows running now here)",
 }
 
 # Files that hold no tests but import PyErgon's private call-type machinery at their top.
