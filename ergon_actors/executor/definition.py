@@ -36,10 +36,10 @@ class FlowDefinition:
         """
         if self.entry is None:
             entries = ", ".join(n for n in dir(self.cls) if _is_entry(getattr(self.cls, n, None)))
+            which = f"several @flow methods ({entries})" if entries else "no @flow method"
             raise FlowDefinitionError(
-                f"{self.cls.__module__}.{self.cls.__qualname__} has several @flow methods ({entries}): "
-                "name the one to run, e.g. Executor.run(lambda f: f.method()) or "
-                "Worker.register(cls, lambda f: f.method())")
+                f"{self.cls.__module__}.{self.cls.__qualname__} has {which}: name the one to run, e.g. "
+                "Executor.run(lambda f: f.method()) or Worker.register(cls, lambda f: f.method())")
         return self.entry
 
     def entry_call(self, instance: object) -> Awaitable[Any]:

@@ -158,7 +158,12 @@ class Executor:
 
         Args:
             entry: called with the flow instance; defaults to its @flow method.
+
+        Raises:
+            FlowDefinitionError: no entry given and the class has several @flow methods.
         """
+        if entry is None:
+            self.definition.entry_name()
         await self.storage.schedule_flow(self.flow_id, self.definition.name, instance_args(self.flow))
         claims = await self.storage.claim(self.worker_id, 1, self.lease_seconds,
                                           flow_id=self.flow_id, steal=True)
