@@ -107,6 +107,7 @@ class Suspended(Outcome):
     """A flow waiting for a timer, a signal or a child flow; `reason` says which."""
 
     __slots__ = ("reason",)
+    reason: SuspendReason
 
     def __init__(self, reason: SuspendReason, *, flow_id: str | None = None,
                  status: str = FlowStatus.SUSPENDED, error: Failure | None = None) -> None:
