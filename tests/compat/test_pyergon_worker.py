@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 
 from ergon_actors import (Completed, FlowDefinitionError, InMemoryExecutionLog, Scheduler, TaskStatus, Worker,
-                          WorkerError, flow, flow_type, step)
+                          WorkerError, WorkerHandle, flow, flow_type, step)
 from ergon_actors.executor.worker import Registry
 from tests.helpers import run, wait_until_async
 
@@ -38,19 +38,25 @@ class Gated:
         return await self.finish(await self.wait_for_gate())
 
 
+async def running_gated(name: str) -> tuple[InMemoryExecutionLog, WorkerHandle, str]:
+    """A worker running a Gated flow that waits in its first step for GATES[name]."""
+    GATES.update({name: asyncio.Event(), f"{name}-started": asyncio.Event()})
+    store = InMemoryExecutionLog()
+    worker = Worker(store, "w1").with_poll_interval(0.01)
+    await worker.register(Gated)
+    handle = await worker.start()
+    flow_id = await Scheduler(store).schedule(Gated(name))
+    await asyncio.wait_for(GATES[f"{name}-started"].wait(), 10)
+    return store, handle, flow_id
+
+
 async def _true(value: bool) -> bool:
     return value
 
 
 def test_shutdown_lets_a_running_flow_finish_before_it_returns():
     async def body() -> None:
-        GATES.update({"a": asyncio.Event(), "a-started": asyncio.Event()})
-        store = InMemoryExecutionLog()
-        worker = Worker(store, "w1").with_poll_interval(0.01)
-        await worker.register(Gated)
-        handle = await worker.start()
-        flow_id = await Scheduler(store).schedule(Gated("a"))
-        await asyncio.wait_for(GATES["a-started"].wait(), 10)
+        store, handle, flow_id = await running_gated("a")
         stopping = asyncio.ensure_future(handle.shutdown(grace=20))
         await wait_until_async(lambda: _true(not handle.is_running()), what="the worker to stop claiming")
         for _ in range(5):  # let shutdown go on past the claim loop's end (a drain would halt now)
@@ -66,13 +72,7 @@ def test_shutdown_lets_a_running_flow_finish_before_it_returns():
 
 def test_shutdown_releases_a_flow_still_running_when_its_grace_ends():
     async def body() -> None:
-        GATES.update({"b": asyncio.Event(), "b-started": asyncio.Event()})  # "b" is never set
-        store = InMemoryExecutionLog()
-        worker = Worker(store, "w1").with_poll_interval(0.01)
-        await worker.register(Gated)
-        handle = await worker.start()
-        flow_id = await Scheduler(store).schedule(Gated("b"))
-        await asyncio.wait_for(GATES["b-started"].wait(), 10)
+        store, handle, flow_id = await running_gated("b")  # its gate is never opened
         await asyncio.wait_for(handle.shutdown(grace=1.0), 20)
         flow = await store.get_flow(flow_id)
         assert flow.status == TaskStatus.PENDING and flow.owner is None  # released for another worker
