@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from .core import (CallType, FlowStatus, Invocation, InvocationStatus, RetryableError, RetryPolicy,
+from .core import (CallType, FlowStatus, FlowType, Invocation, InvocationStatus, RetryableError, RetryPolicy,
                    ScheduledFlow, TaskStatus)
 from .decorators import flow, flow_type, step
 from .errors import (ChildFlowError, ConfigError, DagExecutionError, ErgonError, FencedError,
@@ -30,7 +30,7 @@ __all__ = [
     "DeferredRegistry", "StepHandle", "DagSummary", "execute_dag", "dag",
     "ExecutionLog", "InMemoryExecutionLog", "SqliteExecutionLog", "open_store",
     "FlowStatus", "TaskStatus", "RetryPolicy", "RetryableError", "Invocation", "InvocationStatus",
-    "ScheduledFlow", "CallType",
+    "ScheduledFlow", "CallType", "FlowType",
     "ErgonError", "ConfigError", "FencedError", "FlowDefinitionError", "FlowFailedError",
     "FlowNotFoundError", "NondeterminismError", "SerializationError", "StoreError",
     "TimeoutExpired", "UnknownFlowTypeError", "ChildFlowError", "FlowCancelledError",

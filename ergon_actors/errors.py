@@ -272,6 +272,10 @@ class SignalTimeoutError(TimeoutExpired):
         self.timeout = timeout
 
 
+class TimerError(ErgonError, RuntimeError):
+    """Raised when a durable timer is set outside a running flow (PyErgon's name)."""
+
+
 class WorkerError(ErgonError):
     """Raised when a worker cannot run a flow it claimed (PyErgon's name)."""
 

@@ -10,14 +10,15 @@ from typing import ClassVar, cast
 
 from .. import codec, errors
 from ..errors import ChildFlowError, StepError
-from .models import CallType, Invocation, InvocationStatus, ScheduledFlow, SignalInfo, TimerInfo
+from .models import (CallType, FlowType, Invocation, InvocationStatus, InvokableFlow, ScheduledFlow, SignalInfo,
+                     TimerInfo, get_flow_type_id)
 
 __all__ = [
     "FlowStatus", "TaskStatus", "StepStatus", "TERMINAL", "Failure", "Crash", "FlowRecord", "StepRecord",
     "RetryPolicy", "RetryableError",
     # PyErgon's names
     "Invocation", "InvocationStatus", "ScheduledFlow", "TimerInfo", "SignalInfo", "ChildFlowError",
-    "CallType",
+    "CallType", "FlowType", "InvokableFlow", "get_flow_type_id",
 ]
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from .. import codec
 
-__all__ = ["CallType", "InvocationStatus", "Invocation", "ScheduledFlow", "TimerInfo", "SignalInfo"]
+__all__ = ["CallType", "InvocationStatus", "Invocation", "ScheduledFlow", "TimerInfo", "SignalInfo", "FlowType",
+           "InvokableFlow", "get_flow_type_id"]
 
 
 class CallType(Enum):
@@ -191,3 +192,33 @@ class SignalInfo:
     flow_id: str
     step: int
     signal_name: str | None = None
+
+
+@runtime_checkable
+class FlowType(Protocol):
+    """A flow class or instance with a stable type name: @flow_type gives every flow one."""
+
+    @staticmethod
+    def type_id() -> str: ...
+
+
+Output = TypeVar("Output", covariant=True)
+
+
+@runtime_checkable
+class InvokableFlow(Protocol[Output]):
+    """PyErgon's protocol of a flow invoked as a child that names its result type."""
+
+    @staticmethod
+    def type_id() -> str: ...
+
+    @staticmethod
+    def output_type() -> type[Output]: ...
+
+
+def get_flow_type_id(flow: object) -> str:
+    """The type name of a flow class or instance: its type_id(), else its class name."""
+    type_id = getattr(flow, "type_id", None)
+    if callable(type_id):
+        return str(type_id())
+    return flow.__name__ if isinstance(flow, type) else type(flow).__name__

@@ -15,9 +15,10 @@ from typing import cast
 
 from .. import codec
 from ..core import StepRecord, StepStatus
-from .context import Suspend, require
+from ..errors import TimerError
+from .context import Suspend, current
 
-__all__ = ["sleep", "schedule_timer", "schedule_timer_named", "parse_duration"]
+__all__ = ["sleep", "schedule_timer", "schedule_timer_named", "parse_duration", "TimerError"]
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
@@ -48,7 +49,9 @@ def parse_duration(duration: float | int | str | timedelta) -> float:
 
 async def sleep(duration: float | int | str | timedelta | datetime, name: str = "sleep") -> None:
     """Suspend the flow durably for `duration`, or until a datetime (naive means local time)."""
-    ctx = require("sleep()")
+    ctx = current()
+    if ctx is None:
+        raise TimerError("a durable timer (sleep, schedule_timer) must be set inside a running flow")
     position = ctx.next_position()
     step_name = f"timer:{name}"
     digest = codec.args_hash((name,), {})

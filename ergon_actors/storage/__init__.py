@@ -7,10 +7,20 @@ from urllib.parse import urlsplit
 from ..config import check_store_url
 from .base import ExecutionLog, LogBase
 from .memory import InMemoryExecutionLog
+from .pyergon import TimerNotificationSource, WorkNotificationSource
 from .sqlite import SqliteExecutionLog
 
-__all__ = ["ExecutionLog", "LogBase", "InMemoryExecutionLog", "SqliteExecutionLog", "open_store",
-           "check_store_url"]
+__all__ = ["ExecutionLog", "LogBase", "InMemoryExecutionLog", "SqliteExecutionLog", "RedisExecutionLog",
+           "open_store", "check_store_url", "WorkNotificationSource", "TimerNotificationSource"]
+
+
+def __getattr__(name: str) -> object:
+    """RedisExecutionLog, imported when first asked for (it loads the redis client)."""
+    if name == "RedisExecutionLog":
+        from .redis import RedisExecutionLog
+        return RedisExecutionLog
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 async def open_store(url: str, *, synchronous: str = "FULL") -> LogBase:
     """Open and connect the store a URL names.

@@ -14,7 +14,7 @@ from ..errors import FlowNotFoundError, TimeoutExpired
 from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows,
                        FinishFlow, GetFlow, InvokeChild, ListFlows, LoadSteps, RecordCrash, ReleaseWorker,
                        RenewLeases, Scheduled, ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals)
-from .pyergon import PyErgonLogMixin
+from .pyergon import PyErgonLogMixin, StorageError  # noqa: F401 (PyErgon's name, at its path)
 
 __all__ = ["ExecutionLog", "LogBase"]
 

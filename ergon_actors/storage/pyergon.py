@@ -15,15 +15,33 @@ import time
 import uuid
 from dataclasses import asdict, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .. import codec
 from ..core import (TERMINAL, Failure, FlowRecord, FlowStatus, Invocation, InvocationStatus, RetryPolicy,
                     ScheduledFlow, SignalInfo, StepRecord, StepStatus, TimerInfo)
-from ..errors import FlowNotFoundError
+from ..errors import FlowNotFoundError, StoreError
 from .commands import PutRecord, ResetStore, ScanRecords
 
-__all__ = ["PyErgonLogMixin", "remember_entry"]
+__all__ = ["PyErgonLogMixin", "remember_entry", "StorageError", "WorkNotificationSource", "TimerNotificationSource"]
+
+StorageError = StoreError  # PyErgon's name
+
+
+@runtime_checkable
+class WorkNotificationSource(Protocol):
+    """A store that sets an event when flows may have become runnable (every store here)."""
+
+    def work_notify(self) -> asyncio.Event: ...
+
+
+@runtime_checkable
+class TimerNotificationSource(Protocol):
+    """PyErgon's store that announces new timers. None here: a due timer makes its flow
+    claimable, and workers claim it like any other flow."""
+
+    def timer_notify(self) -> asyncio.Event: ...
+
 
 _ENTRIES: dict[str, str] = {}  # flow type -> its @flow method, for invocation 0
 _TAKEOVER = "pyergon-store-api"

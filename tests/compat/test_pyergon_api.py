@@ -63,7 +63,22 @@ class Sleeper:
     ("ergon_actors.executor.suspension_payload", ["SuspensionPayload"]),
     ("ergon_actors.executor.instance", ["Executor"]),
     ("ergon_actors.executor.worker", ["Worker", "WorkerError", "Registry"]),
-    ("ergon_actors", ["Invocation", "InvocationStatus", "Completed", "Suspended"]),
+    ("ergon_actors", ["Invocation", "InvocationStatus", "Completed", "Suspended", "CallType", "FlowType",
+                      "execute_flow", "FlowOutcome", "is_completed", "is_suspended", "SuspensionPayload",
+                      "PendingChild", "complete_child_flow", "SchedulerError", "WorkerError", "StepHandle",
+                      "DeferredRegistry", "DagSummary", "execute_dag", "dag", "DagExecutionError"]),
+    ("ergon_actors.core", ["FlowType", "InvokableFlow", "get_flow_type_id", "RetryPolicy", "RetryableError"]),
+    ("ergon_actors.storage", ["RedisExecutionLog", "WorkNotificationSource", "TimerNotificationSource"]),
+    ("ergon_actors.storage.base", ["StorageError"]),
+    ("ergon_actors.executor", ["execute_flow", "DagSummary", "execute_dag", "SuspensionPayload", "complete_child_flow"]),
+    ("ergon_actors.executor.child_completion", ["complete_child_flow"]),
+    ("ergon_actors.executor.instance", ["execute_flow"]),
+    ("ergon_actors.executor.scheduler", ["Scheduler", "SchedulerError"]),
+    ("ergon_actors.executor.timer", ["TimerError", "schedule_timer", "schedule_timer_named"]),
+    ("ergon_actors.executor.dag", ["DeferredStep", "DagSummary", "execute_dag", "StepHandle"]),
+    ("ergon_actors.executor.dag_runtime", ["dag", "DagExecutionError"]),
+    ("ergon_actors.executor.execution", ["check_should_retry", "handle_flow_completion", "handle_flow_error",
+                                         "handle_suspended_flow"]),
 ])
 def test_pyergon_names_import_from_its_module_paths(module, names):
     loaded = importlib.import_module(module)
@@ -190,3 +205,16 @@ def test_invocation_record_methods():
     assert "step=0" in repr(inv) and "COMPLETE" in repr(inv)
     with pytest.raises(ValueError):
         Invocation("i", "f", 1, "F", "s", b"", 0, status=InvocationStatus.WAITING_FOR_TIMER)
+
+
+def test_pyergons_protocols_type_ids_and_timer_error():
+    from ergon_actors.core import FlowType, get_flow_type_id
+    from ergon_actors.executor.timer import TimerError
+    from ergon_actors.storage import TimerNotificationSource, WorkNotificationSource
+
+    store = InMemoryExecutionLog()
+    assert isinstance(Twice, FlowType) and get_flow_type_id(Twice(1)) == "Twice" == get_flow_type_id(Twice)
+    assert get_flow_type_id(object()) == "object"
+    assert isinstance(store, WorkNotificationSource) and not isinstance(store, TimerNotificationSource)
+    with pytest.raises(TimerError, match="inside a running flow"):
+        run(schedule_timer(1))

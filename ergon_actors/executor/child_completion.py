@@ -1,0 +1,5 @@
+"""PyErgon's module path of complete_child_flow."""
+
+from .pyergon_handlers import complete_child_flow
+
+__all__ = ["complete_child_flow"]
