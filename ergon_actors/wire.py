@@ -199,14 +199,7 @@ class Codec:
         hints = typing.get_type_hints(cls)
         names = tuple(f.name for f in fields(cls))
         specs = [self._field(hints[name], f"{cls.__name__}.{name}") for name in names]
-        values: Callable[[Any], tuple[Any, ...]]
-        if len(names) > 1:
-            values = attrgetter(*names)
-        elif names:
-            get = attrgetter(names[0])
-            values = lambda obj: (get(obj),)
-        else:  # a command without fields
-            values = lambda obj: ()
+        values: Callable[[Any], tuple[Any, ...]] = attrgetter(*names) if len(names) > 1 else _fields_of(names)
         return _Layout(names, sum(1 for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING),
                        tuple(allowed for allowed, _ in specs),
                        tuple((i, items) for i, (_, items) in enumerate(specs) if items is not None),
@@ -230,6 +223,14 @@ class Codec:
         if hint in _SCALARS or hint is None or hint in self._code:
             return frozenset({type(None) if hint is None else hint}), None
         raise TypeError(f"{where}: a field of type {hint} cannot travel on the wire")
+
+
+def _fields_of(names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
+    """The field values of a record with one field or none (attrgetter gives a tuple for two or more)."""
+    if not names:
+        return lambda obj: ()
+    get = attrgetter(names[0])
+    return lambda obj: (get(obj),)
 
 
 def _error(values: Any) -> ErgonError:

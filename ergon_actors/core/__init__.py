@@ -82,7 +82,7 @@ class Failure:
                 exc = kind.__new__(kind)
                 exc.args = (self.message,)
                 if self.retryable is not None:
-                    setattr(exc, "retryable", self.retryable)
+                    vars(exc)["retryable"] = self.retryable
                 return exc
         kind = getattr(builtins, qualname, None) if module == "builtins" else codec.resolve_class(self.type)
         if isinstance(kind, type) and issubclass(kind, Exception):

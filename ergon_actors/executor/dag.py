@@ -16,8 +16,8 @@ the unfinished nodes run. Outside a flow the nodes run as plain code.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from ..errors import DagExecutionError
@@ -146,7 +146,7 @@ def depths(nodes: list[DeferredStep]) -> dict[str, int]:
 
     def visit(name: str) -> int:
         if name in path:
-            cycle = " -> ".join(path[path.index(name):] + [name])
+            cycle = " -> ".join([*path[path.index(name):], name])
             raise ValueError(f"Cycle detected in the DAG: the dependency cycle {cycle}")
         if name not in level:
             path.append(name)

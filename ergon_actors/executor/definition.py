@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any, Awaitable
+from typing import Any
 
 from .. import codec
 from ..core import RetryPolicy

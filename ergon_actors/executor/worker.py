@@ -8,7 +8,8 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 from .. import codec
 from ..config import DEFAULT_STEP_TIMEOUT

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .. import codec
 from ..core import (TERMINAL, Failure, FlowRecord, FlowStatus, Invocation, InvocationStatus, RetryPolicy,
-                    ScheduledFlow, SignalInfo, StepRecord, StepStatus, TimerInfo)
+                    ScheduledFlow, SignalInfo, StepRecord, TimerInfo)
 from ..errors import FlowNotFoundError, StoreError
 from .commands import PutRecord, ResetStore, ScanRecords
 

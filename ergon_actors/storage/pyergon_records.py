@@ -27,7 +27,8 @@ class SqliteRecords:
         if c.value is None:
             db.execute("DELETE FROM pyergon_records WHERE key = ?", (c.key,))
         else:
-            db.execute("INSERT INTO pyergon_records VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            db.execute("INSERT INTO pyergon_records VALUES (?, ?) "
+                       "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                        (c.key, c.value))
         return True
 
