@@ -88,7 +88,7 @@ class RecordCrash:
     Each flow gets a Crash naming its step in flight. A crash of a worker that held only that
     flow is blamed on it; a flow with max_crashes blamed crashes is quarantined: FAILED with a
     PoisonFlowError. Every other flow is PENDING again as a suspect, due after a random delay of
-    up to 0.5 s so that flows released together do not wake together.
+    up to 50 ms so that flows released together do not wake together.
     """
 
     worker_id: str

@@ -16,7 +16,7 @@ from .commands import RecordCrash
 __all__ = ["CAUSES", "JITTER", "check", "in_flight", "crashed", "poison_failure", "how"]
 
 CAUSES = ("exit", "signal", "hang", "memory")
-JITTER = 0.5  # seconds: a suspect is due again after a random delay of up to this
+JITTER = 0.05  # seconds: a suspect is due again after a random delay of up to this
 
 
 def check(c: RecordCrash) -> None:
