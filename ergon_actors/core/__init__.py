@@ -146,7 +146,7 @@ class FlowRecord:
     parent_id: str | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
-    waiting_on: str | None = None  # "signal:NAME" or "child:FLOW_ID" while SUSPENDED on it
+    waiting_on: str | None = None  # while SUSPENDED: "signal:NAME", "child:FLOW_ID", "timer:NAME", "retry:STEP"
     cancel_requested: bool = False
     crashes: tuple[Crash, ...] = ()  # its workers' deaths while they held it, oldest first
     suspect: bool = False  # crashed beside other flows: runs alone next, until a run ends cleanly

@@ -29,16 +29,18 @@ class Suspend(BaseException):
     `ready_at` is when the flow may run again (None: when woken). `recorded` means the store
     already suspended the flow (a signal or child wait), so nothing more is written. `signal`
     names what a signal or child wait waits for (None: a timer); `step` is the waiting step in
-    PyErgon's numbering (0: the flow's body, n: the step at position n - 1).
+    PyErgon's numbering (0: the flow's body, n: the step at position n - 1). `waiting_on` names
+    what it waits for ("timer:NAME", "retry:STEP") in the store.
     """
 
     def __init__(self, ready_at: float | None, reason: str, recorded: bool = False,
-                 signal: str | None = None) -> None:
+                 signal: str | None = None, waiting_on: str | None = None) -> None:
         super().__init__(reason)
         self.ready_at = ready_at
         self.reason = reason
         self.recorded = recorded
         self.signal = signal
+        self.waiting_on = waiting_on
         inside = _in_step.get()
         self.step = 0 if inside is None else inside.position + 1
 
@@ -182,7 +184,8 @@ async def _run_step(ctx: FlowContext, position: int, options: StepOptions, fn: C
                 assert recorded.error is not None  # a FAILED step carries its error
                 raise recorded.error.to_exception()
             if recorded.retry_at > time.time():  # woken early: keep the journaled backoff
-                raise Suspend(recorded.retry_at, f"step {name} retries at {recorded.retry_at}")
+                raise Suspend(recorded.retry_at, f"step {name} retries at {recorded.retry_at}",
+                              waiting_on=f"retry:{name}")
             tries = recorded.tries + 1
     if ctx.halt is not None and ctx.halt.is_set():
         raise Halted()
@@ -230,7 +233,8 @@ async def _failed(ctx: FlowContext, position: int, options: StepOptions, digest:
     await ctx.record(StepRecord(position, options.name, digest, StepStatus.FAILED, None, failure,
                                 ctx.attempt, tries=tries, retry_at=retry_at))
     if retry_at is not None:
-        raise Suspend(retry_at, f"step {options.name} try {tries} failed; retrying") from exc
+        raise Suspend(retry_at, f"step {options.name} try {tries} failed; retrying",
+                      waiting_on=f"retry:{options.name}") from exc
 
 
 def enter(ctx: FlowContext) -> Token[FlowContext | None]:

@@ -62,7 +62,7 @@ async def run_claim(store: LogBase, claim: Claim, definition: FlowDefinition,
                 raise ctx.refused from None
             if not pause.recorded:
                 ready_at = pause.ready_at if deadline is None else min(pause.ready_at or deadline, deadline)
-                await ctx.write(store.suspend_flow(flow.flow_id, flow.epoch, ready_at))
+                await ctx.write(store.suspend_flow(flow.flow_id, flow.epoch, ready_at, waiting_on=pause.waiting_on))
             return Suspended(SuspendReason(flow.flow_id, pause.step, pause.signal))
         except FencedError:
             raise
@@ -127,7 +127,7 @@ async def _failed(store: LogBase, flow: FlowRecord, definition: FlowDefinition, 
         await store.suspend_flow(flow.flow_id, flow.epoch, time.time() + delay,
                                  attempt=flow.attempt + 1, error=failure)
         return Suspended(SuspendReason(flow.flow_id, 0), error=failure)
-    log.info("flow %s failed: %s: %s", flow.flow_id, failure.type_name, failure.message)
+    log.warning("flow %s (%s) failed: %s: %s", flow.flow_id, flow.flow_type, failure.type_name, failure.message)
     await store.finish_flow(flow.flow_id, flow.epoch, FlowStatus.FAILED, error=failure)
     return Completed.of_failure(flow.flow_id, FlowStatus.FAILED, failure)
 

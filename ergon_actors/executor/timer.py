@@ -63,7 +63,7 @@ async def sleep(duration: float | int | str | timedelta | datetime, name: str = 
         await ctx.record(StepRecord(position, step_name, digest, StepStatus.COMPLETE, codec.encode(fire_at),
                                     attempt=ctx.attempt))
     if fire_at > time.time():
-        raise Suspend(fire_at, f"timer {name} until {fire_at}")
+        raise Suspend(fire_at, f"timer {name} until {fire_at}", waiting_on=f"timer:{name}")
 
 
 async def schedule_timer(seconds: float) -> None:

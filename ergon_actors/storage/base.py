@@ -12,8 +12,10 @@ from typing import Protocol, Self, cast, runtime_checkable
 from ..core import TERMINAL, Failure, FlowRecord, StepRecord
 from ..errors import FlowNotFoundError, TimeoutExpired
 from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows,
-                       FinishFlow, GetFlow, InvokeChild, ListFlows, LoadSteps, RecordCrash, ReleaseWorker,
+                       FinishFlow, GetFlow, InvokeChild, ListFlows, LoadHistory, LoadSteps, RecordCrash,
+                       ReleaseWorker,
                        RenewLeases, Scheduled, ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals)
+from .events import FlowEvent
 from .pyergon import PyErgonLogMixin, StorageError  # noqa: F401 (PyErgon's name, at its path)
 
 __all__ = ["ExecutionLog", "LogBase"]
@@ -121,8 +123,9 @@ class LogBase(PyErgonLogMixin):
         await self._one(FinishFlow(flow_id, epoch, status, result, error))
 
     async def suspend_flow(self, flow_id: str, epoch: int, ready_at: float | None, *,
-                           attempt: int | None = None, error: Failure | None = None) -> None:
-        await self._one(SuspendFlow(flow_id, epoch, ready_at, attempt, error))
+                           attempt: int | None = None, error: Failure | None = None,
+                           waiting_on: str | None = None) -> None:
+        await self._one(SuspendFlow(flow_id, epoch, ready_at, attempt, error, waiting_on))
 
     async def await_signal(self, flow_id: str, epoch: int, step: StepRecord, signal: str,
                            ready_at: float | None = None) -> StepRecord | None:
@@ -154,6 +157,10 @@ class LogBase(PyErgonLogMixin):
 
     async def count_flows(self, limit: int | None = None) -> dict[str, int]:
         return cast("dict[str, int]", await self._one(CountFlows(limit)))
+
+    async def load_history(self, flow_id: str, after: int = 0, limit: int = 1000) -> list[FlowEvent]:
+        """The flow's events numbered after `after`, oldest first (storage.events)."""
+        return cast("list[FlowEvent]", await self._one(LoadHistory(flow_id, after, limit)))
 
     async def wait_for_completion(self, flow_id: str, timeout: float | None = None) -> FlowRecord:
         """Wait until the flow is COMPLETE, FAILED or CANCELLED and return its record.

@@ -15,11 +15,12 @@ from typing import Any, get_args
 
 from ..core import Crash, Failure, FlowRecord, StepRecord
 from ..wire import Codec
+from .events import FlowEvent
 
 __all__ = ["ScheduleFlow", "ClaimFlows", "RenewLeases", "ReleaseWorker", "AppendStep", "FinishFlow",
            "SuspendFlow", "AwaitSignal", "SendSignal", "InvokeChild", "CancelFlow", "WaitingSignals",
            "GetFlow", "LoadSteps", "ListFlows", "CountFlows", "RecordCrash", "PutRecord", "ScanRecords",
-           "ResetStore", "Scheduled", "Claim", "Command",
+           "ResetStore", "LoadHistory", "Scheduled", "Claim", "Command",
            "COMMAND_TYPES", "EXT_TYPES", "CODEC", "pack", "unpack", "pack_within"]
 
 # -- commands (nouns) ------------------------------------------------------------------------
@@ -123,7 +124,8 @@ class SuspendFlow:
     """Park a flow until ready_at (None: until woken). Result: None.
 
     With attempt set, the flow starts that attempt when it runs again (a retry), and error
-    records why the previous attempt failed.
+    records why the previous attempt failed. waiting_on names what the flow waits for
+    ("timer:NAME", "retry:STEP"), kept while it is SUSPENDED.
     """
 
     flow_id: str
@@ -131,6 +133,7 @@ class SuspendFlow:
     ready_at: float | None
     attempt: int | None = None
     error: Failure | None = None
+    waiting_on: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,7 +243,16 @@ class ScanRecords:
 
 @dataclass(frozen=True, slots=True)
 class ResetStore:
-    """Delete every flow, step, signal and record. Result: None."""
+    """Delete every flow, step, signal, record and event. Result: None."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoadHistory:
+    """Result: the flow's events (storage.events) with seq > after, oldest first, at most limit."""
+
+    flow_id: str
+    after: int = 0
+    limit: int = 1000
 
 
 # -- results ---------------------------------------------------------------------------------
@@ -261,7 +273,8 @@ class Claim:
 
 Command = (ScheduleFlow | ClaimFlows | RenewLeases | ReleaseWorker | AppendStep | FinishFlow
            | SuspendFlow | AwaitSignal | SendSignal | InvokeChild | CancelFlow | WaitingSignals
-           | GetFlow | LoadSteps | ListFlows | CountFlows | RecordCrash | PutRecord | ScanRecords | ResetStore)
+           | GetFlow | LoadSteps | ListFlows | CountFlows | RecordCrash | PutRecord | ScanRecords | ResetStore
+           | LoadHistory)
 COMMAND_TYPES: tuple[type, ...] = get_args(Command)
 
 # The wire format: each class's ext code. Never renumber or reuse a code; give a new type a new one.
@@ -271,7 +284,7 @@ EXT_TYPES: tuple[tuple[int, type], ...] = (
     (74, FinishFlow), (75, SuspendFlow), (76, GetFlow), (77, LoadSteps), (78, ListFlows),
     (79, CountFlows), (80, AwaitSignal), (81, SendSignal), (82, InvokeChild), (83, CancelFlow),
     (84, WaitingSignals), (85, Crash), (86, RecordCrash), (87, PutRecord), (88, ScanRecords),
-    (89, ResetStore),
+    (89, ResetStore), (90, FlowEvent), (91, LoadHistory),
 )
 CODEC = Codec(EXT_TYPES)
 pack: Callable[[str, Any], bytes] = CODEC.pack

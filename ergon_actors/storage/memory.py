@@ -8,13 +8,15 @@ from dataclasses import replace
 from typing import Any
 
 from ..core import TERMINAL, Failure, FlowRecord, FlowStatus, StepRecord, StepStatus
-from ..errors import FlowBusyError, FlowNotFoundError
+from ..errors import FencedError, FlowBusyError, FlowNotFoundError
 from .base import LogBase
 from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows,
-                       FinishFlow, GetFlow, InvokeChild, ListFlows, LoadSteps, PutRecord, RecordCrash,
+                       FinishFlow, GetFlow, InvokeChild, ListFlows, LoadHistory, LoadSteps, PutRecord, RecordCrash,
                        ReleaseWorker, RenewLeases, ResetStore, ScanRecords, Scheduled, ScheduleFlow, SendSignal,
                        SuspendFlow, WaitingSignals)
 from .crashes import check, crashed, in_flight
+from .events import (Event, FlowEvent, claim_events, crash_events, dumps, fenced_event, finish_event,
+                     scheduled_event, step_event, suspend_event)
 from .rules import REFUSALS, child_outcome, fence, invalid, runnable
 
 __all__ = ["InMemoryExecutionLog"]
@@ -30,6 +32,7 @@ class InMemoryExecutionLog(LogBase):
         self._signals: dict[str, bytes] = {}
         self._consumed: set[str] = set()
         self._records: dict[str, bytes] = {}  # PyErgon's store API (storage/pyergon.py)
+        self._events: dict[str, list[FlowEvent]] = {}
 
     async def execute(self, commands: Sequence[Command]) -> list[object]:
         now = time.time()
@@ -50,6 +53,17 @@ class InMemoryExecutionLog(LogBase):
     def __str__(self) -> str:
         return type(self).__name__  # as PyErgon prints its in-memory store
 
+    def _event(self, flow_id: str, now: float, event: Event) -> None:
+        """Append an event to the flow's history (in the same call as the change it records)."""
+        events = self._events.setdefault(flow_id, [])
+        events.append(FlowEvent(len(events) + 1, now, event[0], dumps(event[1])))
+
+    def _refuse(self, command: Any, refused: Exception, now: float) -> Exception:
+        """Record a fenced write in its flow's history; returns the refusal to raise."""
+        if isinstance(refused, FencedError):
+            self._event(refused.flow_id, now, fenced_event(command, refused.epoch, refused.reason))
+        return refused
+
     def _ScheduleFlow(self, c: ScheduleFlow, now: float) -> Scheduled:
         if c.flow_id in self._flows:
             return Scheduled(c.flow_id, False)
@@ -58,6 +72,7 @@ class InMemoryExecutionLog(LogBase):
             c.flow_id, c.flow_type, c.args, FlowStatus.PENDING, c.version, ready_at=ready,
             parent_id=c.parent_id, created_at=now, updated_at=now)
         self._steps[c.flow_id] = {}
+        self._event(c.flow_id, now, scheduled_event(c.flow_type, c.parent_id, c.ready_at))
         return Scheduled(c.flow_id, True)
 
     def _ClaimFlows(self, c: ClaimFlows, now: float) -> list[Claim]:
@@ -72,6 +87,9 @@ class InMemoryExecutionLog(LogBase):
                 self._flows[flow_id] = replace(
                     flow, status=FlowStatus.RUNNING, epoch=flow.epoch + 1, owner=c.worker_id,
                     lease_expires=now + c.lease_seconds, waiting_on=None, updated_at=now)
+                for event in claim_events(flow.status, flow.owner, flow.epoch, flow.lease_expires,
+                                          flow.waiting_on, c.worker_id, now):
+                    self._event(flow_id, now, event)
             self._last_claim[c.worker_id] = (c.request_id, ids)
         return [Claim(self._flows[i], tuple(sorted(self._steps[i].values(), key=lambda s: s.position)))
                 for i in ids]
@@ -106,6 +124,7 @@ class InMemoryExecutionLog(LogBase):
         for flow in owned:
             self._flows[flow.flow_id] = replace(
                 flow, status=FlowStatus.PENDING, owner=None, lease_expires=None, ready_at=now, updated_at=now)
+            self._event(flow.flow_id, now, ("released", {"worker": c.worker_id, "epoch": flow.epoch}))
         return len(owned)
 
     def _RecordCrash(self, c: RecordCrash, now: float) -> list[FlowRecord]:
@@ -116,8 +135,10 @@ class InMemoryExecutionLog(LogBase):
         for flow in held:
             step = in_flight((s.position, s.name, s.status) for s in self._steps[flow.flow_id].values())
             flow = self._flows[flow.flow_id] = crashed(flow, c, step, len(held) == 1, now)
+            for event in crash_events(flow):
+                self._event(flow.flow_id, now, event)
             if flow.status in TERMINAL:
-                self._wake(flow.parent_id, f"child:{flow.flow_id}", now)
+                self._child_ended(flow, now)
             out.append(flow)
         return out
 
@@ -127,13 +148,13 @@ class InMemoryExecutionLog(LogBase):
         flow = self._flows.get(flow_id)
         return step if step is not None and flow is not None and flow.epoch == epoch else None
 
-    def _writable(self, flow_id: str, epoch: int, position: int) -> StepRecord | None:
+    def _writable(self, c: AwaitSignal | InvokeChild, now: float) -> StepRecord | None:
         """The step a re-sent command already journaled; else None, once the write may go ahead."""
-        done = self._recorded(flow_id, epoch, position)
+        done = self._recorded(c.flow_id, c.epoch, c.step.position)
         if done is None:
-            refused = fence(self._flows.get(flow_id), flow_id, epoch)
+            refused = fence(self._flows.get(c.flow_id), c.flow_id, c.epoch)
             if refused is not None:
-                raise refused
+                raise self._refuse(c, refused, now)
         return done
 
     def _AppendStep(self, c: AppendStep, now: float) -> None:
@@ -142,22 +163,33 @@ class InMemoryExecutionLog(LogBase):
             return None  # recorded once: a re-sent append changes nothing
         refused = fence(self._flows.get(c.flow_id), c.flow_id, c.epoch)
         if refused is not None:
-            raise refused
+            raise self._refuse(c, refused, now)
         self._steps[c.flow_id][c.step.position] = replace(c.step, completed_at=now)
+        self._event(c.flow_id, now, step_event(c.step))
 
-    def _finish(self, flow_id: str, epoch: int, now: float, **changes: Any) -> FlowRecord:
+    def _finish(self, c: Any, now: float, event: Event | None, **changes: Any) -> FlowRecord:
+        """Apply command `c`'s changes to its flow (fenced by its epoch), recording `event`."""
+        flow_id = c.flow_id
         flow = self._flows.get(flow_id)
-        refused = fence(flow, flow_id, epoch, cancelling=changes["status"] == FlowStatus.CANCELLED)
+        refused = fence(flow, flow_id, c.epoch, cancelling=changes["status"] == FlowStatus.CANCELLED)
         if refused is not None:
-            if flow is not None and flow.epoch == epoch and flow.status == changes["status"]:
+            if flow is not None and flow.epoch == c.epoch and flow.status == changes["status"]:
                 return flow  # a re-sent command after its commit
-            raise refused
+            raise self._refuse(c, refused, now)
         assert flow is not None  # fence refuses a missing flow
         flow = self._flows[flow_id] = replace(flow, owner=None, lease_expires=None, updated_at=now,
                                               suspect=False, **changes)
+        if event is not None:
+            self._event(flow_id, now, event)
         if flow.status in TERMINAL:
-            self._wake(flow.parent_id, f"child:{flow_id}", now)
+            self._child_ended(flow, now)
         return flow
+
+    def _child_ended(self, child: FlowRecord, now: float) -> None:
+        """Tell a child's parent, in its history and by waking it if it waits for the child."""
+        if child.parent_id is not None and child.parent_id in self._flows:
+            self._event(child.parent_id, now, ("child_finished", {"child": child.flow_id, "status": child.status}))
+            self._wake(child.parent_id, f"child:{child.flow_id}", now)
 
     def _wake(self, flow_id: str | None, waiting_on: str, now: float) -> None:
         if flow_id is None:
@@ -167,27 +199,29 @@ class InMemoryExecutionLog(LogBase):
             self._flows[flow_id] = replace(flow, ready_at=now)
 
     def _FinishFlow(self, c: FinishFlow, now: float) -> None:
-        self._finish(c.flow_id, c.epoch, now, status=c.status, result=c.result, error=c.error,
-                     ready_at=None, waiting_on=None)
+        self._finish(c, now, finish_event(c.status, c.error), status=c.status, result=c.result,
+                     error=c.error, ready_at=None, waiting_on=None)
 
     def _SuspendFlow(self, c: SuspendFlow, now: float) -> None:
         flow = self._flows.get(c.flow_id)
         attempt = c.attempt if c.attempt is not None else (flow.attempt if flow else 1)
         error = c.error if c.error is not None else (flow.error if flow else None)
-        self._finish(c.flow_id, c.epoch, now, status=FlowStatus.SUSPENDED, ready_at=c.ready_at,
-                     attempt=attempt, error=error, waiting_on=None)
+        self._finish(c, now, suspend_event(c.ready_at, c.waiting_on, c.attempt, c.error),
+                     status=FlowStatus.SUSPENDED, ready_at=c.ready_at, attempt=attempt, error=error,
+                     waiting_on=c.waiting_on)
 
     def _AwaitSignal(self, c: AwaitSignal, now: float) -> StepRecord | None:
-        done = self._writable(c.flow_id, c.epoch, c.step.position)
+        done = self._writable(c, now)
         if done is not None:
             return done
         if c.signal in self._signals and c.signal not in self._consumed:
             self._consumed.add(c.signal)
             step = self._steps[c.flow_id][c.step.position] = replace(
                 c.step, status=StepStatus.COMPLETE, result=self._signals[c.signal], completed_at=now)
+            self._event(c.flow_id, now, ("signal_received", {"name": c.signal}))
             return step
-        self._finish(c.flow_id, c.epoch, now, status=FlowStatus.SUSPENDED, ready_at=c.ready_at,
-                     waiting_on=f"signal:{c.signal}")
+        self._finish(c, now, ("signal_waiting", {"name": c.signal, "until": c.ready_at}),
+                     status=FlowStatus.SUSPENDED, ready_at=c.ready_at, waiting_on=f"signal:{c.signal}")
         return None
 
     def _SendSignal(self, c: SendSignal, now: float) -> bool:
@@ -199,15 +233,17 @@ class InMemoryExecutionLog(LogBase):
         return True
 
     def _InvokeChild(self, c: InvokeChild, now: float) -> StepRecord | None:
-        done = self._writable(c.flow_id, c.epoch, c.step.position)
+        done = self._writable(c, now)
         if done is not None:
             return done
-        self._ScheduleFlow(replace(c.child, parent_id=c.flow_id), now)
+        if self._ScheduleFlow(replace(c.child, parent_id=c.flow_id), now).created:
+            self._event(c.flow_id, now, ("child_started", {"child": c.child.flow_id, "type": c.child.flow_type}))
         child = self._flows[c.child.flow_id]
         if child.status in TERMINAL:
             step = self._steps[c.flow_id][c.step.position] = child_outcome(c.step, child, now)
+            self._event(c.flow_id, now, step_event(step))
             return step
-        self._finish(c.flow_id, c.epoch, now, status=FlowStatus.SUSPENDED, ready_at=None,
+        self._finish(c, now, None, status=FlowStatus.SUSPENDED, ready_at=None,
                      waiting_on=f"child:{child.flow_id}")
         return None
 
@@ -219,11 +255,13 @@ class InMemoryExecutionLog(LogBase):
             return flow.status
         if flow.status == FlowStatus.RUNNING:
             self._flows[c.flow_id] = replace(flow, cancel_requested=True, updated_at=now)
+            self._event(c.flow_id, now, ("cancel_requested", {}))
         else:
-            self._flows[c.flow_id] = replace(
+            cancelled = self._flows[c.flow_id] = replace(
                 flow, status=FlowStatus.CANCELLED, ready_at=None, waiting_on=None, suspect=False,
                 error=Failure.cancelled(c.flow_id), updated_at=now)
-            self._wake(flow.parent_id, f"child:{c.flow_id}", now)
+            self._event(c.flow_id, now, ("cancelled", {}))
+            self._child_ended(cancelled, now)
         for child in [f for f in self._flows.values() if f.parent_id == c.flow_id]:
             self._CancelFlow(CancelFlow(child.flow_id), now)
         return self._flows[c.flow_id].status
@@ -238,6 +276,9 @@ class InMemoryExecutionLog(LogBase):
 
     def _LoadSteps(self, c: LoadSteps, now: float) -> list[StepRecord]:
         return sorted(self._steps.get(c.flow_id, {}).values(), key=lambda s: s.position)
+
+    def _LoadHistory(self, c: LoadHistory, now: float) -> list[FlowEvent]:
+        return self._events.get(c.flow_id, [])[max(c.after, 0):max(c.after, 0) + max(c.limit, 0)]
 
     def _ListFlows(self, c: ListFlows, now: float) -> list[FlowRecord]:
         flows = [f for f in self._flows.values() if c.status is None or f.status == c.status]
@@ -266,5 +307,6 @@ class InMemoryExecutionLog(LogBase):
         return [[k, v] for k, v in sorted(self._records.items()) if k.startswith(c.prefix)]
 
     def _ResetStore(self, c: ResetStore, now: float) -> None:
-        for table in (self._flows, self._steps, self._last_claim, self._signals, self._consumed, self._records):
+        for table in (self._flows, self._steps, self._last_claim, self._signals, self._consumed, self._records,
+                      self._events):
             table.clear()

@@ -24,10 +24,11 @@ from ..errors import (ConfigError, FencedError, FlowBusyError, FlowCancelledErro
                       FlowNotFoundError, StoreError, StoreUnavailableError)
 from .base import LogBase
 from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows,
-                       FinishFlow, GetFlow, InvokeChild, ListFlows, LoadSteps, PutRecord, RecordCrash,
+                       FinishFlow, GetFlow, InvokeChild, ListFlows, LoadHistory, LoadSteps, PutRecord, RecordCrash,
                        ReleaseWorker, RenewLeases, ResetStore, ScanRecords, Scheduled, ScheduleFlow, SendSignal,
                        SuspendFlow, WaitingSignals)
 from .crashes import JITTER, check, poison_failure
+from .events import FlowEvent, dumps, finish_event, scheduled_event, step_event, suspend_event
 from .records import dump_failure, load_crashes, load_failure
 from .redis_scripts import PRELUDE, SCRIPTS
 from .rules import invalid
@@ -117,6 +118,15 @@ def _load_step(packed: bytes) -> StepRecord:
     position, name, args_hash, attempt, tries, retry_at = msgpack.unpackb(base)
     return StepRecord(position, name, args_hash, status.decode(), None if result is False else result,
                       None if error is False else _failure(error), attempt, float(completed_at), tries, retry_at)
+
+
+def _events(entries: list[bytes], after: int) -> list[FlowEvent]:
+    """A flow's events from its list entries: msgpack [at, kind, details as JSON]."""
+    events = []
+    for seq, entry in enumerate(entries, after + 1):
+        at, kind, data = msgpack.unpackb(entry, raw=False, unicode_errors="replace")
+        events.append(FlowEvent(seq, float(at), kind, data))
+    return events
 
 
 def _steps(values: list[bytes]) -> list[StepRecord]:
@@ -289,7 +299,8 @@ class RedisExecutionLog(LogBase):
     # -- one plan per command: (the Redis command, how to decode its reply) ----------------------
 
     def _ScheduleFlow(self, c: ScheduleFlow) -> Plan:
-        fields = [c.flow_id, c.flow_type, c.args, c.version, c.ready_at, c.parent_id]
+        fields = [c.flow_id, c.flow_type, c.args, c.version, c.ready_at, c.parent_id,
+                  dumps(scheduled_event(c.flow_type, c.parent_id, c.ready_at)[1])]
         return self._script("ScheduleFlow", fields), lambda r: Scheduled(c.flow_id, r == 1)
 
     def _ClaimFlows(self, c: ClaimFlows) -> Plan:
@@ -309,20 +320,25 @@ class RedisExecutionLog(LogBase):
         return self._script("RecordCrash", fields), lambda r: [_flow(h) for h in _unpack(r)]
 
     def _AppendStep(self, c: AppendStep) -> Plan:
-        return self._script("AppendStep", _step_fields(c.flow_id, c.epoch, c.step)), lambda r: None
+        kind, details = step_event(c.step)
+        fields = [*_step_fields(c.flow_id, c.epoch, c.step), kind, dumps(details)]
+        return self._script("AppendStep", fields), lambda r: None
 
     def _FinishFlow(self, c: FinishFlow) -> Plan:
         error = None if c.error is None else dump_failure(c.error)
-        fields = [c.flow_id, c.epoch, str(c.status), c.result, error]
+        kind, details = finish_event(c.status, c.error)
+        fields = [c.flow_id, c.epoch, str(c.status), c.result, error, kind, dumps(details)]
         return self._script("FinishFlow", fields), lambda r: None
 
     def _SuspendFlow(self, c: SuspendFlow) -> Plan:
         error = None if c.error is None else dump_failure(c.error)
-        fields = [c.flow_id, c.epoch, c.ready_at, c.attempt, error]
+        kind, details = suspend_event(c.ready_at, c.waiting_on, c.attempt, c.error)
+        fields = [c.flow_id, c.epoch, c.ready_at, c.attempt, error, c.waiting_on, kind, dumps(details)]
         return self._script("SuspendFlow", fields), lambda r: None
 
     def _AwaitSignal(self, c: AwaitSignal) -> Plan:
-        fields = [*_step_fields(c.flow_id, c.epoch, c.step), c.signal, c.ready_at]
+        fields = [*_step_fields(c.flow_id, c.epoch, c.step), c.signal, c.ready_at,
+                  dumps({"name": c.signal, "until": c.ready_at})]
         return self._script("AwaitSignal", fields), _step
 
     def _SendSignal(self, c: SendSignal) -> Plan:
@@ -332,7 +348,8 @@ class RedisExecutionLog(LogBase):
         child = c.child
         fields = [*_step_fields(c.flow_id, c.epoch, c.step),
                   child.flow_id, child.flow_type, child.args, child.version, child.ready_at,
-                  dump_failure(Failure.cancelled(child.flow_id))]
+                  dump_failure(Failure.cancelled(child.flow_id)),
+                  dumps(scheduled_event(child.flow_type, c.flow_id, child.ready_at)[1])]
         return self._script("InvokeChild", fields), _step
 
     def _CancelFlow(self, c: CancelFlow) -> Plan:
@@ -346,6 +363,10 @@ class RedisExecutionLog(LogBase):
 
     def _GetFlow(self, c: GetFlow) -> Plan:
         return self._script("GetFlow", [c.flow_id]), lambda r: r and _flow(_unpack(r))
+
+    def _LoadHistory(self, c: LoadHistory) -> Plan:
+        after = max(c.after, 0)
+        return self._script("LoadHistory", [c.flow_id, after, c.limit]), lambda r: _events(_unpack(r), after)
 
     def _LoadSteps(self, c: LoadSteps) -> Plan:
         return self._script("LoadSteps", [c.flow_id]), lambda r: _steps(_unpack(r))

@@ -87,11 +87,31 @@ local function save(f, old)  -- write flow f (old: its stored state, nil if new)
     end
   end
 end
+local function event(id, kind, data)  -- append to the flow's history; data: JSON text or a table
+  if type(data) ~= 'string' then data = next(data) == nil and '{}' or cjson.encode(data) end
+  redis.call('RPUSH', k('events', id), cmsgpack.pack({NOW, kind, data}))
+end
 local function fence(f, epoch, cancelling)
   if f == nil then return 'ERGON_NOTFOUND' end
   if tonumber(f.epoch) ~= epoch then return 'ERGON_FENCED flow is at epoch ' .. f.epoch end
   if f.status ~= 'RUNNING' then return 'ERGON_FENCED flow is ' .. f.status end
   if f.cancel_requested and not cancelling then return 'ERGON_CANCELLED' end
+end
+local function refuse(f, epoch, refused, command)  -- the error reply, a fenced write recorded
+  if string.sub(refused, 1, 12) == 'ERGON_FENCED' then
+    event(f.flow_id, 'fenced', {epoch = epoch, command = command, reason = string.sub(refused, 14)})
+  end
+  return redis.error_reply(refused)
+end
+local HEADERS = {[0xd4] = 2, [0xd5] = 2, [0xd6] = 2, [0xd7] = 2, [0xd8] = 2, [0xc7] = 3, [0xc8] = 4, [0xc9] = 6}
+local function error_type(e)  -- the type of a stored Failure (storage.records: an ext of an array)
+  if not e then return nil end
+  if e == CANCELLED then return 'ergon_actors.errors:FlowCancelledError' end
+  if string.sub(e, 1, #POISON) == POISON then return 'ergon_actors.errors:PoisonFlowError' end
+  local skip = HEADERS[string.byte(e, 1)]
+  if not skip then return nil end
+  local ok, fields = pcall(cmsgpack.unpack, string.sub(e, skip + 1))
+  if ok and type(fields) == 'table' then return fields[1] end
 end
 local function recorded(f, epoch, pos)  -- the step this epoch already journaled at pos (a re-send)
   if f == nil or tonumber(f.epoch) ~= epoch then return false end
@@ -106,7 +126,13 @@ local function wake(id, on)
     local new = copy(f); new.ready_at = NOW; save(new, f)
   end
 end
-local function schedule(id, flow_type, args, version, ready_at, parent)
+local function child_ended(f)  -- tell its parent: in the parent's history, and wake it if it waits
+  if f.parent_id and redis.call('EXISTS', k('flow', f.parent_id)) == 1 then
+    event(f.parent_id, 'child_finished', {child = f.flow_id, status = f.status})
+    wake(f.parent_id, 'child:' .. f.flow_id)
+  end
+end
+local function schedule(id, flow_type, args, version, ready_at, parent, scheduled)
   if redis.call('EXISTS', k('flow', id)) == 1 then return 0 end
   local seq = redis.call('INCR', P .. ':seq')
   save({flow_id = id, flow_type = flow_type, args = args, status = 'PENDING', version = version,
@@ -114,26 +140,31 @@ local function schedule(id, flow_type, args, version, ready_at, parent)
         updated_at = NOW, seq = seq}, nil)
   redis.call('SADD', P .. ':types', flow_type)
   if parent then redis.call('SADD', k('children', parent), id) end
+  event(id, 'scheduled', scheduled)
   return 1
 end
-local function finish(id, epoch, status, changes)  -- false in changes: set to None
+-- End `command`'s run of flow id (fenced by epoch) with status and changes (false: set to
+-- None), recording the event (kind, JSON details) unless kind is nil.
+local function finish(id, epoch, status, changes, command, kind, details)
   local f = get(id)
   local refused = fence(f, epoch, status == 'CANCELLED')
   if refused then
     if f and tonumber(f.epoch) == epoch and f.status == status then return nil end  -- a re-send
-    return refused
+    return refuse(f, epoch, refused, command)
   end
   local new = copy(f)
   new.status, new.owner, new.lease_expires, new.updated_at, new.suspect = status, nil, nil, NOW, nil
   for n, v in pairs(changes) do if v == false then new[n] = nil else new[n] = v end end
   save(new, f)
-  if TERMINAL[status] and new.parent_id then wake(new.parent_id, 'child:' .. id) end
+  if kind then event(id, kind, details) end
+  if TERMINAL[status] then child_ended(new) end
 end
 """
 
 SCRIPTS = {
     # ScheduleFlow {id, type, args, version, ready_at, parent}: create unless it exists -> 1/0.
-    "ScheduleFlow": "return schedule(C[1], C[2], C[3], C[4], C[5], C[6])",
+    # ... and the details of its scheduled event (JSON).
+    "ScheduleFlow": "return schedule(C[1], C[2], C[3], C[4], C[5], C[6], C[7])",
     # ClaimFlows {worker, request, limit, lease, types, flow_id, steal, solo}: lease runnable
     # flows, earliest due first, walking only the due head of each type's ready/lease sorted set.
     # While a suspect of the types is due, only a solo claim takes anything: that suspect alone.
@@ -191,6 +222,14 @@ else
     new.status, new.epoch, new.owner = 'RUNNING', tonumber(f.epoch) + 1, worker
     new.lease_expires, new.waiting_on, new.updated_at = NOW + lease, nil, NOW
     save(new, f)
+    if f.status == 'RUNNING' then  -- its lease lapsed (or, with steal, was taken)
+      local lost = {worker = f.owner, epoch = tonumber(f.epoch)}
+      if tonumber(f.lease_expires) > NOW then lost.taken = true end
+      event(id, 'lease_expired', lost)
+    elseif f.status == 'SUSPENDED' and f.waiting_on and string.sub(f.waiting_on, 1, 6) == 'timer:' then
+      event(id, 'timer_fired', {name = string.sub(f.waiting_on, 7)})
+    end
+    event(id, 'claimed', {worker = worker, epoch = new.epoch})
   end
   redis.call('HSET', last, 'request', request, 'ids', cmsgpack.pack(ids))
   redis.call('EXPIRE', last, 86400)
@@ -221,50 +260,56 @@ for _, id in ipairs(redis.call('SMEMBERS', k('owned', C[1]))) do
     local new = copy(f)
     new.status, new.owner, new.lease_expires, new.ready_at, new.updated_at = 'PENDING', nil, nil, NOW, NOW
     save(new, f); n = n + 1
+    event(id, 'released', {worker = C[1], epoch = tonumber(f.epoch)})
   end
 end
 return n""",
-    # AppendStep {id, epoch, pos, base, status, result, error}: journal a step; a COMPLETE step
-    # is never overwritten (re-sent by its epoch: a no-op even after the flow ended).
+    # AppendStep {id, epoch, pos, base, status, result, error, event kind, its details}: journal
+    # a step; a COMPLETE step is never overwritten (re-sent by its epoch: a no-op even after
+    # the flow ended).
     "AppendStep": r"""
 local f = get(C[1])
 local done = f and redis.call('HGET', k('steps', C[1]), C[3])
 local complete = done and cmsgpack.unpack(done)[2] == 'COMPLETE'
 if complete and tonumber(f.epoch) == C[2] then return false end
 local refused = fence(f, C[2], false)
-if refused then return redis.error_reply(refused) end
-if not complete then redis.call('HSET', k('steps', C[1]), C[3], step(C[4], C[5], C[6], C[7])) end
+if refused then return refuse(f, C[2], refused, 'AppendStep') end
+if not complete then
+  redis.call('HSET', k('steps', C[1]), C[3], step(C[4], C[5], C[6], C[7]))
+  event(C[1], C[8], C[9])
+end
 return false""",
-    # FinishFlow {id, epoch, status, result, error}: end the flow; wakes a parent waiting on it.
+    # FinishFlow {id, epoch, status, result, error, event kind, its details}: end the flow;
+    # wakes a parent waiting on it.
     "FinishFlow": r"""
-local refused = finish(C[1], C[2], C[3], {result = C[4] or false, error = C[5] or false,
-                                         ready_at = false, waiting_on = false})
-if refused then return redis.error_reply(refused) end
-return false""",
-    # SuspendFlow {id, epoch, ready_at, attempt, error}: park until ready_at (nil: until woken).
+return finish(C[1], C[2], C[3], {result = C[4] or false, error = C[5] or false, ready_at = false,
+                                 waiting_on = false}, 'FinishFlow', C[6], C[7]) or false""",
+    # SuspendFlow {id, epoch, ready_at, attempt, error, waiting_on, event kind, its details}:
+    # park until ready_at (nil: until woken).
     "SuspendFlow": r"""
-local changes = {ready_at = C[3] or false, waiting_on = false}
+local changes = {ready_at = C[3] or false, waiting_on = C[6] or false}
 if C[4] then changes.attempt = C[4] end
 if C[5] then changes.error = C[5] end
-local refused = finish(C[1], C[2], 'SUSPENDED', changes)
-if refused then return redis.error_reply(refused) end
-return false""",
-    # AwaitSignal {id, epoch, pos, base, status, result, error, signal, ready_at}: take the
-    # signal once (-> the journaled step) or suspend waiting for it (-> nil).
+return finish(C[1], C[2], 'SUSPENDED', changes, 'SuspendFlow', C[7], C[8]) or false""",
+    # AwaitSignal {id, epoch, pos, base, status, result, error, signal, ready_at, details of the
+    # signal_waiting event}: take the signal once (-> the journaled step) or suspend waiting for
+    # it (-> nil).
     "AwaitSignal": r"""
 local id, epoch, pos, name = C[1], C[2], C[3], C[8]
 local f = get(id)
 local done = recorded(f, epoch, pos)
 if done then return done end
 local refused = fence(f, epoch, false)
-if refused then return redis.error_reply(refused) end
+if refused then return refuse(f, epoch, refused, 'AwaitSignal') end
 local payload = redis.call('HGET', P .. ':signals', name)
 if payload and redis.call('HSETNX', P .. ':consumed', name, id) == 1 then
   local s = step(C[4], 'COMPLETE', payload, C[7])
   redis.call('HSET', k('steps', id), pos, s)
+  event(id, 'signal_received', {name = name})
   return s
 end
-finish(id, epoch, 'SUSPENDED', {ready_at = C[9] or false, waiting_on = 'signal:' .. name})
+finish(id, epoch, 'SUSPENDED', {ready_at = C[9] or false, waiting_on = 'signal:' .. name}, 'AwaitSignal',
+       'signal_waiting', C[10])
 return false""",
     # SendSignal {name, payload}: store it unless sent before (-> 0) and wake its waiters (-> 1).
     "SendSignal": r"""
@@ -273,29 +318,38 @@ redis.call('ZREM', P .. ':waitnames', C[1])
 for _, id in ipairs(redis.call('SMEMBERS', k('waiting', C[1]))) do wake(id, 'signal:' .. C[1]) end
 return 1""",
     # InvokeChild {id, epoch, pos, base, status, result, error, child id, type, args, version,
-    # ready_at, its cancellation failure}: schedule the child, then journal its outcome if it
-    # has ended (-> the step) or suspend the parent until it ends (-> nil).
+    # ready_at, its cancellation failure, details of its scheduled event}: schedule the child,
+    # then journal its outcome if it has ended (-> the step) or suspend the parent until it
+    # ends (-> nil).
     "InvokeChild": r"""
 local id, epoch, pos, child = C[1], C[2], C[3], C[8]
 local f = get(id)
 local done = recorded(f, epoch, pos)
 if done then return done end
 local refused = fence(f, epoch, false)
-if refused then return redis.error_reply(refused) end
-schedule(child, C[9], C[10], C[11], C[12], id)
+if refused then return refuse(f, epoch, refused, 'InvokeChild') end
+if schedule(child, C[9], C[10], C[11], C[12], id, C[14]) == 1 then
+  event(id, 'child_started', {child = child, type = C[9]})
+end
 local c = get(child)
 if TERMINAL[c.status] then
   local s
-  if c.status == 'COMPLETE' then s = step(C[4], 'COMPLETE', c.result, C[7])
+  local b = cmsgpack.unpack(C[4])  -- position, name, args_hash, attempt, tries, retry_at
+  local details = {position = b[1], name = b[2], attempt = b[4], tries = b[5]}
+  if c.status == 'COMPLETE' then
+    s = step(C[4], 'COMPLETE', c.result, C[7])
+    event(id, 'step_completed', details)
   else
     local err = c.error
     if not err or err == CANCELLED then err = C[13] end
     s = step(C[4], 'FAILED', C[6], err)
+    details.error = error_type(err)
+    event(id, 'step_failed', details)
   end
   redis.call('HSET', k('steps', id), pos, s)
   return s
 end
-finish(id, epoch, 'SUSPENDED', {ready_at = false, waiting_on = 'child:' .. child})
+finish(id, epoch, 'SUSPENDED', {ready_at = false, waiting_on = 'child:' .. child}, 'InvokeChild')
 return false""",
     # CancelFlow {id}: cancel the flow (RUNNING: request it) and, recursively, its live
     # children; a child that ends wakes its waiting parent -> the flow's status.
@@ -309,7 +363,10 @@ local function cancel(id)
   if f.status == 'RUNNING' then new.cancel_requested = '1'
   else new.status, new.ready_at, new.waiting_on, new.error, new.suspect = 'CANCELLED', nil, nil, CANCELLED, nil end
   save(new, f)
-  if new.status == 'CANCELLED' and f.parent_id then wake(f.parent_id, 'child:' .. id) end
+  if new.status == 'CANCELLED' then
+    event(id, 'cancelled', {})
+    child_ended(new)
+  else event(id, 'cancel_requested', {}) end
   for _, c in ipairs(redis.call('SMEMBERS', k('children', id))) do cancel(c) end
   return new.status
 end
@@ -318,6 +375,10 @@ return cancel(C[1]) or redis.error_reply('ERGON_NOTFOUND')""",
     "GetFlow": r"""
 local raw = redis.call('HGETALL', k('flow', C[1]))
 return #raw > 0 and cmsgpack.pack(raw)""",
+    # LoadHistory {id, after, limit}: -> its events numbered after `after` (the list's index + 1).
+    "LoadHistory": r"""
+if C[3] <= 0 then return cmsgpack.pack({}) end
+return cmsgpack.pack(redis.call('LRANGE', k('events', C[1]), C[2], C[2] + C[3] - 1))""",
     # LoadSteps {id}: -> its packed steps, packed.
     "LoadSteps": "return cmsgpack.pack(redis.call('HVALS', k('steps', C[1])))",
     # ListFlows {status, limit}: flows oldest first (schedule order) -> their hashes, packed.
@@ -413,7 +474,12 @@ for i, f in ipairs(held) do
     new.status, new.ready_at, new.suspect = 'PENDING', NOW + jitter * spread, '1'
   end
   save(new, f)
-  if new.status == 'FAILED' and new.parent_id then wake(new.parent_id, 'child:' .. id) end
+  event(id, 'crashed', {worker = worker, cause = C[4], exit_code = C[2] or cjson.null, signal = C[3] or cjson.null,
+                        position = position, step = names[position] or cjson.null, alone = #held == 1})
+  if new.status == 'FAILED' then
+    event(id, 'quarantined', {crashes = blamed})
+    child_ended(new)
+  end
   out[i] = redis.call('HGETALL', k('flow', id))
 end
 return cmsgpack.pack(out)""",

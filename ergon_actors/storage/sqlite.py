@@ -16,9 +16,12 @@ from ..errors import (ConfigError, FencedError, FlowBusyError, FlowNotFoundError
                       StoreError, StoreUnavailableError)
 from .base import LogBase
 from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows,
-                       FinishFlow, GetFlow, InvokeChild, ListFlows, LoadSteps, RecordCrash, ReleaseWorker,
-                       RenewLeases, Scheduled, ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals)
+                       FinishFlow, GetFlow, InvokeChild, ListFlows, LoadHistory, LoadSteps, RecordCrash,
+                       ReleaseWorker, RenewLeases, Scheduled, ScheduleFlow, SendSignal, SuspendFlow,
+                       WaitingSignals)
 from .crashes import check, crashed, in_flight
+from .events import (Event, FlowEvent, claim_events, crash_events, dumps, fenced_event, finish_event,
+                     scheduled_event, step_event, suspend_event)
 from .pyergon_records import SqliteRecords
 from .records import dump_crashes, dump_failure, load_crashes, load_failure
 from .rules import REFUSALS, child_outcome, fence, invalid
@@ -34,6 +37,7 @@ _FLOW_COLUMNS = ("flow_id, flow_type, args, status, version, attempt, epoch, own
                  "crashes, suspect")
 _STEP_COLUMNS = "position, name, args_hash, status, result, error, attempt, completed_at, tries, retry_at"
 _DUE = "((status = 'RUNNING' AND lease_expires <= :now) OR (status IN ('PENDING', 'SUSPENDED') AND ready_at <= :now))"
+_EVENT = "INSERT INTO events SELECT ?, coalesce(max(seq), 0) + 1, ?, ?, ? FROM events WHERE flow_id = ?"
 
 
 @functools.lru_cache(maxsize=32)
@@ -294,6 +298,17 @@ class SqliteExecutionLog(SqliteRecords, LogBase):
         row = db.execute(f"SELECT {_FLOW_COLUMNS} FROM flows WHERE flow_id = ?", (flow_id,)).fetchone()
         return None if row is None else _flow(row)
 
+    @staticmethod
+    def _event(db: sqlite3.Connection, flow_id: str, now: float, event: Event) -> None:
+        """Append an event to the flow's history, in the transaction of the change it records."""
+        db.execute(_EVENT, (flow_id, now, event[0], dumps(event[1]), flow_id))
+
+    def _refuse(self, db: sqlite3.Connection, command: Any, refused: Exception, now: float) -> Exception:
+        """Record a fenced write in its flow's history; returns the refusal to raise."""
+        if isinstance(refused, FencedError):
+            self._event(db, refused.flow_id, now, fenced_event(command, refused.epoch, refused.reason))
+        return refused
+
     def _ScheduleFlow(self, db: sqlite3.Connection, c: ScheduleFlow, now: float) -> Scheduled:
         cursor = db.execute(
             "INSERT INTO flows VALUES (?, ?, ?, 'PENDING', ?, 1, 0, NULL, NULL, ?, NULL, NULL, ?, ?, ?, NULL, 0, NULL, "
@@ -301,7 +316,10 @@ class SqliteExecutionLog(SqliteRecords, LogBase):
             "ON CONFLICT (flow_id) DO NOTHING",
             (c.flow_id, c.flow_type, c.args, c.version, now if c.ready_at is None else c.ready_at,
              c.parent_id, now, now))
-        return Scheduled(c.flow_id, cursor.rowcount == 1)
+        if cursor.rowcount != 1:
+            return Scheduled(c.flow_id, False)
+        self._event(db, c.flow_id, now, scheduled_event(c.flow_type, c.parent_id, c.ready_at))
+        return Scheduled(c.flow_id, True)
 
     def _ClaimFlows(self, db: sqlite3.Connection, c: ClaimFlows, now: float) -> list[Claim]:
         again = db.execute(f"SELECT {_FLOW_COLUMNS} FROM flows WHERE owner = ? AND claim_request = ? "
@@ -330,6 +348,11 @@ class SqliteExecutionLog(SqliteRecords, LogBase):
         if not ids:
             return []
         marks = ", ".join("?" * len(ids))
+        before = db.execute(f"SELECT flow_id, status, owner, epoch, lease_expires, waiting_on FROM flows "
+                            f"WHERE flow_id IN ({marks})", ids).fetchall()
+        for flow_id, status, owner, epoch, lease_expires, waiting_on in before:
+            for event in claim_events(status, owner, epoch, lease_expires, waiting_on, c.worker_id, now):
+                self._event(db, flow_id, now, event)
         rows = db.execute(
             f"UPDATE flows SET status = 'RUNNING', epoch = epoch + 1, owner = ?, lease_expires = ?, "
             f"updated_at = ?, claim_request = ?, waiting_on = NULL WHERE flow_id IN ({marks}) "
@@ -357,9 +380,12 @@ class SqliteExecutionLog(SqliteRecords, LogBase):
                           (now + c.lease_seconds, c.worker_id, *c.flow_ids)).rowcount
 
     def _ReleaseWorker(self, db: sqlite3.Connection, c: ReleaseWorker, now: float) -> int:
-        return db.execute("UPDATE flows SET status = 'PENDING', owner = NULL, lease_expires = NULL, "
-                          "ready_at = ?, updated_at = ? WHERE owner = ? AND status = 'RUNNING'",
-                          (now, now, c.worker_id)).rowcount
+        released = db.execute("UPDATE flows SET status = 'PENDING', owner = NULL, lease_expires = NULL, "
+                              "ready_at = ?, updated_at = ? WHERE owner = ? AND status = 'RUNNING' "
+                              "RETURNING flow_id, epoch", (now, now, c.worker_id)).fetchall()
+        for flow_id, epoch in released:
+            self._event(db, flow_id, now, ("released", {"worker": c.worker_id, "epoch": epoch}))
+        return len(released)
 
     def _RecordCrash(self, db: sqlite3.Connection, c: RecordCrash, now: float) -> list[FlowRecord]:
         check(c)
@@ -373,8 +399,10 @@ class SqliteExecutionLog(SqliteRecords, LogBase):
                        "crashes = ?, suspect = ?, quarantined = ?, updated_at = ? WHERE flow_id = ?",
                        (flow.status, flow.ready_at, None if flow.error is None else dump_failure(flow.error),
                         dump_crashes(flow.crashes), flow.suspect, flow.quarantined, now, flow.flow_id))
-            if flow.status in TERMINAL and flow.parent_id is not None:
-                self._wake(db, flow.parent_id, f"child:{flow.flow_id}")
+            for event in crash_events(flow):
+                self._event(db, flow.flow_id, now, event)
+            if flow.status in TERMINAL:
+                self._child_ended(db, flow.parent_id, flow.flow_id, flow.status, now)
             out.append(flow)
         return out
 
@@ -385,19 +413,20 @@ class SqliteExecutionLog(SqliteRecords, LogBase):
                          "WHERE flow_id = ? AND position = ? AND epoch = ?", (flow_id, position, epoch)).fetchone()
         return None if row is None else _step(row)
 
-    @staticmethod
-    def _fence(db: sqlite3.Connection, flow_id: str, epoch: int, position: int = -1) -> str | None:
-        """Raise the refusal for a write at `epoch`; returns the status of the step at `position`."""
+    def _fence(self, db: sqlite3.Connection, c: AppendStep | AwaitSignal | InvokeChild, now: float,
+               position: int = -1) -> str | None:
+        """Raise the refusal for command c's write at its epoch; returns the status of the step
+        at `position`."""
         row = db.execute("SELECT f.epoch, f.status, f.cancel_requested, s.status FROM flows f LEFT JOIN steps s "
                          "ON s.flow_id = f.flow_id AND s.position = ? WHERE f.flow_id = ?",
-                         (position, flow_id)).fetchone()
+                         (position, c.flow_id)).fetchone()
         lease = None if row is None else _Lease(row[0], row[1], bool(row[2]))
         step: str | None = None if row is None else row[3]
-        if lease is not None and lease.epoch == epoch and step == StepStatus.COMPLETE:
+        if lease is not None and lease.epoch == c.epoch and step == StepStatus.COMPLETE:
             return step  # a re-sent write of a step already journaled: nothing to refuse
-        refused = fence(lease, flow_id, epoch)
+        refused = fence(lease, c.flow_id, c.epoch)
         if refused is not None:
-            raise refused
+            raise self._refuse(db, c, refused, now)
         return step
 
     @staticmethod
@@ -414,26 +443,38 @@ class SqliteExecutionLog(SqliteRecords, LogBase):
                           s.tries, s.retry_at)
 
     def _AppendStep(self, db: sqlite3.Connection, c: AppendStep, now: float) -> None:
-        if self._fence(db, c.flow_id, c.epoch, c.step.position) != StepStatus.COMPLETE:
+        if self._fence(db, c, now, c.step.position) != StepStatus.COMPLETE:
             self._insert_step(db, c.flow_id, c.step, now)  # recorded once: a re-send changes nothing
+            self._event(db, c.flow_id, now, step_event(c.step))
         return None
 
-    def _end(self, db: sqlite3.Connection, flow_id: str, epoch: int, status: str, sets: str,
-             params: tuple[Any, ...]) -> None:
+    def _end(self, db: sqlite3.Connection, c: FinishFlow | SuspendFlow | AwaitSignal | InvokeChild, now: float,
+             status: str, sets: str, params: tuple[Any, ...], event: Event | None) -> None:
+        """End command c's run of its flow with `status` (fenced by its epoch), recording `event`."""
+        flow_id, epoch = c.flow_id, c.epoch
         cancel = "" if status == FlowStatus.CANCELLED else "AND cancel_requested = 0 "
         cursor = db.execute(
             f"UPDATE flows SET status = ?, owner = NULL, lease_expires = NULL, suspect = 0, updated_at = ?, {sets} "
             f"WHERE flow_id = ? AND epoch = ? AND status = 'RUNNING' {cancel}RETURNING parent_id",
-            (status, time.time(), *params, flow_id, epoch))
+            (status, now, *params, flow_id, epoch))
         row = cursor.fetchone()
         if row is not None:
-            if status in TERMINAL and row[0] is not None:
-                self._wake(db, row[0], f"child:{flow_id}")
+            if event is not None:
+                self._event(db, flow_id, now, event)
+            if status in TERMINAL:
+                self._child_ended(db, row[0], flow_id, status, now)
             return
         flow = self._get(db, flow_id)
         if flow is not None and flow.epoch == epoch and flow.status == status:
             return  # a re-sent command after its commit
-        raise fence(flow, flow_id, epoch) or FencedError(flow_id, epoch)
+        raise self._refuse(db, c, fence(flow, flow_id, epoch) or FencedError(flow_id, epoch), now)
+
+    def _child_ended(self, db: sqlite3.Connection, parent_id: str | None, flow_id: str, status: str,
+                     now: float) -> None:
+        """Tell a child's parent, in its history and by waking it if it waits for the child."""
+        if parent_id is not None and db.execute("SELECT 1 FROM flows WHERE flow_id = ?", (parent_id,)).fetchone():
+            self._event(db, parent_id, now, ("child_finished", {"child": flow_id, "status": status}))
+            self._wake(db, parent_id, f"child:{flow_id}")
 
     @staticmethod
     def _wake(db: sqlite3.Connection, flow_id: str | None, waiting_on: str) -> None:
@@ -441,27 +482,29 @@ class SqliteExecutionLog(SqliteRecords, LogBase):
                    (time.time(), flow_id, waiting_on))
 
     def _FinishFlow(self, db: sqlite3.Connection, c: FinishFlow, now: float) -> None:
-        self._end(db, c.flow_id, c.epoch, c.status, "result = ?, error = ?, ready_at = NULL, waiting_on = NULL",
-                  (c.result, None if c.error is None else dump_failure(c.error)))
+        self._end(db, c, now, c.status, "result = ?, error = ?, ready_at = NULL, waiting_on = NULL",
+                  (c.result, None if c.error is None else dump_failure(c.error)), finish_event(c.status, c.error))
 
     def _SuspendFlow(self, db: sqlite3.Connection, c: SuspendFlow, now: float) -> None:
-        self._end(db, c.flow_id, c.epoch, FlowStatus.SUSPENDED,
-                  "ready_at = ?, attempt = coalesce(?, attempt), error = coalesce(?, error), waiting_on = NULL",
-                  (c.ready_at, c.attempt, None if c.error is None else dump_failure(c.error)))
+        self._end(db, c, now, FlowStatus.SUSPENDED,
+                  "ready_at = ?, attempt = coalesce(?, attempt), error = coalesce(?, error), waiting_on = ?",
+                  (c.ready_at, c.attempt, None if c.error is None else dump_failure(c.error), c.waiting_on),
+                  suspend_event(c.ready_at, c.waiting_on, c.attempt, c.error))
 
     def _AwaitSignal(self, db: sqlite3.Connection, c: AwaitSignal, now: float) -> StepRecord | None:
         done = self._recorded(db, c.flow_id, c.epoch, c.step.position)
         if done is not None:
             return done
-        self._fence(db, c.flow_id, c.epoch)
+        self._fence(db, c, now)
         row = db.execute("UPDATE signals SET consumer = ? WHERE name = ? AND consumer IS NULL RETURNING payload",
                          (c.flow_id, c.signal)).fetchone()
         if row is not None:
             step = StepRecord(c.step.position, c.step.name, c.step.args_hash, StepStatus.COMPLETE, row[0],
                               attempt=c.step.attempt)
+            self._event(db, c.flow_id, now, ("signal_received", {"name": c.signal}))
             return self._insert_step(db, c.flow_id, step, now)
-        self._end(db, c.flow_id, c.epoch, FlowStatus.SUSPENDED, "ready_at = ?, waiting_on = ?",
-                  (c.ready_at, f"signal:{c.signal}"))
+        self._end(db, c, now, FlowStatus.SUSPENDED, "ready_at = ?, waiting_on = ?",
+                  (c.ready_at, f"signal:{c.signal}"), ("signal_waiting", {"name": c.signal, "until": c.ready_at}))
         return None
 
     def _SendSignal(self, db: sqlite3.Connection, c: SendSignal, now: float) -> bool:
@@ -477,16 +520,19 @@ class SqliteExecutionLog(SqliteRecords, LogBase):
         done = self._recorded(db, c.flow_id, c.epoch, c.step.position)
         if done is not None:
             return done
-        self._fence(db, c.flow_id, c.epoch)
+        self._fence(db, c, now)
         child = c.child
-        self._ScheduleFlow(db, ScheduleFlow(child.flow_id, child.flow_type, child.args, child.version,
-                                            child.ready_at, c.flow_id), now)
+        if self._ScheduleFlow(db, ScheduleFlow(child.flow_id, child.flow_type, child.args, child.version,
+                                               child.ready_at, c.flow_id), now).created:
+            self._event(db, c.flow_id, now, ("child_started", {"child": child.flow_id, "type": child.flow_type}))
         record = self._get(db, child.flow_id)
         assert record is not None  # scheduled above, in this transaction
         if record.status in TERMINAL:
-            return self._insert_step(db, c.flow_id, child_outcome(c.step, record, now), now)
-        self._end(db, c.flow_id, c.epoch, FlowStatus.SUSPENDED, "ready_at = NULL, waiting_on = ?",
-                  (f"child:{child.flow_id}",))
+            step = child_outcome(c.step, record, now)
+            self._event(db, c.flow_id, now, step_event(step))
+            return self._insert_step(db, c.flow_id, step, now)
+        self._end(db, c, now, FlowStatus.SUSPENDED, "ready_at = NULL, waiting_on = ?",
+                  (f"child:{child.flow_id}",), None)
         return None
 
     def _CancelFlow(self, db: sqlite3.Connection, c: CancelFlow, now: float) -> str:
@@ -497,12 +543,13 @@ class SqliteExecutionLog(SqliteRecords, LogBase):
             return flow.status
         if flow.status == FlowStatus.RUNNING:
             db.execute("UPDATE flows SET cancel_requested = 1, updated_at = ? WHERE flow_id = ?", (now, c.flow_id))
+            self._event(db, c.flow_id, now, ("cancel_requested", {}))
         else:
             db.execute("UPDATE flows SET status = 'CANCELLED', ready_at = NULL, waiting_on = NULL, suspect = 0, "
                        "error = ?, updated_at = ? WHERE flow_id = ?",
                        (dump_failure(Failure.cancelled(c.flow_id)), now, c.flow_id))
-            if flow.parent_id is not None:
-                self._wake(db, flow.parent_id, f"child:{c.flow_id}")
+            self._event(db, c.flow_id, now, ("cancelled", {}))
+            self._child_ended(db, flow.parent_id, c.flow_id, FlowStatus.CANCELLED, now)
         for (child_id,) in db.execute("SELECT flow_id FROM flows WHERE parent_id = ? AND status NOT IN "
                                       "('COMPLETE', 'FAILED', 'CANCELLED')", (c.flow_id,)).fetchall():
             self._CancelFlow(db, CancelFlow(child_id), now)
@@ -522,6 +569,11 @@ class SqliteExecutionLog(SqliteRecords, LogBase):
     def _LoadSteps(self, db: sqlite3.Connection, c: LoadSteps, now: float) -> list[StepRecord]:
         rows = db.execute(f"SELECT {_STEP_COLUMNS} FROM steps WHERE flow_id = ? ORDER BY position", (c.flow_id,))
         return [_step(r) for r in rows]
+
+    def _LoadHistory(self, db: sqlite3.Connection, c: LoadHistory, now: float) -> list[FlowEvent]:
+        rows = db.execute("SELECT seq, at, kind, data FROM events WHERE flow_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                          (c.flow_id, c.after, c.limit))
+        return [FlowEvent(*r) for r in rows]
 
     def _ListFlows(self, db: sqlite3.Connection, c: ListFlows, now: float) -> list[FlowRecord]:
         where, params = ("WHERE status = ?", (c.status,)) if c.status is not None else ("", ())

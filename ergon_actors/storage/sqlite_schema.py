@@ -10,7 +10,7 @@ from ..errors import SchemaVersionError, StoreError
 
 __all__ = ["SCHEMA_VERSION", "APPLICATION_ID", "open_schema"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 APPLICATION_ID = 0x45524731  # "ERG1": marks a file as ours before we touch its tables
 
 # The first schema. Every later change is a migration in _MIGRATIONS, applied to new files too,
@@ -48,6 +48,14 @@ ALTER TABLE flows ADD COLUMN suspect INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE flows ADD COLUMN quarantined INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX flows_suspect ON flows (flow_type) WHERE suspect = 1;
 CREATE INDEX flows_quarantined ON flows (quarantined) WHERE quarantined = 1;
+""",
+    # 3: each flow's event history (storage.events), numbered per flow from 1; flows by creation
+    # time, for listing a page of them (the rowid orders flows created at the same time).
+    2: """
+CREATE TABLE events (flow_id TEXT NOT NULL, seq INTEGER NOT NULL, at REAL NOT NULL, kind TEXT NOT NULL,
+    data TEXT NOT NULL, PRIMARY KEY (flow_id, seq)) WITHOUT ROWID;
+CREATE INDEX flows_created ON flows (created_at);
+CREATE INDEX flows_status_created ON flows (status, created_at);
 """,
 }
 

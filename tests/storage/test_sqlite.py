@@ -491,3 +491,18 @@ def test_close_finishes_the_work_queued_before_it(tmp_path):
     assert run(body()) == [1] * 50
     assert raw(path, "SELECT count(*) FROM t") == [(50,)]
     assert not store_threads(path)
+
+
+def test_an_upgraded_file_keeps_a_history_from_then_on(tmp_path):
+    path = version_1_file(tmp_path / "old.db")
+
+    async def use() -> list[str]:
+        log = await SqliteExecutionLog(path).connect()
+        try:
+            (claim,) = await log.claim("w1", 1, 30.0, flow_id="pending")
+            await log.finish_flow("pending", claim.flow.epoch, FlowStatus.COMPLETE, result=b"r")
+            return [e.kind for e in await log.load_history("pending")]
+        finally:
+            await log.close()
+
+    assert run(use()) == ["claimed", "completed"]  # what happened before the upgrade has no events

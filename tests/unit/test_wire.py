@@ -45,7 +45,8 @@ CODES = {"Failure": 64, "FlowRecord": 65, "StepRecord": 66, "Scheduled": 67, "Cl
          "ClaimFlows": 70, "RenewLeases": 71, "ReleaseWorker": 72, "AppendStep": 73, "FinishFlow": 74,
          "SuspendFlow": 75, "GetFlow": 76, "LoadSteps": 77, "ListFlows": 78, "CountFlows": 79,
          "AwaitSignal": 80, "SendSignal": 81, "InvokeChild": 82, "CancelFlow": 83, "WaitingSignals": 84,
-         "Crash": 85, "RecordCrash": 86, "PutRecord": 87, "ScanRecords": 88, "ResetStore": 89}
+         "Crash": 85, "RecordCrash": 86, "PutRecord": 87, "ScanRecords": 88, "ResetStore": 89, "FlowEvent": 90,
+         "LoadHistory": 91}
 
 
 def ext(cls: type, *fields: object) -> msgpack.ExtType:
