@@ -189,6 +189,16 @@ class MessageTooLargeError(ProtocolError):
         self.limit = limit
 
 
+class FlowStateError(ErgonError):
+    """Raised when a flow's status does not allow an operation (retrying a flow that has not failed)."""
+
+    def __init__(self, flow_id: str, status: str, operation: str) -> None:
+        super().__init__(f"flow {flow_id!r} is {status}: cannot {operation} it")
+        self.flow_id = flow_id
+        self.status = status
+        self.operation = operation
+
+
 class FlowCancelledError(ErgonError):
     """Raised for writes of a flow that was cancelled; the flow then ends CANCELLED."""
 

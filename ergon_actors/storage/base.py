@@ -12,9 +12,9 @@ from typing import Protocol, Self, cast, runtime_checkable
 from ..core import TERMINAL, Failure, FlowRecord, StepRecord
 from ..errors import FlowNotFoundError, TimeoutExpired
 from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows,
-                       FinishFlow, GetFlow, InvokeChild, ListFlows, LoadHistory, LoadSteps, RecordCrash,
-                       ReleaseWorker,
-                       RenewLeases, Scheduled, ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals)
+                       FinishFlow, FlowPage, ForkFlow, GetFlow, InvokeChild, ListFlows, LoadHistory, LoadSteps,
+                       QueryFlows, RecordCrash, ReleaseWorker, RenewLeases, RetryFlow, Scheduled, ScheduleFlow,
+                       SendSignal, SuspendFlow, WaitingSignals)
 from .events import FlowEvent
 from .pyergon import PyErgonLogMixin, StorageError  # noqa: F401 (PyErgon's name, at its path)
 
@@ -39,7 +39,8 @@ class ExecutionLog(Protocol):
     async def close(self) -> None: ...
 
 
-WAKING = (ScheduleFlow, ReleaseWorker, SendSignal, FinishFlow, CancelFlow, InvokeChild, RecordCrash)
+WAKING = (ScheduleFlow, ReleaseWorker, SendSignal, FinishFlow, CancelFlow, InvokeChild, RecordCrash, RetryFlow,
+          ForkFlow)
 """Commands after which a flow may be runnable at once: workers are told to look."""
 
 
@@ -161,6 +162,18 @@ class LogBase(PyErgonLogMixin):
     async def load_history(self, flow_id: str, after: int = 0, limit: int = 1000) -> list[FlowEvent]:
         """The flow's events numbered after `after`, oldest first (storage.events)."""
         return cast("list[FlowEvent]", await self._one(LoadHistory(flow_id, after, limit)))
+
+    async def query_flows(self, query: QueryFlows) -> FlowPage:
+        return cast("FlowPage", await self._one(query))
+
+    async def retry_failed(self, flow_id: str) -> None:
+        """Resume a FAILED or CANCELLED flow (and its failed children) from its failed step.
+        (Not PyErgon's retry_flow, which schedules a retry of a running task.)"""
+        await self._one(RetryFlow(flow_id))
+
+    async def fork_flow(self, flow_id: str, new_flow_id: str, from_position: int) -> Scheduled:
+        """Start new_flow_id as a copy of flow_id that replays its completed steps before from_position."""
+        return cast("Scheduled", await self._one(ForkFlow(flow_id, new_flow_id, from_position)))
 
     async def wait_for_completion(self, flow_id: str, timeout: float | None = None) -> FlowRecord:
         """Wait until the flow is COMPLETE, FAILED or CANCELLED and return its record.

@@ -20,7 +20,8 @@ from .events import FlowEvent
 __all__ = ["ScheduleFlow", "ClaimFlows", "RenewLeases", "ReleaseWorker", "AppendStep", "FinishFlow",
            "SuspendFlow", "AwaitSignal", "SendSignal", "InvokeChild", "CancelFlow", "WaitingSignals",
            "GetFlow", "LoadSteps", "ListFlows", "CountFlows", "RecordCrash", "PutRecord", "ScanRecords",
-           "ResetStore", "LoadHistory", "Scheduled", "Claim", "Command",
+           "ResetStore", "LoadHistory", "QueryFlows", "RetryFlow", "ForkFlow", "FlowPage", "Scheduled", "Claim",
+           "Command",
            "COMMAND_TYPES", "EXT_TYPES", "CODEC", "pack", "unpack", "pack_within"]
 
 # -- commands (nouns) ------------------------------------------------------------------------
@@ -247,6 +248,48 @@ class ResetStore:
 
 
 @dataclass(frozen=True, slots=True)
+class QueryFlows:
+    """Result: a FlowPage of the flows matching every filter given, in schedule order.
+
+    statuses, flow_types: any of these. created_after, created_before: a range of created_at
+    (after inclusive, before exclusive). id_contains: text in the flow_id. error_contains: text
+    in the type of the flow's error ("module:Class"). newest_first: the order. cursor: the
+    `cursor` of the previous page. A page may hold fewer than `limit` flows before the end (a
+    store bounds the work of one call); its cursor is None only at the end.
+    """
+
+    statuses: tuple[str, ...] | None = None
+    flow_types: tuple[str, ...] | None = None
+    created_after: float | None = None
+    created_before: float | None = None
+    id_contains: str | None = None
+    error_contains: str | None = None
+    newest_first: bool = True
+    limit: int = 50
+    cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RetryFlow:
+    """Resume a FAILED or CANCELLED flow, and its failed or cancelled child flows, as a new
+    attempt: completed steps replay, the failed step runs again. Result: None; FlowStateError
+    if the flow is in another status."""
+
+    flow_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ForkFlow:
+    """Start flow `new_flow_id` with the type and arguments of `flow_id` and copies of its
+    completed steps at positions before `from_position`, which it replays instead of running.
+    Result: Scheduled (created False, and nothing copied, if new_flow_id exists)."""
+
+    flow_id: str
+    new_flow_id: str
+    from_position: int
+
+
+@dataclass(frozen=True, slots=True)
 class LoadHistory:
     """Result: the flow's events (storage.events) with seq > after, oldest first, at most limit."""
 
@@ -264,6 +307,14 @@ class Scheduled:
 
 
 @dataclass(frozen=True, slots=True)
+class FlowPage:
+    """One page of QueryFlows: the flows, and the cursor of the next page (None at the end)."""
+
+    flows: tuple[FlowRecord, ...]
+    cursor: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Claim:
     """A leased flow with its journal so far: the worker replays without another round trip."""
 
@@ -274,7 +325,7 @@ class Claim:
 Command = (ScheduleFlow | ClaimFlows | RenewLeases | ReleaseWorker | AppendStep | FinishFlow
            | SuspendFlow | AwaitSignal | SendSignal | InvokeChild | CancelFlow | WaitingSignals
            | GetFlow | LoadSteps | ListFlows | CountFlows | RecordCrash | PutRecord | ScanRecords | ResetStore
-           | LoadHistory)
+           | LoadHistory | QueryFlows | RetryFlow | ForkFlow)
 COMMAND_TYPES: tuple[type, ...] = get_args(Command)
 
 # The wire format: each class's ext code. Never renumber or reuse a code; give a new type a new one.
@@ -284,7 +335,8 @@ EXT_TYPES: tuple[tuple[int, type], ...] = (
     (74, FinishFlow), (75, SuspendFlow), (76, GetFlow), (77, LoadSteps), (78, ListFlows),
     (79, CountFlows), (80, AwaitSignal), (81, SendSignal), (82, InvokeChild), (83, CancelFlow),
     (84, WaitingSignals), (85, Crash), (86, RecordCrash), (87, PutRecord), (88, ScanRecords),
-    (89, ResetStore), (90, FlowEvent), (91, LoadHistory),
+    (89, ResetStore), (90, FlowEvent), (91, LoadHistory), (92, QueryFlows), (93, FlowPage), (94, RetryFlow),
+    (95, ForkFlow),
 )
 CODEC = Codec(EXT_TYPES)
 pack: Callable[[str, Any], bytes] = CODEC.pack

@@ -4,7 +4,7 @@ Every store appends an event in the same transaction as the change it describes,
 never claims what did not commit and never misses what did. Events are numbered per flow from 1
 (`seq`) and kept as long as the flow. The kinds, and the details each carries (as a JSON object):
 
-    scheduled         type; parent (a child flow); ready_at (a delayed start); forked_from, from_step
+    scheduled         type; parent (a child flow); ready_at (a delayed start)
     claimed           worker, epoch
     lease_expired     worker, epoch: the worker whose lease lapsed before another claimed the flow
                       (taken: true when the claim took a live lease)
@@ -27,7 +27,8 @@ never claims what did not commit and never misses what did. Events are numbered 
     cancelled, completed
     failed            error, message
     retried           attempt: an operator resumed a FAILED or CANCELLED flow
-    forked            into, from_step: an operator started a copy of the flow from a step
+    forked            into, from_step (the original) or from, from_step (the copy): an operator
+                      started a copy of the flow that replays its steps before from_step
 """
 
 from __future__ import annotations

@@ -11,13 +11,13 @@ from ..core import TERMINAL, Failure, FlowRecord, FlowStatus, StepRecord, StepSt
 from ..errors import FencedError, FlowBusyError, FlowNotFoundError
 from .base import LogBase
 from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows,
-                       FinishFlow, GetFlow, InvokeChild, ListFlows, LoadHistory, LoadSteps, PutRecord, RecordCrash,
-                       ReleaseWorker, RenewLeases, ResetStore, ScanRecords, Scheduled, ScheduleFlow, SendSignal,
-                       SuspendFlow, WaitingSignals)
+                       FinishFlow, FlowPage, ForkFlow, GetFlow, InvokeChild, ListFlows, LoadHistory, LoadSteps,
+                       PutRecord, QueryFlows, RecordCrash, ReleaseWorker, RenewLeases, ResetStore, RetryFlow,
+                       ScanRecords, Scheduled, ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals)
 from .crashes import check, crashed, in_flight
 from .events import (Event, FlowEvent, claim_events, crash_events, dumps, fenced_event, finish_event,
                      scheduled_event, step_event, suspend_event)
-from .rules import REFUSALS, child_outcome, fence, invalid, runnable
+from .rules import REFUSALS, RETRYABLE, child_outcome, fence, invalid, matches, retried, runnable
 
 __all__ = ["InMemoryExecutionLog"]
 
@@ -33,6 +33,7 @@ class InMemoryExecutionLog(LogBase):
         self._consumed: set[str] = set()
         self._records: dict[str, bytes] = {}  # PyErgon's store API (storage/pyergon.py)
         self._events: dict[str, list[FlowEvent]] = {}
+        self._order: dict[str, int] = {}  # flow_id -> its place in schedule order
 
     async def execute(self, commands: Sequence[Command]) -> list[object]:
         now = time.time()
@@ -72,6 +73,7 @@ class InMemoryExecutionLog(LogBase):
             c.flow_id, c.flow_type, c.args, FlowStatus.PENDING, c.version, ready_at=ready,
             parent_id=c.parent_id, created_at=now, updated_at=now)
         self._steps[c.flow_id] = {}
+        self._order[c.flow_id] = len(self._order)
         self._event(c.flow_id, now, scheduled_event(c.flow_type, c.parent_id, c.ready_at))
         return Scheduled(c.flow_id, True)
 
@@ -280,6 +282,44 @@ class InMemoryExecutionLog(LogBase):
     def _LoadHistory(self, c: LoadHistory, now: float) -> list[FlowEvent]:
         return self._events.get(c.flow_id, [])[max(c.after, 0):max(c.after, 0) + max(c.limit, 0)]
 
+    def _QueryFlows(self, c: QueryFlows, now: float) -> FlowPage:
+        def key(flow: FlowRecord) -> tuple[float, int]:
+            return flow.created_at, self._order[flow.flow_id]
+
+        flows = sorted((f for f in self._flows.values() if matches(f, c)), key=key, reverse=c.newest_first)
+        if c.cursor is not None:
+            at, _, order = c.cursor.partition(":")
+            mark = (float(at), int(order))
+            flows = [f for f in flows if (key(f) < mark if c.newest_first else key(f) > mark)]
+        page = flows[:max(c.limit, 0)]
+        more = len(flows) > len(page) and page
+        return FlowPage(tuple(page), f"{key(page[-1])[0]!r}:{key(page[-1])[1]}" if more else None)
+
+    def _RetryFlow(self, c: RetryFlow, now: float) -> None:
+        flow = self._flows.get(c.flow_id)
+        if flow is None:
+            raise FlowNotFoundError(c.flow_id)
+        self._flows[c.flow_id] = again = retried(flow, now)
+        self._event(c.flow_id, now, ("retried", {"attempt": again.attempt}))
+        for child in [f for f in self._flows.values() if f.parent_id == c.flow_id and f.status in RETRYABLE]:
+            self._RetryFlow(RetryFlow(child.flow_id), now)
+
+    def _ForkFlow(self, c: ForkFlow, now: float) -> Scheduled:
+        flow = self._flows.get(c.flow_id)
+        if flow is None:
+            raise FlowNotFoundError(c.flow_id)
+        if c.new_flow_id in self._flows:
+            return Scheduled(c.new_flow_id, False)
+        self._ScheduleFlow(ScheduleFlow(c.new_flow_id, flow.flow_type, flow.args, flow.version), now)
+        # epoch 1: its first claim (epoch 2) is a resumption, with steps to replay
+        self._flows[c.new_flow_id] = replace(self._flows[c.new_flow_id], epoch=1)
+        self._steps[c.new_flow_id] = {p: s for p, s in self._steps[c.flow_id].items()
+                                      if p < c.from_position and s.status == StepStatus.COMPLETE}
+        details = {"into": c.new_flow_id, "from_step": c.from_position}
+        self._event(c.flow_id, now, ("forked", details))
+        self._event(c.new_flow_id, now, ("forked", {"from": c.flow_id, "from_step": c.from_position}))
+        return Scheduled(c.new_flow_id, True)
+
     def _ListFlows(self, c: ListFlows, now: float) -> list[FlowRecord]:
         flows = [f for f in self._flows.values() if c.status is None or f.status == c.status]
         return sorted(flows, key=lambda f: f.created_at)[:c.limit]
@@ -308,5 +348,5 @@ class InMemoryExecutionLog(LogBase):
 
     def _ResetStore(self, c: ResetStore, now: float) -> None:
         for table in (self._flows, self._steps, self._last_claim, self._signals, self._consumed, self._records,
-                      self._events):
+                      self._events, self._order):
             table.clear()

@@ -234,7 +234,7 @@ class PyErgonLogMixin:
         times = [inv.timer_fire_at for inv in await self._recorded_invocations()
                  if inv.status is InvocationStatus.WAITING_FOR_TIMER and inv.timer_fire_at is not None]
         for flow in await self.list_flows(FlowStatus.SUSPENDED):  # type: ignore[attr-defined]
-            if flow.waiting_on is None and flow.ready_at is not None:
+            if (flow.waiting_on or "timer:").startswith("timer:") and flow.ready_at is not None:
                 times.append(datetime.fromtimestamp(flow.ready_at))
         return min(times, key=lambda t: t.timestamp(), default=None)
 

@@ -20,13 +20,13 @@ from redis.exceptions import (ClusterDownError, MasterDownError, NoScriptError, 
                               ReadOnlyError, RedisError, ResponseError, TryAgainError)
 
 from ..core import Failure, FlowRecord, StepRecord
-from ..errors import (ConfigError, FencedError, FlowBusyError, FlowCancelledError,
-                      FlowNotFoundError, StoreError, StoreUnavailableError)
+from ..errors import (ConfigError, FencedError, FlowBusyError, FlowCancelledError, FlowNotFoundError,
+                      FlowStateError, StoreError, StoreUnavailableError)
 from .base import LogBase
 from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows,
-                       FinishFlow, GetFlow, InvokeChild, ListFlows, LoadHistory, LoadSteps, PutRecord, RecordCrash,
-                       ReleaseWorker, RenewLeases, ResetStore, ScanRecords, Scheduled, ScheduleFlow, SendSignal,
-                       SuspendFlow, WaitingSignals)
+                       FinishFlow, FlowPage, ForkFlow, GetFlow, InvokeChild, ListFlows, LoadHistory, LoadSteps,
+                       PutRecord, QueryFlows, RecordCrash, ReleaseWorker, RenewLeases, ResetStore, RetryFlow,
+                       ScanRecords, Scheduled, ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals)
 from .crashes import JITTER, check, poison_failure
 from .events import FlowEvent, dumps, finish_event, scheduled_event, step_event, suspend_event
 from .records import dump_failure, load_crashes, load_failure
@@ -158,9 +158,12 @@ class RedisExecutionLog(LogBase):
         url: redis://[:password@]host:port/db (or rediss:// for TLS).
         prefix: the first part of every key, so several stores can share one database.
         timeout: seconds to wait for a connection or a reply before StoreUnavailableError.
+        query_budget: flows one QueryFlows call examines at most (Redis serves nobody else while
+            a script runs); a query that needs more returns a short page and a cursor.
     """
 
-    def __init__(self, url: str, *, prefix: str = "ergon", timeout: float = 10.0) -> None:
+    def __init__(self, url: str, *, prefix: str = "ergon", timeout: float = 10.0,
+                 query_budget: int = 5000) -> None:
         parts, db = urlsplit(url), urlsplit(url).path.strip("/")
         try:
             port_ok = parts.port is None or parts.port > 0
@@ -172,6 +175,7 @@ class RedisExecutionLog(LogBase):
         self.url = url
         self.prefix = prefix
         self.timeout = timeout
+        self.query_budget = query_budget
         self._client: aioredis.Redis | None = None
         self._scripts: dict[str, Any] = {}
 
@@ -291,6 +295,8 @@ class RedisExecutionLog(LogBase):
             return FlowBusyError(flow_id)
         if code == "ERGON_CANCELLED":
             return FlowCancelledError(flow_id)
+        if code == "ERGON_STATE":
+            return FlowStateError(flow_id, reason, "retry")
         return invalid(command, exc)
 
     def _script(self, name: str, fields: list[Any]) -> tuple[Any, ...]:
@@ -363,6 +369,27 @@ class RedisExecutionLog(LogBase):
 
     def _GetFlow(self, c: GetFlow) -> Plan:
         return self._script("GetFlow", [c.flow_id]), lambda r: r and _flow(_unpack(r))
+
+    def _QueryFlows(self, c: QueryFlows) -> Plan:
+        if c.limit <= 0:
+            return None, lambda r: FlowPage(())
+        fields = [None if c.statuses is None else [str(s) for s in c.statuses], c.flow_types, c.created_after,
+                  c.created_before, c.id_contains, c.error_contains, c.newest_first, c.limit,
+                  None if c.cursor is None else int(c.cursor), self.query_budget]
+
+        def decode(reply: bytes) -> FlowPage:
+            hashes, cursor = _unpack(reply)
+            flows = tuple(flow for flow in (_flow(h) for h in hashes or ()) if flow is not None)
+            return FlowPage(flows, cursor.decode() if cursor else None)
+
+        return self._script("QueryFlows", fields), decode
+
+    def _RetryFlow(self, c: RetryFlow) -> Plan:
+        return self._script("RetryFlow", [c.flow_id]), lambda r: None
+
+    def _ForkFlow(self, c: ForkFlow) -> Plan:
+        fields = [c.flow_id, c.new_flow_id, c.from_position]
+        return self._script("ForkFlow", fields), lambda r: Scheduled(c.new_flow_id, r == 1)
 
     def _LoadHistory(self, c: LoadHistory) -> Plan:
         after = max(c.after, 0)

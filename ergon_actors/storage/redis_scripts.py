@@ -371,6 +371,83 @@ local function cancel(id)
   return new.status
 end
 return cancel(C[1]) or redis.error_reply('ERGON_NOTFOUND')""",
+    # QueryFlows {statuses, types, created after, before, text in id, text in error type,
+    # newest first, limit, cursor (a seq), budget}: -> packed {flow hashes, next cursor}. Walks
+    # the status sets in seq order, merged, examining at most `budget` flows per call.
+    "QueryFlows": r"""
+local statuses, types, after, before, id_text, err_text = C[1] or STATUSES, C[2], C[3], C[4], C[5], C[6]
+local newest, limit, cursor, budget = C[7], C[8], C[9], C[10]
+local wanted
+if types then wanted = {} for _, t in ipairs(types) do wanted[t] = true end end
+local function beyond(a, b) if newest then return a < b end return a > b end
+local out, examined, finished, B = {}, 0, false, 200
+while #out < limit and examined < budget and not finished do
+  local batch, bound = {}, nil  -- bound: past it, a status set may hold flows not yet fetched
+  for _, s in ipairs(statuses) do
+    local r
+    if newest then r = redis.call('ZREVRANGEBYSCORE', k('status', s), cursor and ('(' .. cursor) or '+inf', '-inf',
+                                  'WITHSCORES', 'LIMIT', 0, B)
+    else r = redis.call('ZRANGEBYSCORE', k('status', s), cursor and ('(' .. cursor) or '-inf', '+inf',
+                        'WITHSCORES', 'LIMIT', 0, B) end
+    for i = 1, #r, 2 do batch[#batch + 1] = {r[i], tonumber(r[i + 1])} end
+    if #r == 2 * B and (bound == nil or beyond(bound, tonumber(r[#r]))) then bound = tonumber(r[#r]) end
+  end
+  table.sort(batch, function(a, b) return beyond(b[2], a[2]) end)
+  local done = 0
+  for _, item in ipairs(batch) do
+    if bound and beyond(item[2], bound) then break end
+    done, examined, cursor = done + 1, examined + 1, item[2]
+    local id = item[1]
+    local h = redis.call('HMGET', k('flow', id), 'flow_type', 'created_at', 'error')
+    local created = tonumber(h[2])
+    if (not wanted or wanted[h[1]]) and (not after or created >= after) and (not before or created < before)
+       and (not id_text or string.find(id, id_text, 1, true))
+       and (not err_text or (h[3] and string.find(error_type(h[3]) or '', err_text, 1, true))) then
+      out[#out + 1] = redis.call('HGETALL', k('flow', id))
+    end
+    if #out == limit or examined >= budget then break end
+  end
+  finished = bound == nil and done == #batch
+end
+if finished then cursor = nil end
+return cmsgpack.pack({out, cursor and tostring(cursor) or false})""",
+    # RetryFlow {id}: a FAILED or CANCELLED flow, and its failed or cancelled children, due
+    # now as their next attempt.
+    "RetryFlow": r"""
+local function retry(id)
+  local f = get(id)
+  if not f then return 'ERGON_NOTFOUND' end
+  if f.status ~= 'FAILED' and f.status ~= 'CANCELLED' then return 'ERGON_STATE ' .. f.status end
+  local new = copy(f)
+  new.status, new.attempt, new.ready_at, new.updated_at = 'PENDING', tonumber(f.attempt) + 1, NOW, NOW
+  new.owner, new.lease_expires, new.result, new.waiting_on, new.cancel_requested = nil, nil, nil, nil, nil
+  new.suspect = nil
+  save(new, f)
+  event(id, 'retried', {attempt = new.attempt})
+  for _, c in ipairs(redis.call('SMEMBERS', k('children', id))) do
+    local child = get(c)
+    if child and (child.status == 'FAILED' or child.status == 'CANCELLED') then retry(c) end
+  end
+end
+local refused = retry(C[1])
+if refused then return redis.error_reply(refused) end
+return false""",
+    # ForkFlow {id, new id, from position}: a copy with its completed steps before the position
+    # -> 1, or 0 if the new id exists.
+    "ForkFlow": r"""
+local f = get(C[1])
+if not f then return redis.error_reply('ERGON_NOTFOUND') end
+if schedule(C[2], f.flow_type, f.args, f.version, nil, nil, {type = f.flow_type}) == 0 then return 0 end
+redis.call('HSET', k('flow', C[2]), 'epoch', 1)  -- its first claim (epoch 2) replays the copied steps
+local steps = redis.call('HGETALL', k('steps', C[1]))
+for i = 1, #steps, 2 do
+  if tonumber(steps[i]) < C[3] and cmsgpack.unpack(steps[i + 1])[2] == 'COMPLETE' then
+    redis.call('HSET', k('steps', C[2]), steps[i], steps[i + 1])
+  end
+end
+event(C[1], 'forked', {into = C[2], from_step = C[3]})
+event(C[2], 'forked', {from = C[1], from_step = C[3]})
+return 1""",
     # GetFlow {id}: -> its hash, packed (one reply element instead of one per field), or nil.
     "GetFlow": r"""
 local raw = redis.call('HGETALL', k('flow', C[1]))

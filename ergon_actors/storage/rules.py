@@ -6,9 +6,11 @@ from dataclasses import replace
 from typing import Protocol
 
 from ..core import Failure, FlowRecord, FlowStatus, StepRecord, StepStatus
-from ..errors import FencedError, FlowBusyError, FlowCancelledError, FlowNotFoundError, InvalidCommandError
+from .commands import QueryFlows
+from ..errors import (FencedError, FlowBusyError, FlowCancelledError, FlowNotFoundError, FlowStateError,
+                      InvalidCommandError)
 
-__all__ = ["runnable", "fence", "child_outcome", "invalid", "REFUSALS"]
+__all__ = ["runnable", "fence", "child_outcome", "invalid", "matches", "retried", "REFUSALS", "RETRYABLE"]
 
 
 def runnable(flow: FlowRecord, now: float) -> bool:
@@ -31,7 +33,27 @@ class Lease(Protocol):
     def cancel_requested(self) -> bool: ...
 
 
-REFUSALS = (FencedError, FlowNotFoundError, FlowBusyError, FlowCancelledError)
+REFUSALS = (FencedError, FlowNotFoundError, FlowBusyError, FlowCancelledError, FlowStateError)
+RETRYABLE = frozenset({FlowStatus.FAILED, FlowStatus.CANCELLED})  # what RetryFlow resumes
+
+
+def matches(flow: FlowRecord, q: QueryFlows) -> bool:
+    """True when the flow passes every filter of a QueryFlows."""
+    return ((q.statuses is None or flow.status in q.statuses)
+            and (q.flow_types is None or flow.flow_type in q.flow_types)
+            and (q.created_after is None or flow.created_at >= q.created_after)
+            and (q.created_before is None or flow.created_at < q.created_before)
+            and (q.id_contains is None or q.id_contains in flow.flow_id)
+            and (q.error_contains is None or (flow.error is not None and q.error_contains in flow.error.type)))
+
+
+def retried(flow: FlowRecord, now: float) -> FlowRecord:
+    """A FAILED or CANCELLED flow as RetryFlow leaves it: due now, its next attempt."""
+    if flow.status not in RETRYABLE:
+        raise FlowStateError(flow.flow_id, flow.status, "retry")
+    return replace(flow, status=FlowStatus.PENDING, attempt=flow.attempt + 1, ready_at=now, owner=None,
+                   lease_expires=None, result=None, waiting_on=None, cancel_requested=False, suspect=False,
+                   updated_at=now)
 
 
 def invalid(command: object, exc: BaseException) -> InvalidCommandError:

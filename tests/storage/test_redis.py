@@ -10,6 +10,7 @@ import signal
 import statistics
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import pytest
 import redis.asyncio as aioredis
@@ -18,7 +19,7 @@ from redis.exceptions import ResponseError
 from ergon_actors.core import FlowStatus, StepRecord
 from ergon_actors.errors import ConfigError, StoreUnavailableError
 from ergon_actors.storage import open_store
-from ergon_actors.storage.commands import ClaimFlows, ScheduleFlow
+from ergon_actors.storage.commands import CancelFlow, ClaimFlows, QueryFlows, ScheduleFlow
 from ergon_actors.storage.redis import RedisExecutionLog
 
 from ..redis_server import RedisServer, empty_store, free_port
@@ -383,6 +384,40 @@ def test_a_claim_does_not_slow_down_with_100k_queued_flows(redis_server):
                 await log.execute([ScheduleFlow(f"d{i}", "Order", b"x") for i in range(start, start + 5_000)])
             deep = await claim_times(50)
             assert deep < max(10 * shallow, 0.005), (shallow, deep)
+        finally:
+            await log.close()
+
+    asyncio.run(body())
+
+
+@pytest.mark.parametrize("budget", [7, 5000])
+def test_query_merges_the_status_sets_in_schedule_order_within_its_budget(redis_server, budget):
+    """Past one batch of each status set (200), with a budget that cuts pages short."""
+    async def body():
+        log = await empty_store(redis_server.url, f"query{budget}")
+        await log.close()
+        log = await RedisExecutionLog(redis_server.url, prefix=f"query{budget}", query_budget=budget).connect()
+        try:
+            ids = [f"f{i:04}" for i in range(700)]
+            await log.execute([ScheduleFlow(i, "Order", b"a") for i in ids])
+            await log.execute([CancelFlow(i) for i in ids[::3] + ids[500:600]])
+
+            async def pages(query: QueryFlows) -> tuple[list[str], int]:
+                found, cursor, short = [], None, 0
+                while True:
+                    page = await log.query_flows(replace(query, cursor=cursor))
+                    found += [f.flow_id for f in page.flows]
+                    short += len(page.flows) < query.limit and page.cursor is not None
+                    if page.cursor is None:
+                        return found, short
+                    cursor = page.cursor
+
+            for newest_first, expected in ((True, ids[::-1]), (False, ids)):
+                found, short = await pages(QueryFlows(newest_first=newest_first, limit=100))
+                assert found == expected
+                assert (short > 0) == (budget < 100)
+            found, _ = await pages(QueryFlows(statuses=("CANCELLED",), id_contains="f05", limit=30))
+            assert found == ids[500:600][::-1]
         finally:
             await log.close()
 

@@ -46,7 +46,7 @@ CODES = {"Failure": 64, "FlowRecord": 65, "StepRecord": 66, "Scheduled": 67, "Cl
          "SuspendFlow": 75, "GetFlow": 76, "LoadSteps": 77, "ListFlows": 78, "CountFlows": 79,
          "AwaitSignal": 80, "SendSignal": 81, "InvokeChild": 82, "CancelFlow": 83, "WaitingSignals": 84,
          "Crash": 85, "RecordCrash": 86, "PutRecord": 87, "ScanRecords": 88, "ResetStore": 89, "FlowEvent": 90,
-         "LoadHistory": 91}
+         "LoadHistory": 91, "QueryFlows": 92, "FlowPage": 93, "RetryFlow": 94, "ForkFlow": 95}
 
 
 def ext(cls: type, *fields: object) -> msgpack.ExtType:
@@ -255,3 +255,15 @@ def test_records_are_checked_after_others_of_known_field_types_passed():
     first, second, wrong, last = answers(request(good, good, ext(StepRecord, 1, "s", "x"), good))
     assert first == second == last == StepRecord(1, "s", 1, "COMPLETE", b"r", None, 1, 1.5)
     assert type(wrong) is ProtocolError and "StepRecord.args_hash: int expected, got str" in str(wrong)
+
+
+def test_operators_commands_and_their_results_round_trip():
+    from ergon_actors.storage.commands import FlowPage, ForkFlow, LoadHistory, QueryFlows, RetryFlow
+    from ergon_actors.storage.events import FlowEvent
+
+    commands = [QueryFlows(("FAILED",), ("Order",), 1.5, 2.5, "a", "ValueError", False, 10, "1.0:3"),
+                RetryFlow("f"), ForkFlow("f", "g", 3), LoadHistory("f", 4, 5)]
+    _, body = unpack(pack("req", list(enumerate(commands))))
+    assert [c for _, c in body] == commands
+    answers = [(1, FlowPage((FLOW,), "9")), (2, [FlowEvent(1, 2.5, "claimed", '{"worker":"w"}')])]
+    assert unpack(pack("rep", answers))[1] == [list(a) for a in answers]
