@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
+from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .errors import ConfigError
 
 __all__ = ["Settings", "DEFAULT_STORE", "DEFAULT_MAX_MESSAGE_SIZE", "DEFAULT_STEP_TIMEOUT", "check_store_url",
-           "public_store_url"]
+           "public_store_url", "parse_duration", "parse_seconds", "unknown_variables", "OTHER_VARIABLES"]
 
 DEFAULT_STORE = "sqlite:///ergon.db"
 DEFAULT_MAX_MESSAGE_SIZE = 4 * 2**20
@@ -152,7 +155,59 @@ def _parse(name: str, kind: str, raw: str) -> object:
         if kind == "int":
             return int(raw)
         if kind == "float":
-            return float(raw)
+            return parse_seconds(raw)  # 2.5, or a duration such as 10m
     except ValueError:
-        raise ConfigError(f"ERGON_{name.upper()}={raw!r} is not a valid {kind}") from None
+        what = "duration (seconds, or e.g. 30s, 10m)" if kind == "float" else kind
+        raise ConfigError(f"ERGON_{name.upper()}={raw!r} is not a valid {what}") from None
     return raw
+
+
+# ERGON_* variables read outside Settings: the chaos ledger file, the benchmark's other Python,
+# and the command line's own (log level and format).
+OTHER_VARIABLES = ("ERGON_CHAOS_LEDGER", "ERGON_BENCH_ALT_PYTHON", "ERGON_LOG_LEVEL", "ERGON_LOG_FORMAT")
+
+
+def unknown_variables(environ: dict[str, str] | None = None) -> list[tuple[str, str | None]]:
+    """The ERGON_* variables set that nothing reads (a typo?), each with the closest known name."""
+    environ = os.environ if environ is None else environ
+    known = [f"ERGON_{f.name.upper()}" for f in fields(Settings)] + list(OTHER_VARIABLES)
+    return [(name, next(iter(difflib.get_close_matches(name, known, n=1)), None))
+            for name in sorted(environ) if name.startswith("ERGON_") and name not in known]
+
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+
+
+def parse_duration(duration: float | int | str | timedelta) -> float:
+    """Seconds from 30, 1.5, "30s", "10m", "2h", "3d", "1h30m", "250ms" or a timedelta.
+
+    Raises:
+        ValueError: a string that is not a duration, or a negative duration.
+    """
+    if isinstance(duration, timedelta):
+        seconds = duration.total_seconds()
+    elif isinstance(duration, (int, float)) and not isinstance(duration, bool):
+        seconds = float(duration)
+    elif isinstance(duration, str) and duration.strip():
+        text = duration.strip().replace(" ", "")
+        parts = _PART.findall(text)
+        if "".join(n + u for n, u in parts) != text:
+            raise ValueError(f"not a duration: {duration!r} (write e.g. 30s, 10m, 2h, 3d, 1h30m)")
+        seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    else:
+        raise ValueError(f"not a duration: {duration!r}")
+    if seconds < 0:
+        raise ValueError(f"a duration cannot be negative: {duration!r}")
+    return seconds
+
+
+def parse_seconds(text: str) -> float:
+    """Seconds from a number ("2.5") or a duration ("10m", "1h30m"); ValueError otherwise."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        return parse_duration(text)
+    if not seconds >= 0:  # inf is allowed: no bound
+        raise ValueError(f"not a number of seconds >= 0: {text!r}")
+    return seconds

@@ -101,6 +101,15 @@ class FlowDefinitionError(ErgonError, TypeError):
     """Raised when a class used as a flow is not a valid flow (not a dataclass, no @flow, ...)."""
 
 
+class ModuleImportError(ErgonError, ImportError):
+    """Raised when a module named by the user cannot be imported: it is missing or it raised."""
+
+    def __init__(self, module: str, cause: str) -> None:
+        super().__init__(f"cannot import module {module!r}: {cause}")
+        self.module = module
+        self.cause = cause
+
+
 class NondeterminismError(ErgonError):
     """Raised when replay calls a different step (or arguments) than the journal recorded."""
 
@@ -197,6 +206,16 @@ class FlowStateError(ErgonError):
         self.flow_id = flow_id
         self.status = status
         self.operation = operation
+
+
+class FlowIdTakenError(ErgonError):
+    """Raised when a flow id asked for is already the id of a flow of another class or with other
+    arguments (or, for a fork, of any flow)."""
+
+    def __init__(self, flow_id: str, reason: str) -> None:
+        super().__init__(f"flow id {flow_id!r} is taken: {reason}")
+        self.flow_id = flow_id
+        self.reason = reason
 
 
 class FlowCancelledError(ErgonError):

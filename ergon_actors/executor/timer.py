@@ -8,44 +8,17 @@ own step, or call it from the flow.
 
 from __future__ import annotations
 
-import re
 import time
 from datetime import datetime, timedelta
 from typing import cast
 
 from .. import codec
+from ..config import parse_duration
 from ..core import StepRecord, StepStatus
 from ..errors import TimerError
 from .context import Suspend, current
 
 __all__ = ["sleep", "schedule_timer", "schedule_timer_named", "parse_duration", "TimerError"]
-
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-
-
-def parse_duration(duration: float | int | str | timedelta) -> float:
-    """Seconds from 30, 1.5, "30s", "10m", "2h", "3d", "1h30m", "250ms" or a timedelta.
-
-    Raises:
-        ValueError: a string that is not a duration, or a negative duration.
-    """
-    if isinstance(duration, timedelta):
-        seconds = duration.total_seconds()
-    elif isinstance(duration, (int, float)) and not isinstance(duration, bool):
-        seconds = float(duration)
-    elif isinstance(duration, str) and duration.strip():
-        text = duration.strip().replace(" ", "")
-        parts = _PART.findall(text)
-        if "".join(n + u for n, u in parts) != text:
-            raise ValueError(f"not a duration: {duration!r} (write e.g. 30s, 10m, 2h, 3d, 1h30m)")
-        seconds = sum(float(n) * _UNITS[u] for n, u in parts)
-    else:
-        raise ValueError(f"not a duration: {duration!r}")
-    if seconds < 0:
-        raise ValueError(f"a duration cannot be negative: {duration!r}")
-    return seconds
-
 
 async def sleep(duration: float | int | str | timedelta | datetime, name: str = "sleep") -> None:
     """Suspend the flow durably for `duration`, or until a datetime (naive means local time)."""

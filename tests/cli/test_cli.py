@@ -24,9 +24,12 @@ def test_schedule_run_status_inspect(tmp_path):
               "--store", store)
     assert out.returncode == 0, out.stderr
     flow_id = out.stdout.strip().splitlines()[-1]
-    again = cli("schedule", "examples.orders:OrderFlow", "--args", '{"order_id": "A1", "amount": 99}',
+    again = cli("schedule", "examples.orders:OrderFlow", "--args", '{"order_id": "A1", "amount": 12.5}',
                 "--id", flow_id, "--store", store)
-    assert again.stdout.strip().splitlines()[-1] == flow_id  # same id: the existing flow
+    assert again.stdout.strip().splitlines()[-1] == flow_id  # same id and arguments: the same flow
+    other = cli("schedule", "examples.orders:OrderFlow", "--args", '{"order_id": "A1", "amount": 99}',
+                "--id", flow_id, "--store", store)
+    assert other.returncode == 7 and "is taken: its flow has other arguments" in other.stderr
 
     ran = cli("run", "examples.orders", "--store", store, "--workers", "1", "--until-idle")
     assert ran.returncode == 0, ran.stderr
@@ -56,10 +59,10 @@ def test_store_defaults_to_ergon_store_variable(tmp_path):
     (["schedule", "examples.nowhere:X"], 4, "examples.nowhere"),
     (["schedule", "examples.orders"], 2, "write MODULE:Class"),
     (["schedule", "examples.orders:OrderFlow", "--args", "{oops"], 2, "not valid JSON"),
-    (["schedule", "examples.orders:OrderFlow", "--args", '{"x": 1}'], 2, "do not fit OrderFlow"),
+    (["schedule", "examples.orders:OrderFlow", "--args", '{"x": 1}'], 2, "OrderFlow: unknown field(s) x"),
     (["status", "--store", "postgres://db"], 2, "scheme must be one of"),
     (["status", "--store", "sqlite://"], 2, "sqlite:///relative.db"),
-    (["inspect", "missing", "--store", "memory://"], 4, "no flow with flow_id 'missing'"),
+    (["inspect", "missing", "--store", "memory://"], 2, "a memory:// store lives inside one process"),
     (["run", "examples.quickstart_missing"], 4, "examples.quickstart_missing"),
 ])
 def test_bad_input_gets_a_named_exit_code_and_a_clear_message(tmp_path, args, code, message):

@@ -12,13 +12,14 @@ pytestmark = pytest.mark.timeout(20)
 PACKAGE = Path(ergon_actors.__file__).parent
 # A module may import from its own layer and the layers below it, never above.
 LAYERS = [
-    {"errors", "config"},
+    {"errors", "config", "logs"},
     {"codec"},
     {"core"},
     {"wire"},
     {"storage"},
     {"decorators", "executor", "models"},
     {"runtime"},
+    {"ops"},
     {"chaos", "testing"},
     {"cli", "__main__"},
 ]

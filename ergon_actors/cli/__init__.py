@@ -1,0 +1,16 @@
+"""python -m ergon_actors: the command line. Parsing and output only; the work is in ops and runtime."""
+
+from __future__ import annotations
+
+from .app import cli, main
+from .chaos import chaos
+from .common import ExitCode
+from .flows import cancel, fork, retry, schedule, signal
+from .run import run
+from .views import inspect, list_command, status
+from .completion import completion
+
+for _command in (run, schedule, status, list_command, inspect, signal, cancel, retry, fork, chaos, completion):
+    cli.add_command(_command)
+
+__all__ = ["main", "cli", "ExitCode"]

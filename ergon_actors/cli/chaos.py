@@ -1,0 +1,52 @@
+"""`chaos`: run a module's flows under faults, then verify the journal and the ledger."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .. import ops
+from .common import ExitCode, Seconds, command, echo_json, options, run_async
+
+__all__ = ["chaos"]
+
+
+@command(ExitCode.USAGE, ExitCode.NOT_FOUND, ExitCode.STORE, ExitCode.VIOLATIONS)
+@click.argument("module", metavar="MODULE")
+@click.option("--flows", type=click.IntRange(min=1), default=50, show_default=True, metavar="N",
+              help="flows to run, built by MODULE.chaos_flows(N, SEED)")
+@click.option("--schedule", metavar="MODULE:factory", help="another factory, called factory(N, SEED)")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="worker processes")
+@click.option("--duration", type=Seconds(), help="how long faults go on (default 0.45s per flow, 10s to 90s)")
+@click.option("--faults", metavar="LIST", help="comma-separated, of kill-worker, stop-worker, kill-journal, "
+              "kill-supervisor, kill-redis (default: all the store allows)")
+@click.option("--seed", type=int, default=0, show_default=True, help="seeds the fault schedule and the flows")
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
+@click.option("--keep", is_flag=True, help="keep the store, ledger and logs (kept anyway when a promise was broken)")
+@click.option("--fault-plan", default="", metavar="PLAN",
+              help="test only: break the journal on purpose (journal:skip_fencing, journal:ack_before_commit=N) "
+                   "to see the verifier catch it")
+def chaos(module: str, flows: int, schedule: str | None, workers: int, duration: float | None, faults: str | None,
+          seed: int, as_json: bool, keep: bool, fault_plan: str) -> int:
+    """Run MODULE's flows under a supervisor while faults hit it, then verify the journal and the
+    side-effect ledger (docs/chaos.md).
+
+    The store is a temporary SQLite file unless --store names one; --store redis starts (and
+    kills) a redis-server of its own.
+    """
+    from ..chaos import ProgressPrinter, chaos_run
+
+    chosen = None if faults is None else [f.strip() for f in faults.split(",") if f.strip()]
+    printer = ProgressPrinter(sys.stderr)
+    try:
+        report = run_async(chaos_run(module, flows, schedule=schedule, workers=workers, store=options().store,
+                                     duration=duration, faults=chosen, seed=seed, fault_plan=fault_plan,
+                                     progress=printer, keep=keep))
+    finally:
+        printer.close()
+    if as_json:
+        echo_json(ops.to_json(report.to_dict()))
+    else:
+        click.echo(report.format())
+    return ExitCode.OK if report.ok else ExitCode.VIOLATIONS

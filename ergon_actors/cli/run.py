@@ -1,0 +1,163 @@
+"""`run`: a supervised pool serving modules' flow types, with a banner, progress and a summary."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+import click
+
+from ..config import Settings
+from ..executor.definition import definition_of
+from ..storage.base import LogBase
+from .common import ExitCode, Seconds, command, new_store, run_async, settings, style, version
+
+__all__ = ["run"]
+
+TERMINAL_COUNTS = ("COMPLETE", "FAILED", "CANCELLED")
+
+
+@dataclass
+class Progress:
+    """What this run did so far, from the store's counts against those at its start."""
+
+    start: dict[str, int]
+    started: float = field(default_factory=time.monotonic)
+    samples: list[tuple[float, int]] = field(default_factory=list)  # (when, flows ended) for the rate
+
+    def done(self, counts: dict[str, int]) -> dict[str, int]:
+        return {k: max(counts.get(k, 0) - self.start.get(k, 0), 0) for k in TERMINAL_COUNTS}
+
+    def line(self, counts: dict[str, int]) -> str:
+        done = self.done(counts)
+        now = time.monotonic()
+        ended = sum(done.values())
+        self.samples = [(t, n) for t, n in self.samples if now - t <= 10.0] + [(now, ended)]
+        first_t, first_n = self.samples[0]
+        rate = (ended - first_n) / (now - first_t) if now > first_t else 0.0
+        failed = style(f"{done['FAILED']} failed", fg="red" if done["FAILED"] else None, err=True)
+        return (f"{done['COMPLETE']} done, {failed}, {done['CANCELLED']} cancelled · "
+                f"{counts.get('RUNNING', 0)} running, {counts.get('due', 0)} due, "
+                f"{counts.get('SUSPENDED', 0)} waiting · {rate:.1f} flows/s · {_clock(now - self.started)}")
+
+    def summary(self, counts: dict[str, int]) -> str:
+        done = self.done(counts)
+        took = time.monotonic() - self.started
+        rate = sum(done.values()) / took if took > 0 else 0.0
+        return (f"this run: {done['COMPLETE']} completed, {done['FAILED']} failed, {done['CANCELLED']} cancelled "
+                f"in {took:.1f}s ({rate:.1f} flows/s)")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02}:{secs:02}"
+
+
+class Reporter:
+    """Prints progress to stderr: one line redrawn in place on a terminal, else a line every
+    `every` seconds."""
+
+    def __init__(self, store: LogBase, progress: Progress, every: float) -> None:
+        self.store = store
+        self.progress = progress
+        self.live = sys.stderr.isatty()
+        self.every = 0.5 if self.live else every
+        self.shown = False
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.every)
+            line = self.progress.line(await self.store.count_flows())
+            if self.live:
+                sys.stderr.write("\r\x1b[2K" + line)
+                self.shown = True
+            else:
+                sys.stderr.write(f"progress: {line}\n")
+            sys.stderr.flush()
+
+    def clear(self) -> None:
+        if self.shown:
+            sys.stderr.write("\r\x1b[2K")
+            sys.stderr.flush()
+
+
+def _banner(chosen: Settings, modules: tuple[str, ...], classes: list[type]) -> str:
+    types = ", ".join(sorted(definition_of(c).name for c in classes))
+    return (style(f"ergon_actors {version()}", bold=True, err=True)
+            + f" · store {chosen.store} · {_count(chosen.workers, 'worker')} × {chosen.concurrency} flows"
+            + f" · pid {os.getpid()}\nserving {types} (from {', '.join(modules)}) · Ctrl-C drains")
+
+
+@command(ExitCode.USAGE, ExitCode.GAVE_UP, ExitCode.NOT_FOUND, ExitCode.STORE, ExitCode.INTERRUPTED)
+@click.argument("modules", nargs=-1, required=True, metavar="MODULE...")
+@click.option("--workers", type=click.IntRange(min=1), envvar="ERGON_WORKERS", show_envvar=True,
+              help="worker processes (default 2)")
+@click.option("--concurrency", type=click.IntRange(min=1), envvar="ERGON_CONCURRENCY", show_envvar=True,
+              help="flows per worker at once (default 256)")
+@click.option("--until-idle", is_flag=True, help="exit 0 once no flow is running or due")
+@click.option("--synchronous", type=click.Choice(("OFF", "NORMAL", "FULL", "EXTRA"), case_sensitive=False),
+              envvar="ERGON_SYNCHRONOUS", show_envvar=True, help="SQLite durability (default FULL)")
+@click.option("--lease", "lease_seconds", type=Seconds(), envvar="ERGON_LEASE_SECONDS", show_envvar=True,
+              help="flow lease (default 15s)")
+@click.option("--grace", type=Seconds(), envvar="ERGON_GRACE", show_envvar=True,
+              help="how long steps in flight get to finish on shutdown (default 10s)")
+@click.option("--progress-every", type=Seconds(), default=10.0, show_default=True,
+              help="how often progress is printed when stderr is not a terminal (a terminal gets a live line)")
+@click.option("--quiet", "-q", is_flag=True, help="no banner and no progress")
+def run(modules: tuple[str, ...], workers: int | None, concurrency: int | None, until_idle: bool,
+        synchronous: str | None, lease_seconds: float | None, grace: float | None, progress_every: float,
+        quiet: bool) -> int:
+    """Run a supervised pool of workers serving the @flow_type classes of MODULE(s).
+
+    Without --until-idle it runs until SIGINT/SIGTERM, which drains: steps in flight finish
+    (within --grace), each flow stops at its next step boundary and is released. A second
+    interrupt stops at once.
+    """
+    chosen = settings(workers=workers, concurrency=concurrency, synchronous=synchronous and synchronous.upper(),
+                      lease_seconds=lease_seconds, grace=grace)
+    return run_async(_run(chosen, modules, until_idle, progress_every, quiet))
+
+
+async def _run(chosen: Settings, modules: tuple[str, ...], until_idle: bool, every: float, quiet: bool) -> int:
+    from ..runtime import Supervisor, serve
+    from .flows import discover
+
+    opened: list[tuple[LogBase, Reporter]] = []
+    tasks: list[asyncio.Task[None]] = []
+
+    async def prepare() -> None:
+        classes = discover(modules)  # fail here, with one clear message, rather than in every worker
+        store = await new_store(chosen)  # likewise for a store that cannot be opened
+        reporter = Reporter(store, Progress(await store.count_flows()), every)
+        opened.append((store, reporter))
+        if not quiet:
+            click.echo(_banner(chosen, modules, classes), err=True)
+            tasks.append(asyncio.ensure_future(reporter.run()))
+
+    def notify(line: str) -> None:
+        for _, reporter in opened:
+            reporter.clear()
+        click.echo(line, err=True)
+
+    try:
+        forced = await serve(Supervisor(list(modules), chosen), until_idle=until_idle, prepare=prepare,
+                             notify=notify)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for store, reporter in opened:
+            reporter.clear()
+            counts = await store.count_flows()
+            await store.close()
+    if opened:
+        click.echo(opened[0][1].progress.summary(counts))
+        click.echo("flows in the store: " + ", ".join(f"{k.lower()} {v}" for k, v in sorted(counts.items())
+                                                      if k != "due"))
+    return ExitCode.INTERRUPTED if forced else ExitCode.OK
