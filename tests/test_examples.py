@@ -47,3 +47,16 @@ def test_feature_examples(tmp_path, example, expected):
     lines = out.stdout.splitlines()
     for line in expected:
         assert line in lines, out.stdout
+
+
+def test_the_embedding_example_runs_from_any_directory(tmp_path):
+    site = tmp_path / "site"  # ergon_actors importable as if installed, the repository not on the path
+    site.mkdir()
+    (site / "ergon_actors").symlink_to(ROOT / "ergon_actors")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "embed.py")], cwd=elsewhere, capture_output=True,
+                         text=True, timeout=150, env={**os.environ, "PYTHONPATH": str(site)})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "shipped-A1"
+    assert list(elsewhere.iterdir()) == []  # its store was a temporary file

@@ -15,6 +15,7 @@ from typing import Any, Awaitable, Callable, Iterable, TypeVar
 from urllib.parse import urlsplit
 
 import click
+from click.core import ParameterSource
 
 from ..config import DEFAULT_STORE, Settings, check_store_url, parse_seconds
 from ..errors import StoreError
@@ -85,13 +86,22 @@ class Options:
     store: str | None = None
     verbose: int = 0
     log_level: str | None = None
+    log_level_from_env: bool = False  # -v on the command line beats ERGON_LOG_LEVEL
     log_format: str | None = None
+
+    def level(self) -> str:
+        if self.log_level is not None and not (self.log_level_from_env and self.verbose):
+            return self.log_level.upper()
+        return ("WARNING", "INFO", "DEBUG")[min(self.verbose, 2)]
 
 
 def _keep(name: str) -> Callable[[click.Context, click.Parameter, Any], None]:
     def callback(ctx: click.Context, param: click.Parameter, value: Any) -> None:
         if value is not None and value != 0:
-            setattr(ctx.ensure_object(Options), name, value)
+            chosen = ctx.ensure_object(Options)
+            setattr(chosen, name, value)
+            if name == "log_level":
+                chosen.log_level_from_env = ctx.get_parameter_source(param.name or "") == ParameterSource.ENVIRONMENT
     return callback
 
 
@@ -127,10 +137,9 @@ def command(*codes: ExitCode, name: str | None = None) -> Callable[[Callable[...
         @functools.wraps(fn)
         def configured(*args: Any, **kwargs: Any) -> Any:
             chosen = options()
-            level = (chosen.log_level or ("WARNING", "INFO", "DEBUG")[min(chosen.verbose, 2)]).upper()
-            logs.configure(level, chosen.log_format or "text")
-            os.environ["ERGON_LOG_LEVEL"] = level  # the actor processes log the same way
-            os.environ["ERGON_LOG_FORMAT"] = chosen.log_format or "text"
+            logs.configure(chosen.level(), chosen.log_format or "text")
+            if chosen.log_format:  # the actor processes log in the same format
+                os.environ["ERGON_LOG_FORMAT"] = chosen.log_format
             return fn(*args, **kwargs)
         return click.command(name, epilog=exit_codes(*codes))(global_options(top=False)(configured))
     return decorate

@@ -205,8 +205,8 @@ def retry(flow_id: str) -> int:
             await store.close()
 
     flow, replayed = run_async(go())
-    click.echo(f"flow {flow_id} is {status_style(flow.status)} as attempt {flow.attempt}: {replayed} completed "
-               "steps replay, the rest runs when a worker claims it")
+    click.echo(f"flow {flow_id} is {status_style(flow.status)} as attempt {flow.attempt}: completed steps "
+               f"replay ({replayed}), the rest runs when a worker claims it")
     return ExitCode.OK
 
 

@@ -10,7 +10,7 @@ import click
 from .. import ops
 from ..config import public_store_url
 from ..core import FlowRecord, FlowStatus
-from ..ops import FlowDetails, iso
+from ..ops import FlowDetails, StepDetails, iso
 from ..storage.crashes import how
 from ..storage.events import FlowEvent
 from .common import (ExitCode, command, echo_json, existing_store, json_option, module_option, run_async,
@@ -221,8 +221,7 @@ def _show(d: FlowDetails, history: bool) -> None:
     click.echo(f"  args: {d.args!r}")
     for s in d.steps:
         step = s.step
-        outcome = repr(s.result) if step.error is None else style(f"{step.error.type_name}: {step.error.message}",
-                                                                  fg="red")
+        outcome = _outcome(s)
         took = f"{s.took:.3f}s" if s.took is not None else "-"
         retry = f", retry at {_when(step.retry_at)}" if step.retry_at else ""
         click.echo(f"  step {step.position:>3} {step.name:<24} {status_style(step.status)}{' ' * (8 - len(step.status))} attempt {step.attempt}"
@@ -237,12 +236,23 @@ def _show(d: FlowDetails, history: bool) -> None:
         click.echo(f"  result: {d.result!r}")
     elif flow.error is not None:
         click.echo(style(f"  error: {flow.error.type_name}: {flow.error.message}", fg="red"))
-        if flow.error.traceback and not any(s.step.error == flow.error for s in d.steps):
+        shown = {(s.step.error.type, s.step.error.message) for s in d.steps if s.step.error is not None}
+        if flow.error.traceback and (flow.error.type, flow.error.message) not in shown:
             click.echo(_indent(flow.error.traceback))
     if history:
         click.echo("  history:")
         for event in d.history:
             _event(event, False)
+
+
+def _outcome(s: StepDetails) -> str:
+    step = s.step
+    if step.error is not None:
+        return style(f"{step.error.type_name}: {step.error.message}", fg="red")
+    value = None if s.result is None else s.result.value
+    if step.name.startswith(("timer:", "deadline:")) and isinstance(value, float):
+        return f"until {iso(value)}"  # a timer's or a signal wait's journaled time
+    return repr(s.result)
 
 
 def _indent(text: str) -> str:

@@ -33,7 +33,7 @@ def test_retry_and_fork_after_a_crash_never_run_completed_steps_again(cli, store
     (cli.markers / "fixed").touch()
     retried = cli("retry", flow_id, "--store", store_url)
     assert retried.returncode == 0, retried.stderr
-    assert "attempt 2" in retried.stdout and "1 completed steps replay" in retried.stdout
+    assert "attempt 2" in retried.stdout and "completed steps replay (1)" in retried.stdout
     run_until_idle(cli, store_url)
     done = cli.json("inspect", flow_id, "--json", "--store", store_url)
     assert (done["status"], done["attempt"], done["result"]) == ("COMPLETE", 2, "first-k1+second+third")
