@@ -198,6 +198,7 @@ class RedisExecutionLog(LogBase):
         try:
             await client.ping()
             await self._load_scripts(client)
+            await client.evalsha(self._scripts["IndexAll"].sha, 0, self.prefix, msgpack.packb([]))
         except RedisError as exc:
             await client.aclose()
             raise self._unavailable(exc) from exc

@@ -139,6 +139,7 @@ local function schedule(id, flow_type, args, version, ready_at, parent, schedule
         attempt = 1, epoch = 0, ready_at = ready_at or NOW, parent_id = parent, created_at = NOW,
         updated_at = NOW, seq = seq}, nil)
   redis.call('SADD', P .. ':types', flow_type)
+  redis.call('ZADD', P .. ':all', seq, id)
   if parent then redis.call('SADD', k('children', parent), id) end
   event(id, 'scheduled', scheduled)
   return 1
@@ -373,44 +374,48 @@ end
 return cancel(C[1]) or redis.error_reply('ERGON_NOTFOUND')""",
     # QueryFlows {statuses, types, created after, before, text in id, text in error type,
     # newest first, limit, cursor (a seq), budget}: -> packed {flow hashes, next cursor}. Walks
-    # the status sets in seq order, merged, examining at most `budget` flows per call.
+    # one sorted set by seq (the status's, or every flow's), examining at most `budget` flows.
     "QueryFlows": r"""
-local statuses, types, after, before, id_text, err_text = C[1] or STATUSES, C[2], C[3], C[4], C[5], C[6]
+local statuses, types, after, before, id_text, err_text = C[1], C[2], C[3], C[4], C[5], C[6]
 local newest, limit, cursor, budget = C[7], C[8], C[9], C[10]
-local wanted
+local index, only, wanted = P .. ':all', nil, nil
+if statuses and #statuses == 0 then return cmsgpack.pack({{}, false}) end
+if statuses and #statuses == 1 then index = k('status', statuses[1])
+elseif statuses then only = {} for _, s in ipairs(statuses) do only[s] = true end end
 if types then wanted = {} for _, t in ipairs(types) do wanted[t] = true end end
-local function beyond(a, b) if newest then return a < b end return a > b end
-local out, examined, finished, B = {}, 0, false, 200
+local read = only or wanted or after or before or err_text
+local out, examined, finished = {}, 0, false
 while #out < limit and examined < budget and not finished do
-  local batch, bound = {}, nil  -- bound: past it, a status set may hold flows not yet fetched
-  for _, s in ipairs(statuses) do
-    local r
-    if newest then r = redis.call('ZREVRANGEBYSCORE', k('status', s), cursor and ('(' .. cursor) or '+inf', '-inf',
-                                  'WITHSCORES', 'LIMIT', 0, B)
-    else r = redis.call('ZRANGEBYSCORE', k('status', s), cursor and ('(' .. cursor) or '-inf', '+inf',
-                        'WITHSCORES', 'LIMIT', 0, B) end
-    for i = 1, #r, 2 do batch[#batch + 1] = {r[i], tonumber(r[i + 1])} end
-    if #r == 2 * B and (bound == nil or beyond(bound, tonumber(r[#r]))) then bound = tonumber(r[#r]) end
-  end
-  table.sort(batch, function(a, b) return beyond(b[2], a[2]) end)
-  local done = 0
-  for _, item in ipairs(batch) do
-    if bound and beyond(item[2], bound) then break end
-    done, examined, cursor = done + 1, examined + 1, item[2]
-    local id = item[1]
-    local h = redis.call('HMGET', k('flow', id), 'flow_type', 'created_at', 'error')
-    local created = tonumber(h[2])
-    if (not wanted or wanted[h[1]]) and (not after or created >= after) and (not before or created < before)
-       and (not id_text or string.find(id, id_text, 1, true))
-       and (not err_text or (h[3] and string.find(error_type(h[3]) or '', err_text, 1, true))) then
-      out[#out + 1] = redis.call('HGETALL', k('flow', id))
+  local n, r = math.min(budget - examined, 500), nil
+  if newest then r = redis.call('ZREVRANGEBYSCORE', index, cursor and ('(' .. cursor) or '+inf', '-inf',
+                                'WITHSCORES', 'LIMIT', 0, n)
+  else r = redis.call('ZRANGEBYSCORE', index, cursor and ('(' .. cursor) or '-inf', '+inf',
+                      'WITHSCORES', 'LIMIT', 0, n) end
+  finished = #r < 2 * n
+  for i = 1, #r, 2 do
+    local id = r[i]
+    examined, cursor = examined + 1, r[i + 1]
+    if not id_text or string.find(id, id_text, 1, true) then  -- the id is at hand: no read needed
+      local h = read and redis.call('HMGET', k('flow', id), 'status', 'flow_type', 'created_at', 'error')
+      local created = h and tonumber(h[3])
+      if not h or ((not only or only[h[1]]) and (not wanted or wanted[h[2]]) and (not after or created >= after)
+                   and (not before or created < before)
+                   and (not err_text or (h[4] and string.find(error_type(h[4]) or '', err_text, 1, true)))) then
+        out[#out + 1] = redis.call('HGETALL', k('flow', id))
+      end
     end
-    if #out == limit or examined >= budget then break end
+    if #out == limit and i + 1 < #r then finished = false break end
   end
-  finished = bound == nil and done == #batch
 end
 if finished then cursor = nil end
-return cmsgpack.pack({out, cursor and tostring(cursor) or false})""",
+return cmsgpack.pack({out, cursor or false})""",
+    # IndexAll {}: the set of every flow by seq (P:all), built once from the status sets for a
+    # store written before it existed.
+    "IndexAll": r"""
+if redis.call('EXISTS', P .. ':all') == 1 or redis.call('EXISTS', P .. ':seq') == 0 then return 0 end
+local keys = {}
+for _, s in ipairs(STATUSES) do keys[#keys + 1] = k('status', s) end
+return redis.call('ZUNIONSTORE', P .. ':all', #keys, unpack(keys))""",
     # RetryFlow {id}: a FAILED or CANCELLED flow, and its failed or cancelled children, due
     # now as their next attempt.
     "RetryFlow": r"""

@@ -305,6 +305,8 @@ async def assert_indexes_agree(url: str, prefix: str) -> None:
                     found[key] = dict(await raw.zrange(key, 0, -1, withscores=True))
             expected = {k: v for k, v in want.items() if k.startswith(f"{prefix}:{kind}:")}
             assert {k: v for k, v in found.items() if v} == expected, kind
+        every = dict(await raw.zrange(f"{prefix}:all", 0, -1, withscores=True))
+        assert every == {flow_id: float(f["seq"]) for flow_id, f in flows.items()}
         waiting = {k[len(prefix) + 9:] for k in want if k.startswith(f"{prefix}:waiting:")}
         assert await raw.zrange(f"{prefix}:waitnames", 0, -1) == sorted(waiting - signals)
         live = ("PENDING", "RUNNING", "SUSPENDED")
@@ -420,5 +422,26 @@ def test_query_merges_the_status_sets_in_schedule_order_within_its_budget(redis_
             assert found == ids[500:600][::-1]
         finally:
             await log.close()
+
+    asyncio.run(body())
+
+
+def test_a_store_written_before_the_set_of_every_flow_gets_it_when_opened(redis_server):
+    async def body():
+        log = await empty_store(redis_server.url, "older")
+        await log.execute([ScheduleFlow(f"f{i}", "Order", b"a") for i in range(5)])
+        await log.close()
+        raw = aioredis.Redis.from_url(redis_server.url)
+        try:
+            await raw.delete("older:all")  # as a store written by a version without it
+            log = await RedisExecutionLog(redis_server.url, prefix="older").connect()
+            try:
+                page = await log.query_flows(QueryFlows(newest_first=False))
+                assert [f.flow_id for f in page.flows] == [f"f{i}" for i in range(5)]
+            finally:
+                await log.close()
+            await assert_indexes_agree(redis_server.url, "older")
+        finally:
+            await raw.aclose()
 
     asyncio.run(body())
