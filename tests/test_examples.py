@@ -60,3 +60,22 @@ def test_the_embedding_example_runs_from_any_directory(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "shipped-A1"
     assert list(elsewhere.iterdir()) == []  # its store was a temporary file
+
+
+def test_the_operate_example_fails_while_payments_are_down_and_completes_once_retried(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "ERGON_STORE": f"sqlite:///{tmp_path}/shop.db"}
+    env.pop("PAYMENTS_DOWN", None)
+
+    def cli(*args: str, **extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "ergon_actors", *args], cwd=ROOT, capture_output=True,
+                              text=True, timeout=150, env={**env, **extra})
+
+    assert cli("schedule", "examples.operate:Payment", "--args", '{"order_id": "A1", "amount": "12.50"}',
+               "--id", "pay-A1").returncode == 0
+    down = cli("run", "examples.operate", "--until-idle", "--quiet", PAYMENTS_DOWN="1")
+    assert "this run: 0 completed, 1 failed" in down.stdout, down.stderr
+    assert cli("retry", "pay-A1").returncode == 0
+    up = cli("run", "examples.operate", "--until-idle", "--quiet")
+    assert "this run: 1 completed, 0 failed" in up.stdout, up.stderr
+    shown = cli("inspect", "pay-A1")
+    assert "result: 'receipt A1: 12.50'" in shown.stdout
