@@ -15,10 +15,10 @@ pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
 
 
 def subsequence(wanted: list[tuple[str, dict]], events: list[dict]) -> list[tuple[str, dict]]:
-    """The wanted (kind, details) pairs that the events do not hold in this order."""
+    """The wanted (kind, details) pairs that the events do not hold in this order ("a|b": either kind)."""
     remaining = list(wanted)
     for event in events:
-        if remaining and event["kind"] == remaining[0][0] and \
+        if remaining and event["kind"] in remaining[0][0].split("|") and \
                 all(event.get(k) == v for k, v in remaining[0][1].items()):
             remaining.pop(0)
     return remaining
@@ -65,7 +65,7 @@ def test_history_of_a_retried_timed_signalled_crashed_and_fenced_flow(cli, store
         ("timer_fired", {"name": "nap"}),
         ("signal_waiting", {"name": "go-s"}),
         ("signal_received", {"name": "go-s"}),
-        ("released", {}),
+        ("released|crashed", {}),  # the supervisor releases a dead worker's flows, or records its crash
         ("step_completed", {"name": "crash"}),
         ("lease_expired", {}),
         ("step_completed", {"name": "zombie"}),
@@ -79,7 +79,7 @@ def test_history_of_a_retried_timed_signalled_crashed_and_fenced_flow(cli, store
     assert cli.runs("story").count("zombie") == 2 and cli.runs("story").count("crash") == 2
 
     text = cli("inspect", "story", "--history", "--store", store_url).stdout
-    for kind in ("released", "lease_expired", "fenced", "timer_fired", "signal_received"):
+    for kind in ("lease_expired", "fenced", "timer_fired", "signal_received"):
         assert f" {kind} " in text or text.rstrip().endswith(kind), kind
     runner.terminate()
     assert runner.wait(timeout=60) == 0, runner.err_path.read_text()

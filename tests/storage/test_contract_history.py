@@ -167,3 +167,32 @@ def test_resent_writes_and_renewals_add_no_events(store):
         assert [e.kind for e in await log.load_history("f")] == [
             "scheduled", "claimed", "step_completed", "completed"]
     store.run(body)
+
+
+def test_history_of_crashes_quarantine_and_a_retry_of_the_poison_flow(store):
+    async def body(log):
+        await log.schedule_flow("p", "Parent", b"a")
+        parent = await claim_one(log, "p")
+        kid = ScheduleFlow("p/0", "Kid", b"k")
+        assert await log.invoke_child("p", parent.flow.epoch, step(0, None, name="child:Kid"), kid) is None
+        (claim,) = await log.claim("w2", 1, LEASE, flow_id="p/0")
+        await log.append_step("p/0", claim.flow.epoch, step(0, name="prepare"))
+        (crashed,) = await log.record_crash("w2", None, 11, "signal", 1)  # one blamed crash: poison
+        assert crashed.quarantined
+        assert story(await log.load_history("p/0")) == [
+            ("scheduled", {"type": "Kid", "parent": "p"}),
+            ("claimed", {"worker": "w2", "epoch": 1}),
+            ("step_completed", {"position": 0, "name": "prepare", "attempt": 1, "tries": 1}),
+            ("crashed", {"worker": "w2", "cause": "signal", "exit_code": None, "signal": 11, "position": 1,
+                         "step": None, "alone": True}),
+            ("quarantined", {"crashes": 1}),
+        ]
+        assert story(await log.load_history("p"))[-1] == ("child_finished", {"child": "p/0", "status": "FAILED"})
+
+        await log.retry_flow("p/0")  # an operator retries it, e.g. after a fix
+        again = await log.get_flow("p/0")
+        assert (again.status, again.quarantined, again.suspect, again.attempt) == ("PENDING", False, False, 2)
+        assert len(again.crashes) == 1  # what happened stays recorded
+        assert (await log.count_flows()).get("quarantined", 0) == 0
+        assert story(await log.load_history("p/0"))[-1] == ("retried", {"attempt": 2})
+    store.run(body)
