@@ -19,6 +19,7 @@ import logging  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
 
+from .. import logs  # noqa: E402
 from ..errors import ConfigError, StoreError  # noqa: E402
 from .actor import EXIT_CRASHED, EXIT_STORE, Actor, ActorSpec  # noqa: E402
 from .transport import die_with_parent  # noqa: E402
@@ -44,8 +45,8 @@ def main(argv: list[str]) -> int:
     spec = ActorSpec.read(spec_path)
     die_with_parent(spec.parent_pid)
     sys.path[:] = list(spec.sys_path) + [p for p in sys.path if p not in spec.sys_path]
-    logging.basicConfig(level=spec.log_level, stream=sys.stderr,
-                        format=f"%(asctime)s %(levelname)s [{name} pid={os.getpid()}] %(name)s: %(message)s")
+    # as the command line that started the supervisor logs: its level, its format (text or json)
+    logs.configure(spec.log_level, os.environ.get("ERGON_LOG_FORMAT", "text"), actor=name)
     try:
         return asyncio.run(actor_class(spec.role)(spec).run())
     except StoreError as exc:  # from the journal's commit: not unavailable, so broken

@@ -93,9 +93,10 @@ def test_run_without_a_terminal_prints_progress_lines_logs_failures_and_what_it_
     failures = [line for line in done.stderr.splitlines() if "flow bad (Ledgered) failed" in line]
     assert failures and "WARNING" in failures[0]  # a failure is visible at the default level
     again = cli("run", FLOWS, "--store", store, "--until-idle", "--quiet", "-v", "--log-format", "json")
-    records = [json.loads(line) for line in again.stderr.splitlines() if line.startswith("{")]
+    records = [json.loads(line) for line in again.stderr.splitlines() if line.strip()]  # every line
     assert records and all(r["logger"].startswith("ergon_actors") for r in records)
     assert {"time", "level", "logger", "message", "pid"} <= set(records[0])
+    assert any(r.get("actor", "").startswith("journal") for r in records)  # the actors log JSON too
     assert again.stdout.startswith("this run: 0 completed, 0 failed, 0 cancelled in ")
 
 
