@@ -158,6 +158,6 @@ async def _run(chosen: Settings, modules: tuple[str, ...], until_idle: bool, eve
             await store.close()
     if opened:
         click.echo(opened[0][1].progress.summary(counts))
-        click.echo("flows in the store: " + ", ".join(f"{k.lower()} {v}" for k, v in sorted(counts.items())
+        click.echo("flows: " + ", ".join(f"{k.lower()} {v}" for k, v in sorted(counts.items())
                                                       if k != "due"))
     return ExitCode.INTERRUPTED if forced else ExitCode.OK

@@ -67,7 +67,7 @@ def test_run_on_a_terminal_shows_a_banner_live_progress_and_a_summary(cli, tmp_p
     assert "serving Ledgered, Slow, Story, Values, Waiter (from tests.cli.flows) · Ctrl-C drains" in shown
     assert "\r\x1b[2K" in shown and " running, " in shown and " flows/s · 0:00:0" in shown  # the live line
     assert "this run: 3 completed, 0 failed, 0 cancelled in " in shown
-    assert "flows in the store: complete 3" in shown
+    assert "flows: complete 3" in shown
 
 
 def test_no_color_turns_colour_off_on_a_terminal(cli, tmp_path):
@@ -88,7 +88,7 @@ def test_run_without_a_terminal_prints_progress_lines_logs_failures_and_what_it_
     assert done.returncode == 0, done.stderr
     assert "\x1b[" not in done.stderr + done.stdout  # no colour and no redrawn line off a terminal
     assert "progress: " in done.stderr and "flows/s" in done.stderr
-    assert done.stdout.splitlines() == [done.stdout.splitlines()[0], "flows in the store: complete 2, failed 1"]
+    assert done.stdout.splitlines() == [done.stdout.splitlines()[0], "flows: complete 2, failed 1"]
     assert done.stdout.startswith("this run: 2 completed, 1 failed, 0 cancelled in ")
     failures = [line for line in done.stderr.splitlines() if "flow bad (Ledgered) failed" in line]
     assert failures and "WARNING" in failures[0]  # a failure is visible at the default level
