@@ -169,10 +169,10 @@ OTHER_VARIABLES = ("ERGON_CHAOS_LEDGER", "ERGON_BENCH_ALT_PYTHON", "ERGON_LOG_LE
 
 def unknown_variables(environ: dict[str, str] | None = None) -> list[tuple[str, str | None]]:
     """The ERGON_* variables set that nothing reads (a typo?), each with the closest known name."""
-    environ = os.environ if environ is None else environ
+    names = sorted(os.environ if environ is None else environ)
     known = [f"ERGON_{f.name.upper()}" for f in fields(Settings)] + list(OTHER_VARIABLES)
     return [(name, next(iter(difflib.get_close_matches(name, known, n=1)), None))
-            for name in sorted(environ) if name.startswith("ERGON_") and name not in known]
+            for name in names if name.startswith("ERGON_") and name not in known]
 
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}

@@ -65,7 +65,7 @@ def exit_codes(*codes: ExitCode) -> str:
     return "\b\nExit codes:\n" + "\n".join(lines)
 
 
-class Seconds(click.ParamType):
+class Seconds(click.ParamType):  # type: ignore[type-arg]  # generic only in click >= 8.4
     """Seconds as a number (2.5) or a duration (30s, 10m, 1h30m)."""
 
     name = "DURATION"
@@ -108,8 +108,11 @@ def _keep(name: str) -> Callable[[click.Context, click.Parameter, Any], None]:
 def global_options(top: bool) -> Callable[[F], F]:
     """The options of every command. On the group (`top`) they read ERGON_STORE, ERGON_LOG_LEVEL
     and ERGON_LOG_FORMAT; a command's own copy, given after its name, overrides them."""
-    env = (lambda name: {"envvar": name, "show_envvar": True}) if top else (lambda name: {})
-    where = (lambda name: "") if top else (lambda name: f"  [env var: {name}]")
+    def env(name: str) -> dict[str, Any]:
+        return {"envvar": name, "show_envvar": True} if top else {}
+
+    def where(name: str) -> str:
+        return "" if top else f"  [env var: {name}]"
 
     def decorate(fn: F) -> F:
         for option in reversed([
