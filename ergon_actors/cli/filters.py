@@ -47,4 +47,4 @@ def flow_filter(statuses: tuple[str, ...], flow_types: tuple[str, ...], since: s
 
 
 def is_empty(chosen: FlowFilter) -> bool:
-    return chosen == FlowFilter()
+    return chosen == FlowFilter()  # no filter given

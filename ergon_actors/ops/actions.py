@@ -11,7 +11,7 @@ from ..errors import ConfigError, FlowIdTakenError, FlowNotFoundError
 from ..executor.definition import definition_of, encode_args
 from ..storage.base import LogBase
 from ..storage.commands import CancelFlow
-from .query import FlowFilter, iter_flows
+from .query import FlowFilter, iter_flows, live
 
 __all__ = ["schedule_flow", "send_signal", "retry_flow", "fork_flow", "matching_live_flows", "cancel_flows",
            "Cancelled", "ScheduleOutcome", "SignalSent"]
@@ -103,7 +103,7 @@ async def fork_flow(store: LogBase, flow_id: str, from_step: int, new_flow_id: s
 
 async def matching_live_flows(store: LogBase, flow_filter: FlowFilter) -> list[str]:
     """The ids of the flows matching the filter that have not ended, oldest first."""
-    return [flow.flow_id async for flow in iter_flows(store, flow_filter.live())]
+    return [flow.flow_id async for flow in iter_flows(store, live(flow_filter))]
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import replace
 from datetime import datetime
 from typing import AsyncIterator
 
@@ -13,43 +13,24 @@ from ..executor.timer import parse_duration
 from ..storage.base import LogBase
 from ..storage.commands import FlowPage, QueryFlows
 
-__all__ = ["FlowFilter", "list_flows", "iter_flows", "parse_status", "parse_time", "LIVE"]
+__all__ = ["FlowFilter", "live", "list_flows", "iter_flows", "parse_status", "parse_time", "LIVE"]
 
 LIVE = (FlowStatus.PENDING, FlowStatus.RUNNING, FlowStatus.SUSPENDED)
 MAX_LIMIT = 10_000  # flows in one page at most
 
 
-@dataclass(frozen=True, slots=True)
-class FlowFilter:
-    """Which flows: every field given must match (None: any).
-
-    Attributes:
-        statuses, flow_types: any of these.
-        created_after, created_before: creation time range (seconds since the epoch; after
-            inclusive, before exclusive).
-        id_contains: text in the flow_id. error_contains: text in the type of its error, e.g.
-            "ValueError" or "myapp.errors:".
-    """
-
-    statuses: tuple[str, ...] | None = None
-    flow_types: tuple[str, ...] | None = None
-    created_after: float | None = None
-    created_before: float | None = None
-    id_contains: str | None = None
-    error_contains: str | None = None
-
-    def query(self, *, newest_first: bool = True, limit: int = 50, cursor: str | None = None) -> QueryFlows:
-        return QueryFlows(self.statuses, self.flow_types, self.created_after, self.created_before,
-                          self.id_contains, self.error_contains, newest_first, limit, cursor)
-
-    def live(self) -> FlowFilter:
-        """The same filter, narrowed to flows that have not ended (what cancel can act on)."""
-        statuses = LIVE if self.statuses is None else tuple(s for s in self.statuses if s in LIVE)
-        return FlowFilter(statuses, self.flow_types, self.created_after, self.created_before,
-                          self.id_contains, self.error_contains)
+FlowFilter = QueryFlows
+"""Which flows: a QueryFlows whose filters are set (every one given must match; see its
+docstring); list_flows sets its order, page size and cursor."""
 
 
-async def list_flows(store: LogBase, flow_filter: FlowFilter = FlowFilter(), *, newest_first: bool = True,
+def live(flow_filter: FlowFilter) -> FlowFilter:
+    """The same filter, narrowed to flows that have not ended (what cancel can act on)."""
+    statuses = LIVE if flow_filter.statuses is None else tuple(s for s in flow_filter.statuses if s in LIVE)
+    return replace(flow_filter, statuses=statuses)
+
+
+async def list_flows(store: LogBase, flow_filter: FlowFilter = QueryFlows(), *, newest_first: bool = True,
                      limit: int = 50, cursor: str | None = None) -> FlowPage:
     """One page of matching flows, newest first unless asked; `cursor` continues a previous page.
 
@@ -63,8 +44,8 @@ async def list_flows(store: LogBase, flow_filter: FlowFilter = FlowFilter(), *, 
     flows: list[FlowRecord] = []
     while True:
         try:
-            page = await store.query_flows(flow_filter.query(newest_first=newest_first,
-                                                             limit=limit - len(flows), cursor=cursor))
+            page = await store.query_flows(replace(flow_filter, newest_first=newest_first,
+                                                   limit=limit - len(flows), cursor=cursor))
         except (ValueError, TypeError) as exc:  # a cursor of another store or a mistyped one
             raise ConfigError(f"not a cursor of this store: {cursor!r}") from exc
         flows += page.flows
@@ -73,7 +54,7 @@ async def list_flows(store: LogBase, flow_filter: FlowFilter = FlowFilter(), *, 
             return FlowPage(tuple(flows), cursor)
 
 
-async def iter_flows(store: LogBase, flow_filter: FlowFilter = FlowFilter(), *, newest_first: bool = False,
+async def iter_flows(store: LogBase, flow_filter: FlowFilter = QueryFlows(), *, newest_first: bool = False,
                      batch: int = 500) -> AsyncIterator[FlowRecord]:
     """Every matching flow, oldest first unless asked, fetched `batch` at a time."""
     cursor = None

@@ -102,12 +102,18 @@ def test_history_of_a_retried_timed_signalled_crashed_and_fenced_flow(store):
     store.run(body)
 
 
+async def waiting_for_a_child(log, child_type: str) -> ScheduleFlow:
+    """Parent flow p, claimed by w1, waits for its child p/0 (returned) at position 0."""
+    await log.schedule_flow("p", "Parent", b"a")
+    parent = await claim_one(log, "p")
+    child = ScheduleFlow("p/0", child_type, b"c")
+    assert await log.invoke_child("p", parent.flow.epoch, step(0, None, name=f"child:{child_type}"), child) is None
+    return child
+
+
 def test_history_of_children_cancellation_and_failure(store):
     async def body(log):
-        await log.schedule_flow("p", "Parent", b"a")
-        parent = await claim_one(log, "p")
-        child = ScheduleFlow("p/0", "Child", b"c")
-        assert await log.invoke_child("p", parent.flow.epoch, step(0, None, name="child:Child"), child) is None
+        child = await waiting_for_a_child(log, "Child")
         assert await log.cancel_flow("p/0") == FlowStatus.CANCELLED
         (resumed,) = await poll_claim(log, "w1", flow_types=("Parent",))
         outcome = await log.invoke_child("p", resumed.flow.epoch, step(0, None, name="child:Child"), child)
@@ -171,10 +177,7 @@ def test_resent_writes_and_renewals_add_no_events(store):
 
 def test_history_of_crashes_quarantine_and_a_retry_of_the_poison_flow(store):
     async def body(log):
-        await log.schedule_flow("p", "Parent", b"a")
-        parent = await claim_one(log, "p")
-        kid = ScheduleFlow("p/0", "Kid", b"k")
-        assert await log.invoke_child("p", parent.flow.epoch, step(0, None, name="child:Kid"), kid) is None
+        await waiting_for_a_child(log, "Kid")
         (claim,) = await log.claim("w2", 1, LEASE, flow_id="p/0")
         await log.append_step("p/0", claim.flow.epoch, step(0, name="prepare"))
         (crashed,) = await log.record_crash("w2", None, 11, "signal", 1)  # one blamed crash: poison
