@@ -60,8 +60,11 @@ class FlowEvent:
         return loaded
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"))  # built once: json.dumps with options builds one per call
+
+
 def dumps(details: dict[str, Any]) -> str:
-    return json.dumps(details, separators=(",", ":"))
+    return _ENCODER.encode(details)
 
 
 def scheduled_event(flow_type: str, parent_id: str | None, ready_at: float | None) -> Event:
