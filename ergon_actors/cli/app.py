@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import traceback
@@ -13,12 +12,11 @@ from ..config import unknown_variables
 from ..errors import (ConfigError, ErgonError, FlowDefinitionError, FlowIdTakenError, FlowNotFoundError,
                       FlowStateError, ModuleImportError, RestartIntensityError, StoreError, UnknownFlowTypeError)
 from .common import ExitCode, exit_codes, global_options, style, version
+from .completion import COMPLETE_VAR
 
 __all__ = ["cli", "main"]
 
 PROG = "python -m ergon_actors"
-from .completion import COMPLETE_VAR
-log = logging.getLogger("ergon_actors.cli")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
@@ -65,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         detail = str(exc) if code != ExitCode.ERROR else f"{type(exc).__name__}: {exc}"
         click.echo(style(f"error: {detail}", fg="red", err=True), err=True)
         return code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # before `run` handles interrupts itself: nothing was started yet
+        click.echo("interrupted", err=True)
         return ExitCode.INTERRUPTED
     except Exception:
         traceback.print_exc()

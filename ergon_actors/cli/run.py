@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 import click
 
-from ..config import Settings
+from ..config import Settings, public_store_url
 from ..executor.definition import definition_of
 from ..storage.base import LogBase
 from .common import ExitCode, Seconds, command, new_store, run_async, settings, style, version
@@ -90,7 +90,8 @@ class Reporter:
 def _banner(chosen: Settings, modules: tuple[str, ...], classes: list[type]) -> str:
     types = ", ".join(sorted(definition_of(c).name for c in classes))
     return (style(f"ergon_actors {version()}", bold=True, err=True)
-            + f" · store {chosen.store} · {_count(chosen.workers, 'worker')} × {chosen.concurrency} flows"
+            + f" · store {public_store_url(chosen.store)} · {_count(chosen.workers, 'worker')}"
+            + f" × {chosen.concurrency} flows"
             + f" · pid {os.getpid()}\nserving {types} (from {', '.join(modules)}) · Ctrl-C drains")
 
 

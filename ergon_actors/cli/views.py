@@ -224,8 +224,9 @@ def _show(d: FlowDetails, history: bool) -> None:
         outcome = _outcome(s)
         took = f"{s.took:.3f}s" if s.took is not None else "-"
         retry = f", retry at {_when(step.retry_at)}" if step.retry_at else ""
-        click.echo(f"  step {step.position:>3} {step.name:<24} {status_style(step.status)}{' ' * (8 - len(step.status))} attempt {step.attempt}"
-                   f" try {step.tries} took {took}{retry}: {outcome}")
+        pad = " " * (8 - len(step.status))  # the status may carry colour codes
+        click.echo(f"  step {step.position:>3} {step.name:<24} {status_style(step.status)}{pad} attempt "
+                   f"{step.attempt} try {step.tries} took {took}{retry}: {outcome}")
         if step.error is not None and step.error.traceback and step.retry_at is None:
             click.echo(_indent(step.error.traceback))
     for crash in flow.crashes:

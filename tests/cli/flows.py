@@ -8,7 +8,7 @@ import asyncio
 import os
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from decimal import Decimal
 from enum import Enum
 from pathlib import Path
@@ -168,7 +168,3 @@ class Waiter:
     @flow
     async def run(self) -> object:
         return await await_external_signal(self.name)
-
-
-def now() -> datetime:
-    return datetime.now(timezone.utc)
