@@ -9,7 +9,7 @@ import json
 import logging
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import IO
 
 __all__ = ["configure", "JsonFormatter", "LEVELS", "FORMATS"]
@@ -27,7 +27,7 @@ class JsonFormatter(logging.Formatter):
         self.actor = actor
 
     def format(self, record: logging.LogRecord) -> str:
-        entry = {"time": datetime.fromtimestamp(record.created, timezone.utc).isoformat().replace("+00:00", "Z"),
+        entry = {"time": datetime.fromtimestamp(record.created, UTC).isoformat().replace("+00:00", "Z"),
                  "level": record.levelname, "logger": record.name, "message": record.getMessage(),
                  "pid": record.process}
         if self.actor is not None:

@@ -12,8 +12,8 @@ from pathlib import Path
 # repository on it, so that examples.orders imports wherever this file is run from.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ergon_actors.runtime import Supervisor  # noqa: E402
-from examples.orders import OrderFlow  # noqa: E402
+from ergon_actors.runtime import Supervisor
+from examples.orders import OrderFlow
 
 
 async def main() -> None:

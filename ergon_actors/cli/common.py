@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from enum import IntEnum
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Iterable, TypeVar
+from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Iterable
 from urllib.parse import urlsplit
 
 import click
@@ -224,7 +225,7 @@ def table(headers: Iterable[str], rows: Iterable[Iterable[str]]) -> str:
     widths = [max(len(_ANSI.sub("", line[i])) for line in lines) for i in range(len(lines[0]))]
     out = []
     for n, line in enumerate(lines):
-        cells = [cell + " " * (w - len(_ANSI.sub("", cell))) for cell, w in zip(line, widths)]
+        cells = [cell + " " * (w - len(_ANSI.sub("", cell))) for cell, w in zip(line, widths, strict=True)]
         text = "  ".join(cells).rstrip()
         out.append(style(text, bold=True) if n == 0 else text)
     return "\n".join(out)

@@ -91,7 +91,7 @@ def _banner(chosen: Settings, modules: tuple[str, ...], classes: list[type]) -> 
     types = ", ".join(sorted(definition_of(c).name for c in classes))
     return (style(f"ergon_actors {version()}", bold=True, err=True)
             + f" · store {public_store_url(chosen.store)} · {_count(chosen.workers, 'worker')}"
-            + f" × {chosen.concurrency} flows"
+            + f" x {chosen.concurrency} flows"
             + f" · pid {os.getpid()}\nserving {types} (from {', '.join(modules)}) · Ctrl-C drains")
 
 

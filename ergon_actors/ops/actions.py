@@ -121,7 +121,7 @@ async def cancel_flows(store: LogBase, flow_ids: list[str]) -> Cancelled:
     outcome: dict[str, list[str]] = {"cancelled": [], "requested": [], "ended": []}
     for start in range(0, len(flow_ids), CANCEL_BATCH):
         batch = flow_ids[start:start + CANCEL_BATCH]
-        for flow_id, status in zip(batch, await store.execute([CancelFlow(i) for i in batch])):
+        for flow_id, status in zip(batch, await store.execute([CancelFlow(i) for i in batch]), strict=True):
             key = ("cancelled" if status == FlowStatus.CANCELLED else
                    "requested" if status == FlowStatus.RUNNING else "ended")
             outcome[key].append(flow_id)

@@ -97,7 +97,7 @@ def _sequence(kind: type, args: tuple[Any, ...], value: Any, where: str) -> Any:
     if kind is tuple and args and args[-1] is not Ellipsis:  # tuple[int, str]: one item per type
         if len(args) != len(value):
             raise _Mismatch(where, f"a list of {len(args)} items", value)
-        return tuple(_value(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+        return tuple(_value(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
     item = args[0] if args else Any
     items = [_value(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
     try:

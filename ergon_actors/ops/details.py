@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from typing import Any
+from collections.abc import AsyncIterator
 
 from ..core import TERMINAL, Crash, Failure, FlowRecord, FlowStatus, StepRecord
 from ..errors import FlowNotFoundError

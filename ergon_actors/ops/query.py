@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from datetime import datetime
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 from ..core import FlowRecord, FlowStatus
 from ..errors import ConfigError
@@ -30,7 +30,10 @@ def live(flow_filter: FlowFilter) -> FlowFilter:
     return replace(flow_filter, statuses=statuses)
 
 
-async def list_flows(store: LogBase, flow_filter: FlowFilter = QueryFlows(), *, newest_first: bool = True,
+ANY = QueryFlows()  # the filter of every flow
+
+
+async def list_flows(store: LogBase, flow_filter: FlowFilter = ANY, *, newest_first: bool = True,
                      limit: int = 50, cursor: str | None = None) -> FlowPage:
     """One page of matching flows, newest first unless asked; `cursor` continues a previous page.
 
@@ -54,7 +57,7 @@ async def list_flows(store: LogBase, flow_filter: FlowFilter = QueryFlows(), *, 
             return FlowPage(tuple(flows), cursor)
 
 
-async def iter_flows(store: LogBase, flow_filter: FlowFilter = QueryFlows(), *, newest_first: bool = False,
+async def iter_flows(store: LogBase, flow_filter: FlowFilter = ANY, *, newest_first: bool = False,
                      batch: int = 500) -> AsyncIterator[FlowRecord]:
     """Every matching flow, oldest first unless asked, fetched `batch` at a time."""
     cursor = None

@@ -14,10 +14,11 @@ import dataclasses
 import importlib
 import math
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta, UTC
 from decimal import Decimal
 from enum import Enum
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 from uuid import UUID
 
 from .. import codec
@@ -66,7 +67,7 @@ def iso(seconds: float | None) -> str | None:
     """A store time (seconds since the epoch) as ISO 8601 in UTC, to the microsecond."""
     if seconds is None:
         return None
-    return datetime.fromtimestamp(seconds, timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
 
 
 def _b64(data: bytes) -> str:
@@ -75,7 +76,7 @@ def _b64(data: bytes) -> str:
 
 def to_json(obj: Any) -> Any:
     """`obj` as plain JSON types (dict, list, str, int, float, bool, None), losslessly."""
-    if obj is None or isinstance(obj, (bool, int, str)) and not isinstance(obj, Enum):
+    if obj is None or (isinstance(obj, (bool, int, str)) and not isinstance(obj, Enum)):
         return obj
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else {"$float": repr(obj)}

@@ -52,7 +52,7 @@ def on_terminal(cli, *args: str, env: dict | None = None, answer: bytes | None =
 
 
 def schedule_slow(cli, store: str, n: int, seconds: float) -> None:
-    for i in range(n):
+    for _ in range(n):
         out = cli("schedule", f"{FLOWS}:Slow", "--args", json.dumps({"seconds": seconds}), "--store", store)
         assert out.returncode == 0, out.stderr
 
@@ -63,7 +63,7 @@ def test_run_on_a_terminal_shows_a_banner_live_progress_and_a_summary(cli, tmp_p
     code, shown = on_terminal(cli, "run", FLOWS, "--store", store, "--workers", "1", "--until-idle")
     assert code == 0, shown
     assert "\x1b[1mergon_actors " in shown  # bold on a terminal
-    assert f"store {store} · 1 worker × 256 flows · pid " in shown
+    assert f"store {store} · 1 worker x 256 flows · pid " in shown
     assert "serving Ledgered, Slow, Story, Values, Waiter (from tests.cli.flows) · Ctrl-C drains" in shown
     assert "\r\x1b[2K" in shown and " running, " in shown and " flows/s · 0:00:0" in shown  # the live line
     assert "this run: 3 completed, 0 failed, 0 cancelled in " in shown
