@@ -12,19 +12,23 @@ from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 from ..core import TERMINAL, Failure, FlowRecord, FlowStatus, StepRecord, StepStatus
-from ..errors import (ConfigError, DecodeError, FencedError, FlowBusyError, FlowNotFoundError,
-                      InvalidCommandError, StoreError, StoreUnavailableError)
+from ..errors import (ConfigError, FencedError, FlowBusyError, FlowNotFoundError, InvalidCommandError,
+                      StoreError, StoreUnavailableError)
 from .base import LogBase
 from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows,
-                       FinishFlow, FlowPage, ForkFlow, GetFlow, InvokeChild, ListFlows, LoadHistory, LoadSteps,
-                       QueryFlows, RecordCrash, ReleaseWorker, RenewLeases, RetryFlow, Scheduled, ScheduleFlow,
-                       SendSignal, SuspendFlow, WaitingSignals)
+                       FinishFlow, GetFlow, InvokeChild, ListFlows, LoadSteps, RecordCrash, ReleaseWorker,
+                       RenewLeases, Scheduled, ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals)
 from .crashes import check, crashed, in_flight
-from .events import (Event, FlowEvent, claim_events, crash_events, dumps, fenced_event, finish_event,
-                     scheduled_event, step_event, suspend_event)
+from .events import (Event, claim_events, crash_events, dumps, fenced_event, finish_event, scheduled_event,
+                     step_event, suspend_event)
 from .pyergon_records import SqliteRecords
-from .records import dump_crashes, dump_failure, load_crashes, load_failure
-from .rules import REFUSALS, child_outcome, fence, invalid, retried
+from .records import dump_crashes, dump_failure
+from .rules import REFUSALS, child_outcome, fence, invalid
+from .sqlite_operate import SqliteOperations, error_type
+from .sqlite_rows import FLOW_COLUMNS as _FLOW_COLUMNS
+from .sqlite_rows import STEP_COLUMNS as _STEP_COLUMNS
+from .sqlite_rows import flow_row as _flow
+from .sqlite_rows import step_row as _step
 from .sqlite_schema import SCHEMA_VERSION, open_schema
 from .sqlite_thread import ConnectionThread
 
@@ -32,10 +36,6 @@ __all__ = ["SqliteExecutionLog", "SCHEMA_VERSION"]
 
 SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 
-_FLOW_COLUMNS = ("flow_id, flow_type, args, status, version, attempt, epoch, owner, lease_expires, "
-                 "ready_at, result, error, parent_id, created_at, updated_at, waiting_on, cancel_requested, "
-                 "crashes, suspect")
-_STEP_COLUMNS = "position, name, args_hash, status, result, error, attempt, completed_at, tries, retry_at"
 _DUE = "((status = 'RUNNING' AND lease_expires <= :now) OR (status IN ('PENDING', 'SUSPENDED') AND ready_at <= :now))"
 # the next seq: one probe of the primary key from its end (an aggregate over it costs 3 times more)
 _EVENT = ("INSERT INTO events VALUES (?, coalesce((SELECT seq FROM events WHERE flow_id = ? ORDER BY seq DESC "
@@ -68,52 +68,6 @@ def _suspect_due(types: int | None) -> str:
 
 
 T = TypeVar("T")
-
-
-def _error_type(data: bytes | None) -> str | None:
-    """SQL function ergon_error_type(error): the type of a stored Failure ("module:Class")."""
-    try:
-        return None if data is None else load_failure(data).type
-    except DecodeError:
-        return None
-
-
-def _query(c: QueryFlows) -> tuple[str, dict[str, object]]:
-    """SQL and parameters for one page of a QueryFlows (one row more than the page: is there more?).
-
-    With statuses, one branch per status walks the (status, created_at) index in order and stops
-    at the page's size, so the first page is cheap however many flows the store holds.
-    """
-    order = "DESC" if c.newest_first else "ASC"
-    params: dict[str, object] = {"n": max(c.limit, 0) + 1}
-    where = []
-    for i, name in enumerate(c.flow_types or ()):
-        params[f"t{i}"] = name
-    if c.flow_types is not None:
-        where.append(f"flow_type IN ({', '.join(f':t{i}' for i in range(len(c.flow_types))) or 'NULL'})")
-    for name, op, value in (("after", ">=", c.created_after), ("before", "<", c.created_before)):
-        if value is not None:
-            params[name] = value
-            where.append(f"created_at {op} :{name}")
-    if c.id_contains is not None:
-        params["id"] = c.id_contains
-        where.append("instr(flow_id, :id) > 0")
-    if c.error_contains is not None:
-        params["error"] = c.error_contains
-        where.append("instr(ergon_error_type(error), :error) > 0")
-    if c.cursor is not None:
-        at, _, rowid = c.cursor.partition(":")
-        params.update(at=float(at), rowid=int(rowid))
-        where.append(f"(created_at, rowid) {'<' if c.newest_first else '>'} (:at, :rowid)")
-    select = f"SELECT {_FLOW_COLUMNS}, rowid AS r FROM flows WHERE "
-    tail = f"ORDER BY created_at {order}, r {order} LIMIT :n"
-    if c.statuses is None:
-        return select + " AND ".join(where or ["1"]) + " " + tail, params
-    branches = []
-    for i, status in enumerate(c.statuses):
-        params[f"s{i}"] = str(status)
-        branches.append(f"SELECT * FROM ({select}{' AND '.join([f'status = :s{i}', *where])} {tail})")
-    return " UNION ALL ".join(branches or [select + "0"]) + " " + tail, params
 
 
 # Result codes (the low byte of an extended code) that are about the store, not a command: busy or
@@ -149,24 +103,7 @@ class _Lease(NamedTuple):
     cancel_requested: bool
 
 
-def _flow(row: tuple[Any, ...]) -> FlowRecord:
-    values = list(row)
-    if values[11] is not None:
-        values[11] = load_failure(values[11])
-    values[16] = bool(values[16])
-    values[17] = load_crashes(values[17])
-    values[18] = bool(values[18])
-    return FlowRecord(*values)
-
-
-def _step(row: tuple[Any, ...]) -> StepRecord:
-    values = list(row)
-    if values[5] is not None:
-        values[5] = load_failure(values[5])
-    return StepRecord(*values)
-
-
-class SqliteExecutionLog(SqliteRecords, LogBase):
+class SqliteExecutionLog(SqliteOperations, SqliteRecords, LogBase):
     """A store in one SQLite file.
 
     Args:
@@ -252,7 +189,7 @@ class SqliteExecutionLog(SqliteRecords, LogBase):
 
     def _open(self, db: sqlite3.Connection) -> None:
         open_schema(db, self.path)
-        db.create_function("ergon_error_type", 1, _error_type, deterministic=True)
+        db.create_function("ergon_error_type", 1, error_type, deterministic=True)
         db.execute(f"PRAGMA synchronous = {self.synchronous}")
 
     async def execute(self, commands: Sequence[Command]) -> list[object]:
@@ -619,47 +556,6 @@ class SqliteExecutionLog(SqliteRecords, LogBase):
     def _LoadSteps(self, db: sqlite3.Connection, c: LoadSteps, now: float) -> list[StepRecord]:
         rows = db.execute(f"SELECT {_STEP_COLUMNS} FROM steps WHERE flow_id = ? ORDER BY position", (c.flow_id,))
         return [_step(r) for r in rows]
-
-    def _LoadHistory(self, db: sqlite3.Connection, c: LoadHistory, now: float) -> list[FlowEvent]:
-        rows = db.execute("SELECT seq, at, kind, data FROM events WHERE flow_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-                          (c.flow_id, c.after, c.limit))
-        return [FlowEvent(*r) for r in rows]
-
-    def _QueryFlows(self, db: sqlite3.Connection, c: QueryFlows, now: float) -> FlowPage:
-        sql, params = _query(c)
-        rows = db.execute(sql, params).fetchall()
-        page = rows[:max(c.limit, 0)]
-        cursor = f"{page[-1][13]!r}:{page[-1][-1]}" if len(rows) > len(page) and page else None
-        return FlowPage(tuple(_flow(r[:-1]) for r in page), cursor)
-
-    def _RetryFlow(self, db: sqlite3.Connection, c: RetryFlow, now: float) -> None:
-        flow = self._get(db, c.flow_id)
-        if flow is None:
-            raise FlowNotFoundError(c.flow_id)
-        again = retried(flow, now)
-        db.execute("UPDATE flows SET status = 'PENDING', attempt = ?, ready_at = ?, owner = NULL, "
-                   "lease_expires = NULL, result = NULL, waiting_on = NULL, cancel_requested = 0, suspect = 0, "
-                   "quarantined = 0, updated_at = ? WHERE flow_id = ?",
-                   (again.attempt, now, now, c.flow_id))
-        self._event(db, c.flow_id, now, ("retried", {"attempt": again.attempt}))
-        for (child_id,) in db.execute("SELECT flow_id FROM flows WHERE parent_id = ? AND status IN ('FAILED', "
-                                      "'CANCELLED')", (c.flow_id,)).fetchall():
-            self._RetryFlow(db, RetryFlow(child_id), now)
-
-    def _ForkFlow(self, db: sqlite3.Connection, c: ForkFlow, now: float) -> Scheduled:
-        flow = self._get(db, c.flow_id)
-        if flow is None:
-            raise FlowNotFoundError(c.flow_id)
-        copy = ScheduleFlow(c.new_flow_id, flow.flow_type, flow.args, flow.version)
-        if not self._ScheduleFlow(db, copy, now).created:
-            return Scheduled(c.new_flow_id, False)
-        # epoch 1: its first claim (epoch 2) is a resumption, with steps to replay
-        db.execute("UPDATE flows SET epoch = 1 WHERE flow_id = ?", (c.new_flow_id,))
-        db.execute(f"INSERT INTO steps SELECT ?, {_STEP_COLUMNS} FROM steps WHERE flow_id = ? AND position < ? "
-                   "AND status = 'COMPLETE'", (c.new_flow_id, c.flow_id, c.from_position))
-        self._event(db, c.flow_id, now, ("forked", {"into": c.new_flow_id, "from_step": c.from_position}))
-        self._event(db, c.new_flow_id, now, ("forked", {"from": c.flow_id, "from_step": c.from_position}))
-        return Scheduled(c.new_flow_id, True)
 
     def _ListFlows(self, db: sqlite3.Connection, c: ListFlows, now: float) -> list[FlowRecord]:
         where, params = ("WHERE status = ?", (c.status,)) if c.status is not None else ("", ())
