@@ -9,9 +9,10 @@
 
 `record()` does nothing unless the variable ERGON_CHAOS_LEDGER names a file (the chaos harness
 sets it for the worker processes). Then it appends one JSON line per call: the flow_id, the step
-position and name, the lease epoch and attempt of the run, the pid and the time. Each line is a
-single O_APPEND write, so lines from many processes never interleave, and a SIGKILL either
-wrote the whole line or none of it.
+position and name, the lease epoch, attempt and try of the run, the pid and the time, and the
+earlier positions this run had not got past yet (steps in flight beside this one: a DAG, a
+gather). Each line is a single O_APPEND write, so lines from many processes never interleave,
+and a SIGKILL either wrote the whole line or none of it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import json
 import os
 import time
 from dataclasses import dataclass
+
+from ..executor.context import NESTED
 
 __all__ = ["Ledger", "LedgerEntry", "LedgerReader", "ledger", "read_ledger", "LEDGER_ENV"]
 
@@ -41,11 +44,24 @@ class LedgerEntry:
     pid: int
     t: float  # time.time() when the step body started
     note: str | None = None
+    try_number: int = 1            # 1 + the failed tries of this step in this attempt
+    pending: tuple[int, ...] = ()  # earlier positions this run had not got past when the step started
+    ahead: tuple[int, ...] = ()    # later positions this run had got past already
 
     @classmethod
     def from_json(cls, line: str) -> LedgerEntry:
         d = json.loads(line)
-        return cls(d["flow"], d["pos"], d["step"], d["epoch"], d["attempt"], d["pid"], d["t"], d.get("note"))
+        return cls(d["flow"], d["pos"], d["step"], d["epoch"], d["attempt"], d["pid"], d["t"], d.get("note"),
+                   d.get("try", 1), tuple(d.get("pending", ())), tuple(d.get("ahead", ())))
+
+    def got_past(self, position: int) -> bool:
+        """True when the run that started this step had got past `position` (its call returned).
+
+        A timer, signal or child nested in a step's body was got past once that step was."""
+        if position >= NESTED:
+            position = position // NESTED - 1
+        return position in self.ahead if position > self.position else (
+            position < self.position and position not in self.pending)
 
 
 class Ledger:
@@ -58,6 +74,7 @@ class Ledger:
 
     @property
     def active(self) -> bool:
+        """True when record() writes (a ledger file is named and this context is not muted)."""
         return self.path is not None and not _muted.get()
 
     def record(self, note: str | None = None, *, position: int | None = None) -> None:
@@ -79,9 +96,17 @@ class Ledger:
         found = current_step()
         if ctx is None or (found is None and position is None):
             raise RuntimeError("ledger.record() must be called from a @step body of a running flow")
-        step_position, name = found if found is not None else (position, "?")
-        line = {"flow": ctx.flow_id, "pos": step_position if position is None else position, "step": name,
-                "epoch": ctx.epoch, "attempt": ctx.attempt, "pid": os.getpid(), "t": time.time()}
+        at = position if position is not None else found.position if found is not None else 0
+        line: dict[str, object] = {
+            "flow": ctx.flow_id, "pos": at, "step": found.name if found is not None else "?",
+            "epoch": ctx.epoch, "attempt": ctx.attempt, "pid": os.getpid(), "t": time.time()}
+        if found is not None and found.try_number > 1:
+            line["try"] = found.try_number
+        pending, ahead = ctx.pending(at), ctx.passed_above(at)
+        if pending:
+            line["pending"] = pending
+        if ahead:
+            line["ahead"] = ahead
         if note is not None:
             line["note"] = note
         data = (json.dumps(line, separators=(",", ":")) + "\n").encode()

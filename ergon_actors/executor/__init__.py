@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .child import PendingChild
-from .context import FlowContext, Halted, Suspend, current
+from .context import FlowContext, Halted, StepCall, Suspend, current, current_step
 from .dag import DagSummary, DeferredRegistry, DeferredStep, StepHandle, execute_dag
 from .dag_runtime import dag
 from .execution import Executor, run_claim
@@ -19,7 +19,7 @@ from .worker import Worker, WorkerHandle, WorkerStatistics
 
 __all__ = ["Executor", "execute_flow", "Outcome", "Completed", "Suspended", "SuspendReason", "FlowOutcome",
            "is_completed", "is_suspended", "Scheduler", "Worker", "WorkerHandle", "WorkerStatistics",
-           "FlowContext", "Suspend", "Halted", "current", "run_claim",
+           "FlowContext", "Suspend", "Halted", "current", "current_step", "StepCall", "run_claim",
            "sleep", "schedule_timer", "schedule_timer_named", "parse_duration",
            "await_external_signal", "SignalSource", "InMemorySignalSource",
            "PendingChild", "SuspensionPayload", "complete_child_flow",

@@ -73,6 +73,7 @@ class PendingChild(Generic[R]):
             recorded = await ctx.write(ctx.store.invoke_child(ctx.flow_id, ctx.epoch, template, child))
             if recorded is None:
                 raise Suspend(None, f"child {flow_id}", recorded=True, signal=f"child:{flow_id}")
+        ctx.passed(position)
         if recorded.status == StepStatus.COMPLETE:
             return cast(R, recorded.value)
         error = recorded.error or Failure.cancelled(flow_id)

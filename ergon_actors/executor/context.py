@@ -8,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from .. import codec
 from ..core import Failure, RetryPolicy, StepRecord, StepStatus
@@ -16,8 +16,8 @@ from ..errors import (ErgonError, FencedError, FlowCancelledError, Nondeterminis
                       SerializationError, StepTimeoutError)
 from ..storage.base import LogBase
 
-__all__ = ["FlowContext", "StepOptions", "Suspend", "Halted", "current", "current_step", "require",
-           "call_step", "position_label", "NESTED"]
+__all__ = ["FlowContext", "StepOptions", "StepCall", "Suspend", "Halted", "current", "current_step",
+           "require", "call_step", "position_label", "NESTED"]
 
 T = TypeVar("T")
 
@@ -56,14 +56,24 @@ class StepOptions:
     timeout: float | None = None  # None: the step_timeout its worker or executor was given
 
 
+class StepCall(NamedTuple):
+    """The step whose body runs in this task: its position, name and try (1 + failed tries)."""
+
+    position: int
+    name: str
+    try_number: int
+
+
 class FlowContext:
     """One run of one flow: its lease epoch, its journal so far and the next step position.
 
     `step_timeout` bounds each try of a step that sets no timeout of its own (inf: no bound).
+    It also keeps which positions this run got past (their call returned to the flow's code), so
+    that a step can tell which earlier positions may still be in flight beside it (`pending`).
     """
 
     __slots__ = ("flow_id", "flow_type", "epoch", "attempt", "store", "steps", "position", "refused",
-                 "halt", "step_timeout")
+                 "halt", "step_timeout", "_floor", "_past")
 
     def __init__(self, flow_id: str, flow_type: str, epoch: int, attempt: int, store: LogBase,
                  steps: dict[int, StepRecord], step_timeout: float, halt: asyncio.Event | None = None) -> None:
@@ -77,6 +87,28 @@ class FlowContext:
         self.refused: ErgonError | None = None  # fenced or cancelled: the flow must stop
         self.halt = halt
         self.step_timeout = step_timeout
+        self._floor = 0              # every position below it was got past
+        self._past: set[int] = set()  # positions at or above the floor that were got past
+
+    def passed(self, position: int) -> None:
+        """Note that the call at `position` returned to the flow (a result, or a final error).
+
+        A call nested in a step's body is got past with its step: only the flow's own
+        positions are kept."""
+        if position >= NESTED:
+            return
+        self._past.add(position)
+        while self._floor in self._past:
+            self._past.discard(self._floor)
+            self._floor += 1
+
+    def pending(self, below: int) -> list[int]:
+        """Positions under `below` that were taken but not got past yet (steps run in parallel)."""
+        return [p for p in range(self._floor, below) if p not in self._past]
+
+    def passed_above(self, position: int) -> list[int]:
+        """Positions above `position` that were got past already (a later call that returned first)."""
+        return sorted(p for p in self._past if p > position)
 
     def next_position(self) -> int:
         """The position of the next journaled call: the flow's next one, or, for a timer, signal
@@ -114,13 +146,14 @@ class FlowContext:
 
 
 class _StepFrame:
-    """The step whose body runs in this task, and how many nested positions its body took."""
+    """The step whose body runs in this task, its try, and how many nested positions its body took."""
 
-    __slots__ = ("position", "name", "nested")
+    __slots__ = ("position", "name", "try_number", "nested")
 
-    def __init__(self, position: int, name: str) -> None:
+    def __init__(self, position: int, name: str, try_number: int) -> None:
         self.position = position
         self.name = name
+        self.try_number = try_number
         self.nested = 0
 
 
@@ -140,10 +173,10 @@ def current() -> FlowContext | None:
     return _current.get()
 
 
-def current_step() -> tuple[int, str] | None:
-    """(position, name) of the step whose body runs in this task, or None outside a step."""
+def current_step() -> StepCall | None:
+    """The step whose body runs in this task (position, name, try_number), or None outside a step."""
     frame = _in_step.get()
-    return None if frame is None else (frame.position, frame.name)
+    return None if frame is None else StepCall(frame.position, frame.name, frame.try_number)
 
 
 def position_label(position: int) -> str:
@@ -178,10 +211,12 @@ async def _run_step(ctx: FlowContext, position: int, options: StepOptions, fn: C
     tries = 1
     if recorded is not None:
         if recorded.status == StepStatus.COMPLETE:
+            ctx.passed(position)
             return recorded.value
         if recorded.attempt == ctx.attempt:
             if recorded.retry_at is None:  # failed for good in this attempt: fail the same way
                 assert recorded.error is not None  # a FAILED step carries its error
+                ctx.passed(position)
                 raise recorded.error.to_exception()
             if recorded.retry_at > time.time():  # woken early: keep the journaled backoff
                 raise Suspend(recorded.retry_at, f"step {name} retries at {recorded.retry_at}",
@@ -189,7 +224,7 @@ async def _run_step(ctx: FlowContext, position: int, options: StepOptions, fn: C
             tries = recorded.tries + 1
     if ctx.halt is not None and ctx.halt.is_set():
         raise Halted()
-    token = _in_step.set(_StepFrame(position, name))
+    token = _in_step.set(_StepFrame(position, name, tries))
     try:
         timeout = ctx.step_timeout if options.timeout is None else options.timeout
         value = await _with_timeout(name, timeout, fn(obj, *args, **kwargs))
@@ -205,6 +240,7 @@ async def _run_step(ctx: FlowContext, position: int, options: StepOptions, fn: C
             f"step {name!r} of flow {ctx.flow_type} {ctx.flow_id!r} returned a value ergon_actors "
             f"cannot store: {exc}", type_name=exc.type_name, flow_id=ctx.flow_id, step=name) from None
     await ctx.record(StepRecord(position, name, digest, StepStatus.COMPLETE, data, None, ctx.attempt, tries=tries))
+    ctx.passed(position)
     return value
 
 
@@ -235,6 +271,7 @@ async def _failed(ctx: FlowContext, position: int, options: StepOptions, digest:
     if retry_at is not None:
         raise Suspend(retry_at, f"step {options.name} try {tries} failed; retrying",
                       waiting_on=f"retry:{options.name}") from exc
+    ctx.passed(position)
 
 
 def enter(ctx: FlowContext) -> Token[FlowContext | None]:

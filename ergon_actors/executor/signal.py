@@ -40,6 +40,7 @@ async def await_external_signal(name: str, timeout: float | str | timedelta | No
         recorded = await ctx.write(ctx.store.await_signal(ctx.flow_id, ctx.epoch, template, name, deadline))
         if recorded is None:
             raise Suspend(deadline, f"signal {name}", recorded=True, signal=name)
+    ctx.passed(position)
     if recorded.status == StepStatus.FAILED:
         raise SignalTimeoutError(name, seconds or 0.0)
     return recorded.value
@@ -52,10 +53,12 @@ async def _deadline(ctx: FlowContext, name: str, seconds: float) -> float:
     digest = codec.args_hash((name,), {})
     recorded = ctx.replayed(position, step_name, digest)
     if recorded is not None:
-        return cast(float, recorded.value)
-    deadline = time.time() + seconds
-    await ctx.record(StepRecord(position, step_name, digest, StepStatus.COMPLETE, codec.encode(deadline),
-                                attempt=ctx.attempt))
+        deadline = cast(float, recorded.value)
+    else:
+        deadline = time.time() + seconds
+        await ctx.record(StepRecord(position, step_name, digest, StepStatus.COMPLETE, codec.encode(deadline),
+                                    attempt=ctx.attempt))
+    ctx.passed(position)
     return deadline
 
 

@@ -37,6 +37,7 @@ async def sleep(duration: float | int | str | timedelta | datetime, name: str = 
                                     attempt=ctx.attempt))
     if fire_at > time.time():
         raise Suspend(fire_at, f"timer {name} until {fire_at}", waiting_on=f"timer:{name}")
+    ctx.passed(position)
 
 
 async def schedule_timer(seconds: float) -> None:

@@ -5,8 +5,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from ergon_actors import Executor, InMemoryExecutionLog, flow, flow_type, step
+from ergon_actors import (DeferredRegistry, Executor, InMemoryExecutionLog, RetryableError, RetryPolicy, flow,
+                          flow_type, step)
 from ergon_actors.chaos.ledger import LEDGER_ENV, LedgerReader, read_ledger
+from ergon_actors.executor import current_step
 from ergon_actors.testing import ledger
 from tests.helpers import run
 
@@ -55,6 +57,58 @@ def test_record_writes_flow_position_step_and_epoch(tmp_path, monkeypatch):
                                                              (3, "side"), (4, "side")]
     assert {(e.flow_id, e.epoch, e.attempt) for e in entries} == {("flow-1", 1, 1)}
     assert [e.note for e in entries if e.step == "each"] == ["helper", "helper"]
+
+
+class Busy(RetryableError):
+    pass
+
+
+@dataclass
+@flow_type
+class Shaped:
+    """A DAG whose first-registered node needs the second, a node beside them, and a retried step."""
+
+    @step
+    async def node(self, tag: str, pause: float) -> str:
+        ledger.record(note=tag)
+        await asyncio.sleep(pause)
+        return tag
+
+    @step(retry_policy=RetryPolicy(max_attempts=3, initial_delay=0.0))
+    async def flaky(self) -> int:
+        ledger.record()
+        call = current_step()
+        if call is not None and call.try_number < 2:
+            raise Busy("try again")
+        return 2
+
+    @flow
+    async def run(self) -> int:
+        await self.node("first", 0)
+        dag = DeferredRegistry()
+        dag.register("late", ["early"], lambda _: self.node("late", 0))
+        dag.register("early", [], lambda _: self.node("early", 0))
+        dag.register("beside", [], lambda _: self.node("beside", 0.3))
+        await dag.execute()
+        await self.node("after", 0)
+        return await self.flaky()
+
+
+def test_record_names_the_positions_in_flight_and_the_try(tmp_path, monkeypatch):
+    path = tmp_path / "ledger"
+    monkeypatch.setenv(LEDGER_ENV, str(path))
+    store = InMemoryExecutionLog()
+    assert run(Executor(Shaped(), store, "shaped").run()).is_suspended  # try 1 of flaky failed
+    assert run(Executor(Shaped(), store, "shaped").run()).unwrap() == 2
+    lines = {(e.note or e.step, e.try_number): e for e in read_ledger(str(path))}
+    assert [lines["first", 1].position, lines["late", 1].position, lines["early", 1].position,
+            lines["beside", 1].position, lines["after", 1].position, lines["flaky", 1].position] == [0, 1, 2, 3, 4, 5]
+    assert lines["early", 1].pending == (1,)  # "late" holds position 1 and waits for "early"
+    assert (lines["late", 1].pending, lines["late", 1].ahead) == ((), (2,))
+    assert lines["late", 1].got_past(2) and not lines["late", 1].got_past(3) and not lines["early", 1].got_past(1)
+    assert (lines["after", 1].pending, lines["after", 1].ahead) == ((), ())
+    assert (lines["flaky", 1].epoch, lines["flaky", 2].epoch) == (1, 2)
+    assert lines["flaky", 2].got_past(4) and not lines["flaky", 2].got_past(5)
 
 
 def test_record_is_a_no_op_outside_a_chaos_run(tmp_path, monkeypatch):
