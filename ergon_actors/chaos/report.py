@@ -8,7 +8,11 @@ from dataclasses import asdict, dataclass, field
 from typing import TextIO
 
 __all__ = ["Violation", "FaultRecord", "RecoveryStats", "ChaosReport", "ChaosProgress",
-           "ProgressPrinter"]
+           "ProgressPrinter", "VERIFIED_ORDER"]
+
+
+VERIFIED_ORDER = ("flow", "step", "parallel step", "retried step", "step timeout", "timer", "signal",
+                  "signal timeout", "deadline", "child", "retried flow", "failed flow", "cancelled flow")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +51,11 @@ class RecoveryStats:
     p99: float | None
     max: float | None
 
+    def __str__(self) -> str:
+        if not self.samples:
+            return "no samples"
+        return f"p50 {self.p50:.3f}s, p99 {self.p99:.3f}s, max {self.max:.3f}s ({self.samples} samples)"
+
     @classmethod
     def of(cls, samples: list[float]) -> RecoveryStats:
         if not samples:
@@ -79,6 +88,11 @@ class ChaosReport:
     recovery: RecoveryStats
     supervisors: int           # supervisor processes started (1 + restarts)
     violations: tuple[Violation, ...]
+    recovery_by_kind: Mapping[str, RecoveryStats] = field(default_factory=dict)
+    verified: Mapping[str, int] = field(default_factory=dict)  # what was checked: flows, records by kind
+    signals: int = 0             # signals the harness sent
+    signals_after_fault: int = 0  # ... of them right after a fault, while its victim was down
+    cancels: int = 0             # flows the harness cancelled
     notes: tuple[str, ...] = ()
     work_dir: str | None = None  # kept when there are violations: store, ledger, logs
 
@@ -95,7 +109,9 @@ class ChaosReport:
 
     def to_dict(self) -> dict[str, object]:
         data = asdict(self)
-        data.update(ok=self.ok, faults_by_kind=self.faults_by_kind, statuses=dict(self.statuses))
+        data.update(ok=self.ok, faults_by_kind=self.faults_by_kind, statuses=dict(self.statuses),
+                    verified=dict(self.verified),
+                    recovery_by_kind={k: asdict(v) for k, v in self.recovery_by_kind.items()})
         return data
 
     def format(self) -> str:
@@ -112,11 +128,17 @@ class ChaosReport:
             f"steps: {self.steps_journaled} journaled, {self.step_runs} runs, {self.re_executed} run again "
             f"after a fault cut them, {self.stale_runs} stale runs by overtaken workers",
             f"writes refused by fencing: {self.fenced}",
-            "recovery (fault -> next step start of an affected flow): "
-            + (f"p50 {r.p50:.2f}s, p99 {r.p99:.2f}s, max {r.max:.2f}s ({r.samples} samples)"
-               if r.samples else "no samples"),
-            f"supervisors started: {self.supervisors}",
+            f"recovery (fault -> next step start of an affected flow): {r}",
         ]
+        lines += [f"  {kind}: {stats}" for kind, stats in self.recovery_by_kind.items()]
+        lines.append(f"supervisors started: {self.supervisors}")
+        if self.signals or self.cancels:
+            lines.append(f"signals sent: {self.signals} ({self.signals_after_fault} right after a fault); "
+                         f"flows cancelled: {self.cancels}")
+        if self.verified:
+            order = {kind: i for i, kind in enumerate(VERIFIED_ORDER)}
+            shown = sorted(self.verified.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0]))
+            lines.append("verified: " + ", ".join(f"{kind} {n}" for kind, n in shown))
         lines += [f"note: {n}" for n in self.notes]
         if self.violations:
             lines.append(f"VIOLATIONS: {len(self.violations)}")

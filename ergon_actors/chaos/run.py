@@ -19,22 +19,21 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from typing import cast
 from pathlib import Path
 
-from ..core import FlowRecord, StepRecord
 from ..decorators import definition_of, encode_args
-from ..errors import ConfigError, ErgonError
-from ..executor import Scheduler, Worker
+from ..errors import ConfigError
 from ..runtime.worker import discover_flows
-from ..storage import InMemoryExecutionLog, LogBase, check_store_url, open_store
-from ..storage.commands import GetFlow, LoadSteps, ScheduleFlow
+from ..storage import LogBase, check_store_url, open_store
+from ..storage.commands import ScheduleFlow
 from .faults import FAULTS, LEASE, PAUSE, Harness, fault_schedule
 from .faulty import parse_plan
-from .ledger import LEDGER_ENV, mute, read_ledger, unmute
-from .procs import ChaosError, RedisServer, SupervisorProcess
+from .ledger import LEDGER_ENV, read_ledger
+from .procs import RedisServer, SupervisorProcess
+from .reference import observe, reference_run
 from .report import ChaosProgress, ChaosReport, RecoveryStats
-from .verify import FlowSummary, recovery_samples, verify
+from .stimuli import Sender, declared
+from .verify import recovery_samples, verify
 
 __all__ = ["chaos_run", "load_flows", "default_duration", "FACTORY"]
 
@@ -108,6 +107,7 @@ async def chaos_run(module: str, flows: int | Sequence[object] = 50, *, schedule
     instances = load_flows(module, flows, seed, schedule) if isinstance(flows, int) else list(flows)
     if not instances:
         raise ConfigError("no flows to run")
+    stimuli = declared(schedule.partition(":")[0] if schedule else module, instances)
     modules = _served_modules(module, instances)
     classes = discover_flows(modules)
     duration = default_duration(len(instances)) if duration is None else float(duration)
@@ -130,11 +130,12 @@ async def chaos_run(module: str, flows: int | Sequence[object] = 50, *, schedule
     tag = uuid.uuid4().hex[:6]
     ids = [f"chaos-{seed}-{tag}-{i:04d}" for i in range(len(instances))]
     sup = SupervisorProcess(modules, url, workers, _child_env(ledger_path), work, GRACE, fault_plan)
-    reference = asyncio.get_running_loop().create_task(_reference(instances, ids, classes, settle_timeout))
+    reference = asyncio.get_running_loop().create_task(
+        reference_run(instances, ids, classes, stimuli, settle_timeout))
     handle = None
     harness = None
-    stop_watching = asyncio.Event()
-    watcher = None
+    stop_watching, faults_over = asyncio.Event(), asyncio.Event()
+    watcher = sending = None
     try:
         if redis is not None:
             redis.start()  # in the main thread, so that it dies with this process
@@ -143,22 +144,27 @@ async def chaos_run(module: str, flows: int | Sequence[object] = 50, *, schedule
         harness = Harness(sup, workers, redis, handle, ids, ledger_path, progress)
         await harness.start_supervisor()
         watcher = asyncio.get_running_loop().create_task(harness.watch(stop_watching))
+        sender = Sender(handle, stimuli, ids, seed, 0.8 * duration, lambda: len(harness.faults))
+        sending = asyncio.get_running_loop().create_task(sender.run(stop_watching, faults_over))
         await harness.run_schedule(fault_schedule(kinds, seed, duration), duration)
         fault_phase = time.monotonic() - harness.started
+        faults_over.set()
         harness.resume_all()
         deadline = time.monotonic() + settle_timeout
         while not harness.all_done and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
         harness.phase = "verifying"
         stop_watching.set()
-        await watcher
+        await asyncio.gather(watcher, sending)
         await harness.tick()
         await harness.stop(GRACE)
-        observed = await _observe(handle, ids)
+        expected = await reference
+        observed = await observe(handle, expected)
     finally:
         stop_watching.set()
-        if watcher is not None and not watcher.done():
-            watcher.cancel()
+        for task in (watcher, sending):
+            if task is not None and not task.done():
+                task.cancel()
         if harness is not None:
             harness.resume_all()
         if sup.running:
@@ -170,10 +176,9 @@ async def chaos_run(module: str, flows: int | Sequence[object] = 50, *, schedule
         if not reference.done():
             reference.cancel()
             await asyncio.gather(reference, return_exceptions=True)
-    expected = await reference
     entries = read_ledger(ledger_path)
-    verdict = verify(expected, observed, entries)
-    samples = recovery_samples(((f.wall, f.affected, f.victim) for f in harness.faults), entries)
+    verdict = verify(expected, observed, entries, sent=sender.sent)
+    samples = recovery_samples(((f.record.kind, f.wall, f.affected, f.victim) for f in harness.faults), entries)
     violations = tuple(harness.violations) + verdict.violations
     notes += harness.notes
     if verdict.unrecorded_steps:
@@ -182,7 +187,7 @@ async def chaos_run(module: str, flows: int | Sequence[object] = 50, *, schedule
     if not entries:
         notes.append("the ledger is empty: no step calls ledger.record(), so only the journal was checked")
     statuses: dict[str, int] = {}
-    for summary in observed.values():
+    for summary in (observed.get(flow_id) for flow_id in ids):
         if summary is not None:
             statuses[summary.status] = statuses.get(summary.status, 0) + 1
     kept = bool(violations) or keep
@@ -193,9 +198,12 @@ async def chaos_run(module: str, flows: int | Sequence[object] = 50, *, schedule
         duration=round(fault_phase, 2), elapsed=round(time.monotonic() - started, 2), flows=len(ids),
         statuses=statuses, faults=tuple(f.record for f in harness.faults), step_runs=verdict.step_runs,
         steps_journaled=verdict.steps_journaled, re_executed=verdict.re_executed,
-        stale_runs=verdict.stale_runs, fenced=sup.refused, recovery=RecoveryStats.of(samples),
-        supervisors=harness.supervisors, violations=violations, notes=tuple(notes),
-        work_dir=str(work) if kept else None)
+        stale_runs=verdict.stale_runs, fenced=sup.refused,
+        recovery=RecoveryStats.of([t for kind in samples.values() for t in kind]),
+        supervisors=harness.supervisors, violations=violations,
+        recovery_by_kind={kind: RecoveryStats.of(found) for kind, found in samples.items()},
+        verified=verdict.verified, signals=len(sender.sent), signals_after_fault=sender.after_fault,
+        cancels=sender.cancelled, notes=tuple(notes), work_dir=str(work) if kept else None)
 
 
 def _describe(store: str | None, url: str) -> str:
@@ -265,42 +273,3 @@ async def _schedule(store: LogBase, flows: list[object], ids: list[str], seed: i
     for result in await store.execute(commands):
         if isinstance(result, BaseException):
             raise result
-
-
-async def _observe(store: LogBase, ids: list[str]) -> dict[str, FlowSummary | None]:
-    results = await store.execute([c for i in ids for c in (GetFlow(i), LoadSteps(i))])
-    observed: dict[str, FlowSummary | None] = {}
-    for flow_id, flow, steps in zip(ids, results[::2], results[1::2], strict=True):
-        # a flow's record (None if missing, an error if refused), then its steps
-        observed[flow_id] = (FlowSummary.of(flow, cast("list[StepRecord]", steps))
-                             if isinstance(flow, FlowRecord) else None)
-    return observed
-
-
-async def _reference(flows: list[object], ids: list[str], classes: list[type],
-                     timeout: float) -> dict[str, FlowSummary]:
-    """The fault-free outcome of every flow: an in-process Worker on an in-memory store."""
-    token = mute()
-    store = InMemoryExecutionLog()
-    worker = Worker(store, "chaos-reference", concurrency=len(flows), lease_seconds=3600.0)
-    try:
-        for cls in classes:
-            await worker.register(cls)
-        for flow, flow_id in zip(flows, ids, strict=True):
-            await Scheduler(store).schedule(flow, flow_id)
-        handle = await worker.start()
-        try:
-            async with asyncio.timeout(timeout):
-                records = [await store.wait_for_completion(flow_id) for flow_id in ids]
-        except TimeoutError:
-            raise ChaosError(f"the fault-free run of the flows did not finish within {timeout:g}s; "
-                             "chaos flows must finish on their own (no signals from outside)") from None
-        finally:
-            await handle.shutdown(0)
-        return {r.flow_id: FlowSummary.of(r, await store.load_steps(r.flow_id)) for r in records}
-    except ErgonError as exc:
-        if isinstance(exc, ChaosError):
-            raise
-        raise ChaosError(f"the fault-free run of the flows failed: {type(exc).__name__}: {exc}") from exc
-    finally:
-        unmute(token)

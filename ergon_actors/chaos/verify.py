@@ -2,72 +2,42 @@
 
 What is checked, per flow (docs/chaos.md explains why each rule is sound):
 
-* it ended as in the fault-free run (status and result), and each journaled step holds the
-  result the fault-free run journaled at that position;
-* every step the fault-free run journals, and every step that started (ledger), has a
-  journaled result (at-least-once: a step cut by a fault ran again to completion);
-* every journaled step of an instrumented step name was seen starting in the ledger;
-* within one lease epoch, step positions start in increasing order, each once;
-* across epochs: once epoch e started step M, every step before M had been acknowledged to
-  it, and with fencing every write acknowledged to e was committed before a later epoch e'
-  was granted; so e' must not start any step before M. A start that does is a completed step
-  running again, which is also what a stale worker's write that was let through looks like;
-* no step ran under an epoch the journal never granted (an acknowledged claim was lost).
-
-The ordering rules assume a flow starts its steps one after another (no gather, no DAG).
+* it ended as in the fault-free run (status, result or error, attempts), and each journaled
+  record holds what the fault-free run journaled at that position: a step's result and tries,
+  a signal's payload, a child's outcome; for a timer or a signal wait's deadline, whose value is
+  a wall-clock time, its name and status;
+* every record the fault-free run journals, and every step that started (ledger), has a
+  journaled result (at least once: a step cut by a fault ran again to completion), and every
+  try of an instrumented step was seen starting;
+* the epoch rules (epochs.py): no step ran again once its result was committed, for sequential
+  and parallel steps alike; no step ran under an epoch the journal never granted; no try or
+  attempt beyond what the fault-free run needed;
+* the wait rules (waits.py): timers fired, signals arrived once, child flows ended, before the
+  flow went on.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
 
-from .. import codec
-from ..core import Failure, FlowRecord, StepRecord
-from ..errors import ErgonError
+from .epochs import CommitOrder, Committed, HistoryOrder, check_epochs
+from .kinds import (CHILD_DIFFERS, KINDS, NEVER_RAN, NOT_FINISHED, ORPHAN, PHANTOM_EPOCH, RAN_AGAIN, Reporter,
+                    RETRY_COUNT, SIGNAL_DELIVERY, STEP_DIFFERS, STEP_LOST, STEP_UNEXPECTED, WOKE_EARLY,
+                    WRONG_RESULT)
 from .ledger import LedgerEntry
 from .report import Violation
+from .summary import FlowSummary, StepSummary
+from .waits import check_signals, check_waits
 
-__all__ = ["FlowSummary", "Verdict", "verify", "recovery_samples",
-           "NOT_FINISHED", "WRONG_RESULT", "STEP_LOST", "STEP_DIFFERS", "STEP_UNEXPECTED",
-           "NEVER_RAN", "RAN_AGAIN", "PHANTOM_EPOCH", "ORPHAN"]
+__all__ = ["FlowSummary", "StepSummary", "Verdict", "verify", "recovery_samples", "Committed", "CommitOrder",
+           "HistoryOrder",
+           "KINDS", "NOT_FINISHED", "WRONG_RESULT", "STEP_LOST", "STEP_DIFFERS", "STEP_UNEXPECTED",
+           "NEVER_RAN", "RAN_AGAIN", "PHANTOM_EPOCH", "RETRY_COUNT", "WOKE_EARLY", "SIGNAL_DELIVERY",
+           "CHILD_DIFFERS", "ORPHAN"]
 
-NOT_FINISHED = "not-finished"        # the flow did not end as in the fault-free run
-WRONG_RESULT = "wrong-result"        # it ended with another result
-STEP_LOST = "step-lost"              # a step ran / is due but has no journaled result
-STEP_DIFFERS = "step-differs"        # a journaled step differs from the fault-free run's
-STEP_UNEXPECTED = "step-unexpected"  # a journaled step the fault-free run does not have
-NEVER_RAN = "never-ran"              # a journaled step the ledger never saw start
-RAN_AGAIN = "ran-again"              # a step started after its result had been acknowledged
-PHANTOM_EPOCH = "phantom-epoch"      # a step ran under a lease epoch the journal never granted
-ORPHAN = "orphan"                    # a process outlived its supervisor
-
-Report = Callable[[str, str | None, int | None, str], None]  # (kind, flow_id, position, detail)
-
-
-@dataclass(frozen=True, slots=True)
-class StepSummary:
-    name: str
-    status: str
-    value: object  # the decoded result, or "Type: message" of a failure
-
-
-@dataclass(frozen=True, slots=True)
-class FlowSummary:
-    """A flow as the verifier compares it: outcome, final epoch and decoded steps."""
-
-    status: str
-    result: object
-    error: str | None
-    epoch: int
-    steps: Mapping[int, StepSummary]
-
-    @classmethod
-    def of(cls, flow: FlowRecord, steps: Iterable[StepRecord]) -> FlowSummary:
-        return cls(flow.status, _decode(flow.result), _failure(flow.error), flow.epoch,
-                   {s.position: StepSummary(s.name, s.status, _decode(s.result) if s.error is None
-                                            else _failure(s.error)) for s in steps})
+TERMINAL = ("COMPLETE", "FAILED", "CANCELLED")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,27 +45,25 @@ class Verdict:
     violations: tuple[Violation, ...]
     step_runs: int          # step starts in the ledger for the verified flows
     steps_journaled: int
-    re_executed: int        # starts beyond the first of each (flow, position)
+    re_executed: int        # starts beyond the first of each (flow, position, attempt, try)
     stale_runs: int         # starts in an epoch a later epoch had already overtaken (fenced zombies)
     unrecorded_steps: tuple[str, ...]  # journaled step names that never called ledger.record()
-
-
-def _decode(data: bytes | None) -> object:
-    if data is None:
-        return None
-    try:
-        return codec.decode(data)
-    except ErgonError:
-        return data
-
-
-def _failure(error: Failure | None) -> str | None:
-    return None if error is None else f"{error.type_name}: {error.message}"
+    verified: Mapping[str, int] = field(default_factory=dict)  # what was checked, by kind
 
 
 def verify(expected: Mapping[str, FlowSummary], observed: Mapping[str, FlowSummary | None],
-           entries: list[LedgerEntry]) -> Verdict:
-    """Check every flow of `expected` against the journal (`observed`) and the ledger."""
+           entries: list[LedgerEntry], *, sent: Mapping[str, float] | None = None,
+           commits: CommitOrder | None = None) -> Verdict:
+    """Check every flow of `expected` against the journal (`observed`) and the ledger.
+
+    Args:
+        expected: the fault-free run's flows (children included), by flow_id.
+        observed: the same flows as the run under test journaled them (None: missing), plus
+            any other flow it holds that claims one of them as its parent.
+        entries: the ledger, in file order.
+        sent: the signals the harness sent, by name, with the time it first tried.
+        commits: a store's event history, for the exact ran-again rule.
+    """
     found: dict[tuple[str, str | None, int | None], Violation] = {}
 
     def report(kind: str, flow_id: str | None, position: int | None, detail: str) -> None:
@@ -107,6 +75,7 @@ def verify(expected: Mapping[str, FlowSummary], observed: Mapping[str, FlowSumma
             by_flow[e.flow_id].append(e)
     instrumented = {e.step for e in entries}
     unrecorded: set[str] = set()
+    verified: dict[str, int] = defaultdict(int)
     runs = journaled = again = stale = 0
     for flow_id, exp in expected.items():
         obs = observed.get(flow_id)
@@ -116,106 +85,113 @@ def verify(expected: Mapping[str, FlowSummary], observed: Mapping[str, FlowSumma
         starts = by_flow.get(flow_id, [])
         runs += len(starts)
         journaled += len(obs.steps)
-        again += len(starts) - len({e.position for e in starts})
+        again += len(starts) - len({(e.position, e.attempt, e.try_number) for e in starts})
         _outcome(flow_id, exp, obs, report)
         _steps(flow_id, exp, obs, starts, instrumented, unrecorded, report)
-        stale += _order(flow_id, obs, starts, report)
-    return Verdict(tuple(found.values()), runs, journaled, again, stale, tuple(sorted(unrecorded)))
+        _retries(flow_id, exp, starts, report)
+        stale += check_epochs(flow_id, obs, starts, report, commits)
+        check_waits(flow_id, obs, observed, starts, sent or {}, report)
+        _count(obs, starts, verified)
+    check_signals(expected, observed, report)
+    for flow_id, obs in observed.items():
+        if flow_id not in expected and obs is not None:
+            report(CHILD_DIFFERS, flow_id, None, f"a flow the fault-free run does not have (parent "
+                   f"{obs.parent_id!r}), ended {obs.outcome}")
+    return Verdict(tuple(found.values()), runs, journaled, again, stale, tuple(sorted(unrecorded)), dict(verified))
 
 
-def _outcome(flow_id: str, exp: FlowSummary, obs: FlowSummary, report: Report) -> None:
+def _outcome(flow_id: str, exp: FlowSummary, obs: FlowSummary, report: Reporter) -> None:
     if obs.status != exp.status:
-        report(NOT_FINISHED, flow_id, None, f"ended {obs.status}; the fault-free run ended {exp.status}"
-               + (f" ({obs.error})" if obs.error else ""))
-    elif obs.result != exp.result:
-        report(WRONG_RESULT, flow_id, None, f"result {obs.result!r}; the fault-free run: {exp.result!r}")
+        report(NOT_FINISHED, flow_id, None, f"ended {obs.outcome}; the fault-free run ended {exp.outcome}")
+        return
+    if (obs.result, obs.error) != (exp.result, exp.error):
+        report(WRONG_RESULT, flow_id, None, f"ended {obs.outcome}; the fault-free run: {exp.outcome}")
+    if obs.attempt != exp.attempt:
+        report(RETRY_COUNT, flow_id, None, f"ended in attempt {obs.attempt}; the fault-free run in attempt "
+               f"{exp.attempt}")
 
 
 def _steps(flow_id: str, exp: FlowSummary, obs: FlowSummary, starts: list[LedgerEntry],
-           instrumented: set[str], unrecorded: set[str], report: Report) -> None:
-    terminal = obs.status in ("COMPLETE", "FAILED", "CANCELLED")
+           instrumented: set[str], unrecorded: set[str], report: Reporter) -> None:
+    terminal = obs.status in TERMINAL
     started = {e.position for e in starts}
     for position in sorted(set(exp.steps) | set(obs.steps) | started):
         want, got = exp.steps.get(position), obs.steps.get(position)
         if got is None:
             if terminal and want is not None:
-                report(STEP_LOST, flow_id, position, f"the fault-free run journals step {want.name!r} "
-                       "here but this run's journal has no result for it"
-                       + (" although it ran" if position in started else ""))
+                report(STEP_LOST, flow_id, position, f"the fault-free run journals {want.name!r} here but "
+                       "this run's journal has no result for it" + (" although it ran" if position in started
+                                                                     else ""))
             elif terminal and position in started:
                 report(STEP_LOST, flow_id, position, "the step ran but no result is journaled")
             continue
         if want is None:
-            report(STEP_UNEXPECTED, flow_id, position, f"journaled {got.name!r}, which the fault-free run "
+            report(STEP_UNEXPECTED, flow_id, position, f"journaled {got.label}, which the fault-free run "
                    "does not have")
-        elif (got.name, got.status, got.value) != (want.name, want.status, want.value):
-            report(STEP_DIFFERS, flow_id, position, f"journaled {got.name} {got.status} {got.value!r}; "
-                   f"the fault-free run: {want.name} {want.status} {want.value!r}")
+        elif got.label != want.label:
+            report(STEP_DIFFERS, flow_id, position, f"journaled {got.label}; the fault-free run: {want.label}")
+        elif (got.tries, got.attempt) != (want.tries, want.attempt):
+            report(RETRY_COUNT, flow_id, position, f"journaled {got.name} after {got.tries} tries in attempt "
+                   f"{got.attempt}; the fault-free run after {want.tries} in attempt {want.attempt}")
+        if got.kind != "step":
+            continue
         if got.name not in instrumented:
             unrecorded.add(got.name)
-        elif position not in started:
+            continue
+        tried = {e.try_number for e in starts if e.position == position and e.attempt == got.attempt}
+        missing = [k for k in range(1, got.tries + 1) if k not in tried]
+        if missing:
+            which = "" if got.tries == 1 else f" (tries {', '.join(map(str, missing))} of attempt {got.attempt})"
             report(NEVER_RAN, flow_id, position, f"step {got.name!r} has a journaled result but never "
-                   "started (ledger)")
+                   f"started{which} (ledger)")
 
 
-def _order(flow_id: str, obs: FlowSummary, starts: list[LedgerEntry], report: Report) -> int:
-    """The epoch rules; returns the number of stale (overtaken) starts."""
-    by_epoch: dict[int, list[LedgerEntry]] = defaultdict(list)
+def _retries(flow_id: str, exp: FlowSummary, starts: list[LedgerEntry], report: Reporter) -> None:
+    """No run beyond the tries and attempts the fault-free run needed (its policy allowed)."""
     for e in starts:
-        by_epoch[e.epoch].append(e)
-        if e.epoch > obs.epoch:
-            report(PHANTOM_EPOCH, flow_id, e.position, f"step {e.step!r} ran (pid {e.pid}) under lease "
-                   f"epoch {e.epoch}, but the journal's last epoch is {obs.epoch}: a claim was "
-                   "acknowledged and then lost")
-    for epoch, runs in by_epoch.items():
-        highest, repeats = -1, []
-        for e in runs:
-            if e.position <= highest:
-                repeats.append(e)
-            highest = max(highest, e.position)
-        if repeats:
-            e = repeats[0]
-            report(RAN_AGAIN, flow_id, e.position, f"step {e.step!r} started again within lease epoch "
-                   f"{epoch} (pid {e.pid}); repeated positions: {_positions(repeats)}")
-    moved_past, by = -1, None  # the highest step started by any earlier epoch, and that epoch
-    for epoch in sorted(by_epoch):
-        behind = [e for e in by_epoch[epoch] if e.position < moved_past]
-        if behind:
-            e = behind[0]
-            report(RAN_AGAIN, flow_id, e.position, f"step {e.step!r} ran in lease epoch {epoch} (pid {e.pid}) "
-                   f"although the earlier epoch {by} went on to step {moved_past}, which needs this step's "
-                   f"result acknowledged to epoch {by} before epoch {epoch} was granted: a completed step "
-                   f"ran again, or a stale write was accepted (positions {_positions(behind)})")
-        top = max(e.position for e in by_epoch[epoch])
-        if top > moved_past:
-            moved_past, by = top, epoch
-    stale = 0
-    newest = -1
-    for e in starts:  # file order is the order the starts happened
-        if e.epoch < newest:
-            stale += 1
-        newest = max(newest, e.epoch)
-    return stale
+        want = exp.steps.get(e.position)
+        if e.attempt > exp.attempt:
+            report(RETRY_COUNT, flow_id, e.position, f"step {e.step!r} ran in attempt {e.attempt} (pid "
+                   f"{e.pid}); the fault-free run ended in attempt {exp.attempt}")
+        elif want is not None and e.attempt == want.attempt and e.try_number > want.tries:
+            report(RETRY_COUNT, flow_id, e.position, f"try {e.try_number} of step {e.step!r} ran (pid "
+                   f"{e.pid}); the fault-free run needed {want.tries}")
 
 
-def _positions(entries: list[LedgerEntry]) -> str:
-    return ", ".join(str(p) for p in sorted({e.position for e in entries}))
+def _count(obs: FlowSummary, starts: list[LedgerEntry], verified: dict[str, int]) -> None:
+    """What one flow's verification covered, by record kind and feature (the report lists them)."""
+    verified["flow"] += 1
+    if obs.status in ("FAILED", "CANCELLED"):
+        verified[f"{obs.status.lower()} flow"] += 1
+    if obs.attempt > 1:
+        verified["retried flow"] += 1
+    beside = {p for e in starts if e.pending or e.ahead for p in (e.position, *e.pending, *e.ahead)}
+    for position, record in obs.steps.items():
+        verified[record.kind] += 1
+        timed_out = isinstance(record.value, str) and record.value.split(":")[0].endswith("TimeoutError")
+        if record.kind in ("step", "signal") and record.status == "FAILED" and timed_out:
+            verified[f"{record.kind} timeout"] += 1
+        if record.kind == "step" and record.tries > 1:
+            verified["retried step"] += 1
+        if record.kind == "step" and position in beside:
+            verified["parallel step"] += 1
 
 
-def recovery_samples(faults: Iterable[tuple[float, frozenset[str], int | None]],
-                     entries: list[LedgerEntry]) -> list[float]:
-    """Seconds from each fault to the next step start of each flow it affected.
+def recovery_samples(faults: Iterable[tuple[str, float, frozenset[str], int | None]],
+                     entries: list[LedgerEntry]) -> dict[str, list[float]]:
+    """Seconds from each fault to the next step start of each flow it affected, by fault kind.
 
-    `faults` holds (wall-clock time, affected flow ids, pid of the victim or None); starts by
-    the victim itself (a paused worker running on) do not count as recovery.
+    `faults` holds (kind, wall-clock time, affected flow ids, pid of the victim or None); starts
+    by the victim itself (a paused worker running on) do not count as recovery.
     """
     by_flow: dict[str, list[LedgerEntry]] = defaultdict(list)
     for e in entries:
         by_flow[e.flow_id].append(e)
-    samples = []
-    for at, affected, victim in faults:
+    samples: dict[str, list[float]] = {}
+    for kind, at, affected, victim in faults:
+        mine = samples.setdefault(kind, [])
         for flow_id in affected:
             later = [e.t for e in by_flow.get(flow_id, ()) if e.t > at and e.pid != victim]
             if later:
-                samples.append(min(later) - at)
+                mine.append(min(later) - at)
     return samples

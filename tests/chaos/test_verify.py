@@ -1,9 +1,12 @@
 """The chaos verifier on hand-made journals and ledgers: each rule fires when, and only when, it should."""
 
+import pytest
+
 from ergon_actors.chaos.ledger import LedgerEntry
 from ergon_actors.chaos.report import ChaosReport, RecoveryStats
-from ergon_actors.chaos.verify import (NEVER_RAN, NOT_FINISHED, PHANTOM_EPOCH, RAN_AGAIN, STEP_DIFFERS,
-                                       STEP_LOST, WRONG_RESULT, FlowSummary, StepSummary, recovery_samples,
+from ergon_actors.chaos.verify import (CHILD_DIFFERS, NEVER_RAN, NOT_FINISHED, PHANTOM_EPOCH, RAN_AGAIN,
+                                       RETRY_COUNT, SIGNAL_DELIVERY, STEP_DIFFERS, STEP_LOST, WOKE_EARLY,
+                                       WRONG_RESULT, FlowSummary, HistoryOrder, StepSummary, recovery_samples,
                                        verify)
 
 
@@ -92,7 +95,10 @@ def test_outcomes_are_compared_with_the_fault_free_run():
 def test_recovery_is_measured_to_the_next_start_not_by_the_victim():
     entries = [LedgerEntry("f", 1, "s1", 1, 1, 7, 10.5), LedgerEntry("f", 1, "s1", 2, 1, 8, 11.0),
                LedgerEntry("g", 0, "s0", 1, 1, 8, 10.2)]
-    assert sorted(recovery_samples([(10.0, frozenset({"f", "g"}), 7)], entries)) == [10.2 - 10.0, 1.0]
+    samples = recovery_samples([("kill-worker", 10.0, frozenset({"f", "g"}), 7),
+                                ("kill-journal", 10.6, frozenset({"f"}), None)], entries)
+    assert sorted(samples["kill-worker"]) == [10.2 - 10.0, 1.0]
+    assert samples["kill-journal"] == [11.0 - 10.6]
     stats = RecoveryStats.of([float(i) for i in range(1, 101)])
     assert (stats.samples, stats.p50, stats.p99, stats.max) == (100, 50.0, 99.0, 100.0)
     assert RecoveryStats.of([]).p50 is None
@@ -105,3 +111,227 @@ def test_report_lists_violations_and_serializes():
     assert not report.ok
     assert "step-lost: flow f step 1:" in report.format()
     assert report.to_dict()["violations"][0]["position"] == 1
+
+
+# -- every feature: crafted journals and ledgers -----------------------------------------------
+
+def run_of(pos: int, epoch: int = 1, *, t: float = 0.0, pending: tuple[int, ...] = (), attempt: int = 1,
+           try_number: int = 1, flow_id: str = "f", pid: int = 1) -> LedgerEntry:
+    return LedgerEntry(flow_id, pos, f"s{pos}", epoch, attempt, pid, t, None, try_number, pending)
+
+
+def record(name: str, value: object = None, *, status: str = "COMPLETE", attempt: int = 1, tries: int = 1,
+           at: float = 0.0) -> StepSummary:
+    return StepSummary(name, status, value, attempt, tries, at)
+
+
+def journal(steps: dict[int, StepSummary], *, epoch: int = 1, status: str = "COMPLETE", result: object = "done",
+            error: str | None = None, attempt: int = 1, finished: float = 100.0,
+            parent: str | None = None) -> FlowSummary:
+    return FlowSummary(status, result, error, epoch, steps, attempt, finished, parent)
+
+
+def dag(epoch: int = 1) -> FlowSummary:
+    """Positions 0 and 1 run in parallel (a DAG), 2 needs both, 3 comes after the DAG."""
+    return journal({p: record(f"s{p}", p) for p in range(4)}, epoch=epoch)
+
+
+def test_a_parallel_step_run_again_after_a_kill_is_sound():
+    # epoch 1 started 0 and, beside it, 1; the worker died; epoch 2 ran both again (neither journaled)
+    verdict = verify({"f": dag()}, {"f": dag(epoch=2)},
+                     [run_of(0), run_of(1, pending=(0,)), run_of(0, 2), run_of(1, 2, pending=(0,)),
+                      run_of(2, 2), run_of(3, 2)])
+    assert verdict.violations == ()
+    assert verdict.verified["parallel step"] == 2
+
+
+def test_a_parallel_step_run_again_after_the_epoch_got_past_it_is_caught():
+    # epoch 1 got past the whole DAG (it started step 3, nothing pending); epoch 2 ran step 0 again
+    verdict = verify({"f": dag()}, {"f": dag(epoch=2)},
+                     [run_of(0), run_of(1, pending=(0,)), run_of(2), run_of(3), run_of(0, 2)])
+    assert kinds(verdict) == {(RAN_AGAIN, "f", 0)}
+    assert "went on to step 2" in verdict.violations[0].detail
+
+
+def test_a_parallel_sibling_that_started_first_is_not_evidence():
+    # step 1 started before step 0 within one epoch, beside it: no order between DAG positions
+    verdict = verify({"f": dag()}, {"f": dag()}, [run_of(1, pending=(0,)), run_of(0), run_of(2), run_of(3)])
+    assert verdict.violations == ()
+
+
+def test_the_event_history_catches_a_step_committed_before_the_claim_that_ran_it():
+    # the ledger alone cannot tell (epoch 1 started only the two parallel steps), the history can
+    starts_ = [run_of(0), run_of(1, pending=(0,)), run_of(0, 2), run_of(1, 2, pending=(0,))]
+    events = [("scheduled", {}), ("claimed", {"epoch": 1}),
+              ("step_completed", {"position": 0, "name": "s0", "attempt": 1, "tries": 1}),
+              ("lease_expired", {"epoch": 1}), ("claimed", {"epoch": 2})]
+    assert verify({"f": dag()}, {"f": dag(epoch=2)}, starts_).violations == ()
+    assert verify({"f": dag()}, {"f": dag(epoch=2)}, starts_,
+                  commits=HistoryOrder({"f": events[:2] + events[3:] + events[2:3]})).violations == ()
+    verdict = verify({"f": dag()}, {"f": dag(epoch=2)}, starts_, commits=HistoryOrder({"f": events}))
+    assert kinds(verdict) == {(RAN_AGAIN, "f", 0)}
+    assert "event history" in verdict.violations[0].detail
+
+
+def test_the_event_history_catches_a_failed_try_that_ran_again():
+    events = [("claimed", {"epoch": 1}),
+              ("step_failed", {"position": 0, "name": "s0", "attempt": 1, "tries": 1, "retry_at": 1.0}),
+              ("claimed", {"epoch": 2})]
+    verdict = verify({"f": flow(1)}, {"f": flow(1, epoch=2)}, [run_of(0), run_of(0, 2)],
+                     commits=HistoryOrder({"f": events}))
+    assert kinds(verdict) == {(RAN_AGAIN, "f", 0)}
+    assert "the failure of its try 1" in verdict.violations[0].detail
+
+
+def timed(deadline: float, *, finished: float = 100.0) -> FlowSummary:
+    """Step 0, a timer at 1 due at `deadline`, step 2."""
+    return journal({0: record("s0", 0), 1: record("timer:sleep", deadline), 2: record("s2", 2)}, epoch=2,
+                   finished=finished)
+
+
+def test_a_timer_is_compared_by_its_firing_not_its_deadline_value():
+    verdict = verify({"f": timed(5.0)}, {"f": timed(50.0)}, [run_of(0, t=49.0), run_of(2, 2, t=50.2)])
+    assert verdict.violations == ()
+    assert verdict.verified["timer"] == 1
+
+
+def test_a_timer_that_fired_early_is_caught():
+    verdict = verify({"f": timed(5.0)}, {"f": timed(50.0)}, [run_of(0, t=49.0), run_of(2, 2, t=49.5)])
+    assert kinds(verdict) == {(WOKE_EARLY, "f", 1)}
+    assert "before its timer 'sleep' was due" in verdict.violations[0].detail
+
+
+def test_a_flow_that_completed_before_its_timer_was_due_is_caught():
+    verdict = verify({"f": timed(5.0)}, {"f": timed(50.0, finished=49.9)}, [run_of(0, t=49.0)])
+    assert kinds(verdict) == {(WOKE_EARLY, "f", 1)}
+
+
+def signalled(payload: object = "yes", *, at: float = 10.0) -> FlowSummary:
+    return journal({0: record("s0", 0), 1: record("signal:go", payload, at=at), 2: record("s2", 2)}, epoch=2)
+
+
+def test_a_signal_sent_while_the_flow_waited_is_sound():
+    verdict = verify({"f": signalled()}, {"f": signalled()}, [run_of(0, t=1.0), run_of(2, 2, t=10.5)],
+                     sent={"go": 10.0})
+    assert verdict.violations == ()
+
+
+def test_a_flow_that_went_on_before_its_signal_was_sent_is_caught():
+    verdict = verify({"f": signalled()}, {"f": signalled()}, [run_of(0, t=1.0), run_of(2, 2, t=9.0)],
+                     sent={"go": 10.0})
+    assert kinds(verdict) == {(WOKE_EARLY, "f", 1)}
+
+
+def test_a_signal_received_twice_or_never_sent_is_caught():
+    twice = verify({"f": signalled(), "g": journal({})}, {"f": signalled(), "g": signalled()}, [],
+                   sent={"go": 1.0})
+    assert (SIGNAL_DELIVERY, None, None) in kinds(twice)
+    assert "received 2 times" in next(v for v in twice.violations if v.kind == SIGNAL_DELIVERY).detail
+    unsent = verify({"f": signalled()}, {"f": signalled()}, [], sent={})
+    assert kinds(unsent) == {(SIGNAL_DELIVERY, "f", 1)}
+
+
+def test_a_signal_wait_that_timed_out_before_its_deadline_is_caught():
+    def waited(deadline: float) -> FlowSummary:
+        return journal({0: record("deadline:go", deadline), 1: record("signal:go", "SignalTimeoutError: late",
+                                                                       status="FAILED"), 2: record("s2", 2)},
+                       epoch=2)
+    assert verify({"f": waited(1.0)}, {"f": waited(20.0)}, [run_of(2, 2, t=20.1)]).violations == ()
+    verdict = verify({"f": waited(1.0)}, {"f": waited(20.0)}, [run_of(2, 2, t=19.0)])
+    assert kinds(verdict) == {(WOKE_EARLY, "f", 1)}
+    assert verdict.verified["signal timeout"] == 1
+
+
+def family(value: object = "paid", *, child_result: object = "paid", child_status: str = "COMPLETE",
+           recorded_at: float = 20.0, ended_at: float = 10.0, parent: str = "p") -> dict[str, FlowSummary]:
+    error = None if child_status == "COMPLETE" else "CardDeclined: no"
+    return {"p": journal({0: record("child:Payment", value, at=recorded_at), 1: record("s1", 1)}, epoch=2),
+            "p/0": journal({0: record("s0", 0)}, result=child_result if error is None else None,
+                           status=child_status, error=error, finished=ended_at, parent=parent)}
+
+
+def test_a_child_whose_result_reached_its_parent_once_is_sound():
+    verdict = verify(family(), family(), [run_of(1, 2, t=21.0, flow_id="p"), run_of(0, flow_id="p/0")])
+    assert verdict.violations == ()
+    assert verdict.verified["child"] == 1
+
+
+@pytest.mark.parametrize("observed, detail", [
+    (family(value="other"), "ended COMPLETE 'paid'"),
+    (family(child_status="FAILED"), "ended FAILED"),
+    (family(recorded_at=5.0), "before child flow 'p/0' ended"),
+    (family(parent="q"), "names 'q' as its parent"),
+])
+def test_a_parent_record_that_does_not_match_its_child_is_caught(observed, detail):
+    verdict = verify(family(), observed, [])
+    caught = [v for v in verdict.violations if v.kind == CHILD_DIFFERS]
+    assert [(v.flow_id, v.position) for v in caught] == [("p", 0)], verdict.violations
+    assert detail in caught[0].detail
+
+
+def test_a_parent_that_went_on_before_its_child_ended_is_caught():
+    verdict = verify(family(), family(), [run_of(1, 2, t=9.0, flow_id="p")])
+    assert kinds(verdict) == {(WOKE_EARLY, "p", 0)}
+
+
+def test_a_child_the_fault_free_run_does_not_have_is_caught():
+    observed = {**family(), "p/9": journal({}, parent="p")}
+    assert (CHILD_DIFFERS, "p/9", None) in kinds(verify(family(), observed, []))
+
+
+def retried(tries: int = 3, *, epoch: int = 1) -> FlowSummary:
+    """Step 0 succeeded on try `tries` (one epoch per try)."""
+    return journal({0: record("s0", "picked", tries=tries)}, epoch=epoch)
+
+
+def test_a_step_retried_as_its_policy_says_is_sound():
+    # try 2 was cut by a fault and ran again in epoch 3
+    ledger_ = [run_of(0), run_of(0, 2, try_number=2), run_of(0, 3, try_number=2), run_of(0, 4, try_number=3)]
+    verdict = verify({"f": retried()}, {"f": retried(epoch=4)}, ledger_)
+    assert verdict.violations == ()
+    assert verdict.verified["retried step"] == 1
+
+
+def test_a_try_beyond_the_policy_is_caught():
+    ledger_ = [run_of(0), run_of(0, 2, try_number=2), run_of(0, 3, try_number=3), run_of(0, 4, try_number=4)]
+    verdict = verify({"f": retried()}, {"f": retried(4, epoch=4)}, ledger_)
+    assert kinds(verdict) == {(RETRY_COUNT, "f", 0)}
+
+
+def test_a_failed_try_that_ran_again_is_caught():
+    ledger_ = [run_of(0), run_of(0, 2, try_number=2), run_of(0, 3, try_number=1), run_of(0, 4, try_number=3)]
+    verdict = verify({"f": retried()}, {"f": retried(epoch=4)}, ledger_)
+    assert kinds(verdict) == {(RAN_AGAIN, "f", 0)}
+    assert "a failed try ran again" in verdict.violations[0].detail
+
+
+def test_a_try_the_ledger_never_saw_is_caught():
+    ledger_ = [run_of(0), run_of(0, 3, try_number=3)]  # try 2 never started
+    verdict = verify({"f": retried()}, {"f": retried(epoch=3)}, ledger_)
+    assert kinds(verdict) == {(NEVER_RAN, "f", 0)}
+    assert "tries 2" in verdict.violations[0].detail
+
+
+def test_flow_attempts_are_compared_and_a_completed_step_never_runs_in_a_later_attempt():
+    expected = journal({0: record("s0", 0), 1: record("s1", 1, attempt=2)}, attempt=2)
+    sound = [run_of(0), run_of(1), run_of(1, 2, attempt=2)]
+    assert verify({"f": expected}, {"f": journal(dict(expected.steps), epoch=2, attempt=2)}, sound).violations == ()
+    again = verify({"f": expected}, {"f": journal(dict(expected.steps), epoch=2, attempt=2)},
+                   [*sound, run_of(0, 2, attempt=2)])
+    assert kinds(again) == {(RAN_AGAIN, "f", 0)}
+    third = journal({0: record("s0", 0), 1: record("s1", 1, attempt=3)}, epoch=3, attempt=3)
+    extra = verify({"f": expected}, {"f": third}, [*sound, run_of(1, 3, attempt=3)])
+    assert kinds(extra) == {(RETRY_COUNT, "f", None), (RETRY_COUNT, "f", 1)}
+
+
+def test_failed_and_cancelled_flows_end_as_in_the_fault_free_run():
+    failed = journal({0: record("s0", "StepTimeoutError: late", status="FAILED")}, status="FAILED",
+                     result=None, error="StepTimeoutError: late")
+    cancelled = journal({0: record("s0", 0)}, status="CANCELLED", result=None, error="FlowCancelledError: x")
+    sound = verify({"a": failed, "b": cancelled}, {"a": failed, "b": cancelled}, [])
+    assert sound.violations == ()
+    counted = sound.verified
+    assert (counted["failed flow"], counted["cancelled flow"], counted["step timeout"]) == (1, 1, 1)
+    other = journal(dict(failed.steps), status="FAILED", result=None, error="ValueError: other")
+    verdict = verify({"a": failed, "b": cancelled}, {"a": other, "b": failed}, [])
+    assert kinds(verdict) == {(WRONG_RESULT, "a", None), (NOT_FINISHED, "b", None), (STEP_DIFFERS, "b", 0)}
