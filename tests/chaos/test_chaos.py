@@ -10,12 +10,14 @@ from pathlib import Path
 import psutil
 import pytest
 
+from ergon_actors.chaos.report import VERIFIED_ORDER
 from ergon_actors.testing import RAN_AGAIN, STEP_LOST, chaos_run
 from tests.helpers import run
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
 MODULE = "examples.chaos_orders"
+FEATURES = "examples.chaos_features"  # DAG, timer, signals, child flows, retries, timeouts, failures, cancels
 SQLITE_FAULTS = {"kill-worker", "stop-worker", "kill-journal", "kill-supervisor"}
 
 
@@ -50,6 +52,29 @@ def test_every_fault_on_sqlite_and_no_violation():
     assert report.supervisors == report.faults_by_kind["kill-supervisor"] + 1
     assert report.work_dir is None  # removed: nothing to look at
     no_actor_left()
+
+
+def check_every_feature(report, faults: set[str]) -> None:
+    assert report.ok, report.format()
+    assert set(report.faults_by_kind) == faults
+    assert report.statuses == {"COMPLETE": 9, "FAILED": 3, "CANCELLED": 3}  # 9 fulfilments, 3 audits, 3 backorders
+    assert set(report.verified) == set(VERIFIED_ORDER), report.format()  # every record kind and feature checked
+    assert report.verified["child"] == 9 and report.verified["flow"] == 15 + 9
+    assert (report.signals, report.cancels) == (9, 3)
+    assert set(report.recovery_by_kind) == faults
+    no_actor_left()
+
+
+def test_every_feature_under_every_fault_on_sqlite():
+    check_every_feature(run(chaos_run(FEATURES, 15, duration=10, seed=7), 110), SQLITE_FAULTS)
+
+
+@pytest.mark.redis
+def test_every_feature_under_every_fault_on_redis():
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is not on PATH: run ./scripts/test.sh or apt-get install redis-server")
+    report = run(chaos_run(FEATURES, 15, store="redis", duration=10, seed=8), 110)
+    check_every_feature(report, SQLITE_FAULTS | {"kill-redis"})
 
 
 def test_a_journal_that_lets_stale_writes_through_is_caught(tmp_path):
