@@ -190,13 +190,15 @@ class Harness:
     # -- faults ----------------------------------------------------------------------------
 
     async def run_schedule(self, plans: list[Plan], duration: float) -> None:
-        """Inject the planned faults until `duration` seconds have passed or every flow ended."""
+        """Inject the planned faults until `duration` seconds have passed or every flow ended;
+        the first round (every kind once) is always injected whole, however slow it is."""
         t0 = time.monotonic()
         due = t0
-        for plan in plans:
+        first_round = len({plan.kind for plan in plans})
+        for n, plan in enumerate(plans):
             due += plan.wait
             await asyncio.sleep(max(0.0, due - time.monotonic()))
-            if time.monotonic() - t0 >= duration or self.all_done:
+            if n >= first_round and (time.monotonic() - t0 >= duration or self.all_done):
                 break
             await self.inject(plan)
             due = max(due, time.monotonic() - INTERVAL[0])  # a slow injection delays the rest

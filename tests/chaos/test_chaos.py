@@ -78,7 +78,7 @@ def test_every_feature_under_every_fault_on_redis():
 
 
 def test_a_journal_that_lets_stale_writes_through_is_caught(tmp_path):
-    out = cli("--flows", "12", "--duration", "5", "--faults", "stop-worker", "--seed", "2",
+    out = cli("--flows", "16", "--duration", "8", "--faults", "stop-worker", "--seed", "2",
               "--fault-plan", "journal:skip_fencing", "--json")
     assert out.returncode == 6, out.stdout + out.stderr  # VIOLATIONS
     report = json.loads(out.stdout)
