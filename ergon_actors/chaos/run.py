@@ -76,7 +76,8 @@ async def chaos_run(module: str, flows: int | Sequence[object] = 50, *, schedule
     Args:
         module: the module whose @flow_type classes the supervisor serves.
         flows: flow instances, or how many to build with the factory (`schedule`, else
-            MODULE.chaos_flows(n, seed)).
+            MODULE.chaos_flows(n, seed)). The factory's module (else `module`) may declare
+            chaos_signals(flows) and chaos_cancels(flows): the run sends and cancels them.
         schedule: "MODULE:function", a factory called as function(n, seed).
         workers: worker processes.
         store: None (a temporary SQLite file), "redis" (a redis-server started and killed by the
