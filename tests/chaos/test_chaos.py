@@ -89,6 +89,17 @@ def test_a_journal_that_lets_stale_writes_through_is_caught(tmp_path):
     shutil.rmtree(report["work_dir"])
 
 
+def test_stale_writes_let_through_are_caught_in_flows_of_parallel_steps_and_waits():
+    report = run(chaos_run(FEATURES, 16, duration=8, faults=["stop-worker"], seed=2,
+                           fault_plan="journal:skip_fencing"), 110)
+    assert not report.ok
+    caught = {v.flow_id for v in report.violations if v.kind == RAN_AGAIN}
+    fulfilments = {f for f in caught if "/" not in f and int(f[-4:]) % 5 < 3}  # DAG, timer, signals, child
+    assert fulfilments, report.format()
+    shutil.rmtree(report.work_dir)
+    no_actor_left()
+
+
 def test_a_journal_that_answers_before_committing_is_caught():
     report = run(chaos_run(MODULE, 12, faults=[], seed=4, fault_plan="journal:ack_before_commit=15"), 110)
     assert not report.ok
