@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TextIO
 
+from ..executor.context import position_label
+
 __all__ = ["Violation", "FaultRecord", "RecoveryStats", "ChaosReport", "ChaosProgress",
            "ProgressPrinter", "VERIFIED_ORDER"]
 
@@ -27,7 +29,7 @@ class Violation:
     def __str__(self) -> str:
         where = "" if self.flow_id is None else f" flow {self.flow_id}"
         if self.position is not None:
-            where += f" step {self.position}"
+            where += f" step {position_label(self.position)}"
         return f"{self.kind}:{where}: {self.detail}"
 
 

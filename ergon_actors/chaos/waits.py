@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from ..executor.context import position_label
 from .kinds import CHILD_DIFFERS, SIGNAL_DELIVERY, WOKE_EARLY, Reporter
 from .ledger import LedgerEntry
 from .summary import FlowSummary, StepSummary
@@ -32,7 +33,7 @@ TERMINAL = ("COMPLETE", "FAILED", "CANCELLED")
 
 def child_id(parent: str, position: int) -> str:
     """The flow_id of the child a parent invokes at `position` (executor/child.py derives it so)."""
-    return f"{parent}/{position}"
+    return f"{parent}/{position_label(position)}"
 
 
 def check_waits(flow_id: str, obs: FlowSummary, observed: Mapping[str, FlowSummary | None],

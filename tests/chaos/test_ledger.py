@@ -6,9 +6,10 @@ from dataclasses import dataclass
 import pytest
 
 from ergon_actors import (DeferredRegistry, Executor, InMemoryExecutionLog, RetryableError, RetryPolicy, flow,
-                          flow_type, step)
+                          flow_type, sleep, step)
 from ergon_actors.chaos.ledger import LEDGER_ENV, LedgerReader, read_ledger
 from ergon_actors.executor import current_step
+from ergon_actors.executor.context import NESTED
 from ergon_actors.testing import ledger
 from tests.helpers import run
 
@@ -82,6 +83,12 @@ class Shaped:
             raise Busy("try again")
         return 2
 
+    @step
+    async def nap(self) -> str:
+        ledger.record()
+        await sleep(0)  # a timer nested in this step's body: position "6.0"
+        return "rested"
+
     @flow
     async def run(self) -> int:
         await self.node("first", 0)
@@ -91,7 +98,10 @@ class Shaped:
         dag.register("beside", [], lambda _: self.node("beside", 0.3))
         await dag.execute()
         await self.node("after", 0)
-        return await self.flaky()
+        tries = await self.flaky()
+        await self.nap()
+        await self.node("last", 0)
+        return tries
 
 
 def test_record_names_the_positions_in_flight_and_the_try(tmp_path, monkeypatch):
@@ -109,6 +119,10 @@ def test_record_names_the_positions_in_flight_and_the_try(tmp_path, monkeypatch)
     assert (lines["after", 1].pending, lines["after", 1].ahead) == ((), ())
     assert (lines["flaky", 1].epoch, lines["flaky", 2].epoch) == (1, 2)
     assert lines["flaky", 2].got_past(4) and not lines["flaky", 2].got_past(5)
+    nested = 7 * NESTED  # the timer in nap's body (position 6)
+    assert [s.position for s in run(store.load_steps("shaped")) if s.name == "timer:sleep"] == [nested]
+    assert (lines["last", 1].position, lines["last", 1].pending, lines["last", 1].ahead) == (7, (), ())
+    assert lines["last", 1].got_past(nested) and not lines["nap", 1].got_past(nested)
 
 
 def test_record_is_a_no_op_outside_a_chaos_run(tmp_path, monkeypatch):

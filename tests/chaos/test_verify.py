@@ -3,6 +3,7 @@
 import pytest
 
 from ergon_actors.chaos.ledger import LedgerEntry
+from ergon_actors.executor.context import NESTED
 from ergon_actors.chaos.report import ChaosReport, RecoveryStats
 from ergon_actors.chaos.verify import (CHILD_DIFFERS, NEVER_RAN, NOT_FINISHED, PHANTOM_EPOCH, RAN_AGAIN,
                                        RETRY_COUNT, SIGNAL_DELIVERY, STEP_DIFFERS, STEP_LOST, WOKE_EARLY,
@@ -335,3 +336,27 @@ def test_failed_and_cancelled_flows_end_as_in_the_fault_free_run():
     other = journal(dict(failed.steps), status="FAILED", result=None, error="ValueError: other")
     verdict = verify({"a": failed, "b": cancelled}, {"a": other, "b": failed}, [])
     assert kinds(verdict) == {(WRONG_RESULT, "a", None), (NOT_FINISHED, "b", None), (STEP_DIFFERS, "b", 0)}
+
+
+def test_a_wait_nested_in_a_step_is_got_past_with_its_step():
+    # step 1's body sleeps: its timer takes position "1.0", nested under step 1
+    timer = 2 * NESTED
+
+    def nested(deadline: float) -> FlowSummary:
+        return journal({0: record("s0", 0), 1: record("s1", 1), timer: record("timer:sleep", deadline),
+                        2: record("s2", 2)}, epoch=2)
+    ledger_ = [run_of(0, t=1.0), run_of(1, t=2.0), run_of(1, 2, t=50.0)]
+    assert verify({"f": nested(5.0)}, {"f": nested(50.0)}, [*ledger_, run_of(2, 2, t=50.5)]).violations == ()
+    verdict = verify({"f": nested(5.0)}, {"f": nested(50.0)}, [*ledger_, run_of(2, 2, t=49.0)])
+    assert kinds(verdict) == {(WOKE_EARLY, "f", timer)}
+    assert "step 1.0:" in str(verdict.violations[0])
+
+
+def test_a_child_invoked_inside_a_step_is_found_by_its_nested_label():
+    at = 2 * NESTED  # the first call nested in step 1
+    parent = journal({0: record("s0", 0), 1: record("s1", 1), at: record("child:Payment", "paid", at=20.0)},
+                     epoch=2)
+    flows = {"p": parent, "p/1.0": journal({0: record("s0", 0)}, result="paid", finished=10.0, parent="p")}
+    assert verify(flows, flows, []).violations == ()
+    lost = verify(flows, {"p": parent, "p/1.0": None}, [])
+    assert (CHILD_DIFFERS, "p", at) in kinds(lost)
