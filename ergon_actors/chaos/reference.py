@@ -9,20 +9,24 @@ the same flow_ids too (derived from the parent's), so both runs are compared flo
 from __future__ import annotations
 
 import asyncio
-from typing import cast
+from collections.abc import Iterable
+from typing import Any, cast
 
 from ..core import FlowRecord, StepRecord
 from ..errors import ErgonError
 from ..executor import Scheduler, Worker
 from ..storage import InMemoryExecutionLog
 from ..storage.base import LogBase
-from ..storage.commands import GetFlow, LoadSteps
+from ..storage.commands import GetFlow, LoadHistory, LoadSteps
+from ..storage.events import FlowEvent
 from .ledger import mute, unmute
 from .procs import ChaosError
 from .stimuli import Stimuli, waits_for_signal
 from .summary import FlowSummary
 
-__all__ = ["reference_run", "observe"]
+__all__ = ["reference_run", "observe", "histories"]
+
+ALL = 1 << 30  # a limit no run reaches: read everything
 
 
 async def reference_run(flows: list[object], ids: list[str], classes: list[type], stimuli: Stimuli,
@@ -54,7 +58,7 @@ async def reference_run(flows: list[object], ids: list[str], classes: list[type]
                              "their module declares") from None
         finally:
             await handle.shutdown(0)
-        records = await store.list_flows(limit=1 << 30)
+        records = await store.list_flows(limit=ALL)
         return {r.flow_id: FlowSummary.of(r, await store.load_steps(r.flow_id)) for r in records}
     except ErgonError as exc:
         if isinstance(exc, ChaosError):
@@ -86,7 +90,19 @@ async def observe(store: LogBase, expected: dict[str, FlowSummary]) -> dict[str,
         # a flow's record (None if missing, an error if refused), then its steps
         observed[flow_id] = (FlowSummary.of(flow, cast("list[StepRecord]", steps))
                              if isinstance(flow, FlowRecord) else None)
-    for flow in await store.list_flows(limit=1 << 30):
+    for flow in await store.list_flows(limit=ALL):
         if flow.flow_id not in expected and flow.parent_id in expected:
             observed[flow.flow_id] = FlowSummary.of(flow, await store.load_steps(flow.flow_id))
     return observed
+
+
+async def histories(store: LogBase, flow_ids: Iterable[str]) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+    """Every flow's event history, oldest first, as (kind, details) pairs, read in one batch."""
+    ids = list(flow_ids)
+    results = await store.execute([LoadHistory(flow_id, 0, ALL) for flow_id in ids])
+    found: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for flow_id, events in zip(ids, results, strict=True):
+        if isinstance(events, BaseException):
+            raise events
+        found[flow_id] = [(e.kind, e.details) for e in cast("list[FlowEvent]", events)]
+    return found

@@ -14,7 +14,8 @@ __all__ = ["Violation", "FaultRecord", "RecoveryStats", "ChaosReport", "ChaosPro
 
 
 VERIFIED_ORDER = ("flow", "step", "parallel step", "retried step", "step timeout", "timer", "signal",
-                  "signal timeout", "deadline", "child", "retried flow", "failed flow", "cancelled flow")
+                  "signal timeout", "deadline", "child", "retried flow", "failed flow", "cancelled flow",
+                  "event history")
 
 
 @dataclass(frozen=True, slots=True)

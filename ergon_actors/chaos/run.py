@@ -30,10 +30,10 @@ from .faults import FAULTS, LEASE, PAUSE, Harness, fault_schedule
 from .faulty import parse_plan
 from .ledger import LEDGER_ENV, read_ledger
 from .procs import RedisServer, SupervisorProcess
-from .reference import observe, reference_run
+from .reference import histories, observe, reference_run
 from .report import ChaosProgress, ChaosReport, RecoveryStats
 from .stimuli import Sender, declared
-from .verify import recovery_samples, verify
+from .verify import HistoryOrder, recovery_samples, verify
 
 __all__ = ["chaos_run", "load_flows", "default_duration", "FACTORY"]
 
@@ -161,6 +161,7 @@ async def chaos_run(module: str, flows: int | Sequence[object] = 50, *, schedule
         await harness.stop(GRACE)
         expected = await reference
         observed = await observe(handle, expected)
+        commits = HistoryOrder(await histories(handle, expected))
     finally:
         stop_watching.set()
         for task in (watcher, sending):
@@ -178,7 +179,7 @@ async def chaos_run(module: str, flows: int | Sequence[object] = 50, *, schedule
             reference.cancel()
             await asyncio.gather(reference, return_exceptions=True)
     entries = read_ledger(ledger_path)
-    verdict = verify(expected, observed, entries, sent=sender.sent)
+    verdict = verify(expected, observed, entries, sent=sender.sent, commits=commits)
     samples = recovery_samples(((f.record.kind, f.wall, f.affected, f.victim) for f in harness.faults), entries)
     violations = tuple(harness.violations) + verdict.violations
     notes += harness.notes

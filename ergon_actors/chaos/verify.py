@@ -90,6 +90,8 @@ def verify(expected: Mapping[str, FlowSummary], observed: Mapping[str, FlowSumma
         _steps(flow_id, exp, obs, starts, instrumented, unrecorded, report)
         _retries(flow_id, exp, starts, report)
         stale += check_epochs(flow_id, obs, starts, report, commits)
+        if commits is not None:
+            verified["event history"] += 1
         check_waits(flow_id, obs, observed, starts, sent or {}, report)
         _count(obs, starts, verified)
     check_signals(expected, observed, report)
