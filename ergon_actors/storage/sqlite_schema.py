@@ -4,6 +4,7 @@ bring a file written by an earlier version up to date."""
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Callable
 
 from ..errors import SchemaVersionError, StoreError
@@ -69,10 +70,14 @@ def open_schema(db: sqlite3.Connection, path: str) -> None:
         SchemaVersionError: written by a newer version of ergon_actors (the file is left as it is).
     """
     db.execute("PRAGMA busy_timeout = 10000")
-    app_id = db.execute("PRAGMA application_id").fetchone()[0]
-    tables = _tables(db)
+    db.execute("BEGIN")  # both reads from one snapshot: another process may be creating the file
+    try:
+        app_id = db.execute("PRAGMA application_id").fetchone()[0]
+        tables = _tables(db)
+    finally:
+        db.execute("COMMIT")
     if not tables and app_id == 0:
-        db.execute("PRAGMA journal_mode = WAL")
+        _wal(db)
         # Another process opening the same new file may create the tables first: look again
         # under the write lock.
         _in_transaction(db, lambda: "" if _tables(db) else _SCHEMA_V1)
@@ -84,13 +89,27 @@ def open_schema(db: sqlite3.Connection, path: str) -> None:
         raise SchemaVersionError(
             f"{path!r} has schema version {found}; this ergon_actors supports up to "
             f"{SCHEMA_VERSION}: upgrade ergon_actors", found=found, supported=SCHEMA_VERSION)
-    db.execute("PRAGMA journal_mode = WAL")
+    _wal(db)
     if found < SCHEMA_VERSION:
         _in_transaction(db, lambda: _migrations(db))
 
 
 def _schema_version(db: sqlite3.Connection) -> int:
     return int(db.execute("SELECT value FROM ergon_meta WHERE key = 'schema_version'").fetchone()[0])
+
+
+def _wal(db: sqlite3.Connection, timeout: float = 10.0) -> None:
+    """Put the file in WAL mode. SQLite answers a mode change that meets another connection's lock
+    with SQLITE_BUSY at once, without its busy handler: wait here as busy_timeout would."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                raise
+            time.sleep(0.005)
 
 
 def _tables(db: sqlite3.Connection) -> set[str]:
