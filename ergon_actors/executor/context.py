@@ -15,6 +15,7 @@ from ..core import Failure, RetryPolicy, StepRecord, StepStatus
 from ..errors import (ErgonError, FencedError, FlowCancelledError, NondeterminismError,
                       SerializationError, StepTimeoutError)
 from ..storage.base import LogBase
+from .observe import FlowWatch
 
 __all__ = ["FlowContext", "StepOptions", "StepCall", "Suspend", "Halted", "current", "current_step",
            "require", "call_step", "position_label", "NESTED"]
@@ -73,10 +74,11 @@ class FlowContext:
     """
 
     __slots__ = ("flow_id", "flow_type", "epoch", "attempt", "store", "steps", "position", "refused",
-                 "halt", "step_timeout", "_floor", "_past")
+                 "halt", "step_timeout", "watch", "_floor", "_past")
 
     def __init__(self, flow_id: str, flow_type: str, epoch: int, attempt: int, store: LogBase,
-                 steps: dict[int, StepRecord], step_timeout: float, halt: asyncio.Event | None = None) -> None:
+                 steps: dict[int, StepRecord], step_timeout: float, halt: asyncio.Event | None = None,
+                 watch: FlowWatch | None = None) -> None:
         self.flow_id = flow_id
         self.flow_type = flow_type
         self.epoch = epoch
@@ -87,6 +89,7 @@ class FlowContext:
         self.refused: ErgonError | None = None  # fenced or cancelled: the flow must stop
         self.halt = halt
         self.step_timeout = step_timeout
+        self.watch = watch  # told of each step body run here (metrics, traces), if any
         self._floor = 0              # every position below it was got past
         self._past: set[int] = set()  # positions at or above the floor that were got past
 
@@ -225,14 +228,23 @@ async def _run_step(ctx: FlowContext, position: int, options: StepOptions, fn: C
     if ctx.halt is not None and ctx.halt.is_set():
         raise Halted()
     token = _in_step.set(_StepFrame(position, name, tries))
+    watch = None if ctx.watch is None else ctx.watch.step(position, name, tries)
     try:
         timeout = ctx.step_timeout if options.timeout is None else options.timeout
         value = await _with_timeout(name, timeout, fn(obj, *args, **kwargs))
     except Exception as exc:
+        if watch is not None:
+            watch.end("failed")
         await _failed(ctx, position, options, digest, tries, exc)
+        raise
+    except BaseException:
+        if watch is not None:
+            watch.end("interrupted")
         raise
     finally:
         _in_step.reset(token)
+    if watch is not None:
+        watch.end("completed")
     try:
         data = codec.encode(value)
     except SerializationError as exc:

@@ -17,8 +17,9 @@ from ..errors import (FencedError, FlowCancelledError, FlowTimeoutError, Message
 from ..storage.base import LogBase
 from ..storage.commands import Claim
 from ..storage.pyergon import remember_entry
-from .context import FlowContext, Suspend, enter, leave
+from .context import FlowContext, Halted, Suspend, enter, leave
 from .definition import FlowDefinition, build_flow, instance_args, instance_definition
+from .observe import FlowWatch, Observer
 from .outcome import Completed, Outcome, Suspended, SuspendReason
 from .pyergon_handlers import (check_should_retry, handle_flow_completion, handle_flow_error,
                                handle_suspended_flow)  # PyErgon's helpers, at its module path
@@ -32,18 +33,41 @@ log = logging.getLogger(__name__)
 async def run_claim(store: LogBase, claim: Claim, definition: FlowDefinition,
                     instance: object | None = None,
                     entry: Callable[[Any], Awaitable[Any]] | None = None,
-                    halt: asyncio.Event | None = None, *, step_timeout: float) -> Outcome:
+                    halt: asyncio.Event | None = None, *, step_timeout: float,
+                    observer: Observer | None = None) -> Outcome:
     """Replay and continue a claimed flow, then journal where it ended.
 
     `step_timeout` bounds each try of a step that sets no timeout of its own (inf: no bound).
+    `observer`, if given, is told of the run and of each step body it runs.
 
     Raises:
         FencedError: the lease moved to another worker; nothing more was written.
         Halted: `halt` was set and the flow stopped before its next step; nothing was written.
     """
+    if observer is None:
+        return await _run_claim(store, claim, definition, instance, entry, halt, step_timeout, None)
+    watch = observer.flow(claim.flow)
+    ended = "error"
+    try:
+        outcome = await _run_claim(store, claim, definition, instance, entry, halt, step_timeout, watch)
+        ended = outcome.status
+        return outcome
+    except Halted:
+        ended = "halted"
+        raise
+    except FencedError:
+        ended = "fenced"
+        raise
+    finally:
+        watch.end(ended)
+
+
+async def _run_claim(store: LogBase, claim: Claim, definition: FlowDefinition, instance: object | None,
+                     entry: Callable[[Any], Awaitable[Any]] | None, halt: asyncio.Event | None,
+                     step_timeout: float, watch: FlowWatch | None) -> Outcome:
     flow = claim.flow
     ctx = FlowContext(flow.flow_id, flow.flow_type, flow.epoch, flow.attempt, store,
-                      {s.position: s for s in claim.steps}, step_timeout, halt)
+                      {s.position: s for s in claim.steps}, step_timeout, halt, watch)
     deadline = None if definition.timeout is None else flow.created_at + definition.timeout
     token = enter(ctx)
     try:

@@ -21,6 +21,7 @@ from ..storage.pyergon import remember_entry
 from .context import Halted
 from .definition import FlowDefinition, build_flow, definition_of
 from .execution import Executor, run_claim
+from .observe import Observer
 from .outcome import Completed, Outcome
 from .pyergon_worker import PyErgonBuilders
 from .signal import SignalSource
@@ -116,11 +117,14 @@ class Worker(PyErgonBuilders):
         poll_interval: how long an idle worker waits before looking for work again.
         step_timeout: seconds a try of a step that sets no timeout of its own may run before it
             fails with StepTimeoutError (the step_timeout setting; inf: no bound).
+        observer: told of every run of a flow and every step body (metrics, traces); see
+            executor.observe.
     """
 
     def __init__(self, storage: LogBase, name: str | None = None, *, enable_timers: bool = True,
                  concurrency: int = 64, lease_seconds: float = 30.0, poll_interval: float = 0.05,
-                 step_timeout: float = DEFAULT_STEP_TIMEOUT, worker_id: str | None = None) -> None:
+                 step_timeout: float = DEFAULT_STEP_TIMEOUT, worker_id: str | None = None,
+                 observer: Observer | None = None) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
         self.storage = storage
@@ -129,6 +133,7 @@ class Worker(PyErgonBuilders):
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval
         self.step_timeout = step_timeout
+        self.observer = observer
         self._registry = Registry()
         self._running: dict[str, asyncio.Task[None]] = {}
         self._suspect: str | None = None  # the suspect flow running here alone
@@ -243,7 +248,7 @@ class Worker(PyErgonBuilders):
         try:
             definition, entry = self._registry.definition(flow.flow_type)
             await run_claim(self.storage, claim, definition, entry=entry, halt=self._halt,
-                            step_timeout=self.step_timeout)
+                            step_timeout=self.step_timeout, observer=self.observer)
             self._counts["finished"] += 1
         except Halted:
             self._counts["halted"] += 1

@@ -20,6 +20,7 @@ from ..errors import BrokenActorError
 from .actor import EXIT_CONFIG
 from .messages import JournalStats, Ready, WorkerStats
 from .snapshot import ActorInfo
+from .stats import add
 from .transport import spawn
 
 __all__ = ["Child", "stop", "kill"]
@@ -52,6 +53,8 @@ class Child:
     recycle_by: float = 0.0        # monotonic time by which a recycled incarnation must be gone
     last_death: float = 0.0        # monotonic time of the last unplanned death
     backoff: Backoff = field(default_factory=lambda: Backoff(0.05, 2.0))  # before a restart
+    carried: WorkerStats | JournalStats | None = None  # the counts of its earlier incarnations, summed
+    causes: dict[str, int] = field(default_factory=dict)  # its restarts by cause
 
     @property
     def label(self) -> str:
@@ -79,6 +82,8 @@ class Child:
                 sent nothing in time; the process is killed and reaped first.
         """
         self.ready = asyncio.get_running_loop().create_future()
+        if self.stats is not None:
+            self.carried = add(self.carried, self.stats)
         self.stats = None
         self.kill_cause = self.recycling = None
         self.proc = await spawn([sys.executable, "-m", ENTRY, self.role, self.label, spec_path])
@@ -113,6 +118,20 @@ class Child:
                                    exit_code=code)
         raise BrokenActorError(f"actor {self.label} sent no READY within {timeout:g}s", actor=self.label)
 
+    def count_restart(self, cause: str) -> None:
+        self.restarts += 1
+        self.causes[cause] = self.causes.get(cause, 0) + 1
+
+    def death_cause(self, code: int) -> str:
+        """Why the incarnation that ended with return code `code` did: "recycle" (drained to be
+        replaced), the supervisor's reason to kill it ("hang", "memory"), else "signal" (killed
+        by a signal) or "exit" (exited by itself)."""
+        if self.recycling is not None and code == 0:
+            return "recycle"
+        if self.kill_cause is not None:
+            return self.kill_cause
+        return "signal" if code < 0 else "exit"
+
     def signal(self, signum: int) -> None:
         if self.proc is not None and self.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
@@ -133,7 +152,8 @@ class Child:
         return ActorInfo(self.name, self.role, self.pid, self.incarnation, self.worker_id, self.alive, self.is_ready,
                          self.restarts, tuple(self.exit_codes),
                          round(now - self.last_seen, 3) if self.last_seen else None, self.stats,
-                         self.rss_bytes, self.cpu_percent)
+                         self.rss_bytes, self.cpu_percent,
+                         self.carried if self.stats is None else add(self.carried, self.stats), dict(self.causes))
 
 
 async def _exited(children: list[Child], timeout: float, hurry: asyncio.Event) -> list[Child]:

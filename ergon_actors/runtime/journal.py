@@ -23,6 +23,7 @@ from ..storage.base import WAKING, LogBase
 from ..storage.commands import ClaimFlows, Command, pack, unpack
 from .actor import Actor
 from .messages import JournalStats, Wake, encode
+from .stats import BATCH_COMMANDS, COMMIT_SECONDS, Histogram
 from .transport import make_socket
 
 __all__ = ["Journal", "COMMAND_TYPES"]
@@ -47,6 +48,8 @@ class Journal(Actor):
         self.resources.push_async_callback(store.close)
         self.store = store if self.spec.store_wrapper is None else self.spec.store_wrapper.apply(store)
         self.stats = {"commits": 0, "commands": 0, "fenced": 0, "largest": 0}
+        self.commit_seconds = Histogram(COMMIT_SECONDS)
+        self.batch_commands = Histogram(BATCH_COMMANDS)
         self.claimers: dict[bytes, float] = {}  # clients that claim flows, by when they last did
         self.failing_since: float | None = None
         self.store_error = ""
@@ -61,7 +64,8 @@ class Journal(Actor):
     def statistics(self) -> JournalStats:
         s = self.stats
         return JournalStats(s["commits"], s["commands"], s["largest"], s["fenced"], self.drops.total,
-                            self.failing_since, self.store_error)
+                            self.failing_since, self.store_error, self.commit_seconds.buckets(),
+                            self.batch_commands.buckets())
 
     async def _collect(self) -> Batch:
         batch: Batch = []
@@ -89,7 +93,10 @@ class Journal(Actor):
         commands = [c for _, requests in batch for _, c in requests if isinstance(c, COMMAND_TYPES)]
         if not commands and not batch:
             return
+        started = time.perf_counter()
         results = iter(await self._execute(commands))
+        self.commit_seconds.observe(time.perf_counter() - started)
+        self.batch_commands.observe(len(commands))
         self.stats["commits"] += 1
         self.stats["commands"] += len(commands)
         self.stats["largest"] = max(self.stats["largest"], len(commands))

@@ -11,16 +11,36 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, fields, is_dataclass
 from types import NoneType, UnionType
-from typing import Any, Union, get_args, get_origin, get_type_hints
+from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from ..errors import ProtocolError
 from ..wire import pack, unpack
 
-__all__ = ["WorkerStats", "JournalStats", "Ready", "Failed", "Heartbeat", "Drain", "Stop", "Drained",
-           "Wake", "Message", "encode", "decode"]
+__all__ = ["Buckets", "TypeCount", "WorkerStats", "JournalStats", "Ready", "Failed", "Heartbeat", "Drain", "Stop",
+           "Drained", "Wake", "Message", "encode", "decode", "from_dict"]
+
+T = TypeVar("T")
 
 
 # -- heartbeat stats -------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Buckets:
+    """A histogram's figures: how many values fell in each bucket (runtime.stats has the bounds;
+    the last bucket is past the highest bound), and their sum."""
+
+    counts: tuple[int, ...] = ()
+    total: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class TypeCount:
+    """How many flows of a type ended with a status."""
+
+    flow_type: str
+    status: str
+    count: int
+
 
 @dataclass(frozen=True, slots=True)
 class WorkerStats:
@@ -32,6 +52,13 @@ class WorkerStats:
     abandoned: int = 0  # given up after a refused write (fenced) or a failed journal call
     halted: int = 0     # stopped at a step boundary by a drain
     resent: int = 0     # journal requests sent again after `resend_after` without an answer
+    dropped: int = 0    # malformed messages dropped
+    steps_started: int = 0    # step bodies run (replayed steps run none)
+    steps_completed: int = 0
+    steps_failed: int = 0     # bodies that raised (a retry may follow)
+    step_seconds: Buckets = Buckets()  # how long step bodies ran (completed or failed)
+    flow_seconds: Buckets = Buckets()  # from a flow's creation to its end, for flows that ended here
+    ended: tuple[TypeCount, ...] = ()  # flows that ended here (COMPLETE, FAILED, CANCELLED), by type
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +72,8 @@ class JournalStats:
     malformed: int = 0     # messages dropped as malformed
     store_failing_since: float | None = None  # wall time of the first failed commit of an outage
     store_error: str = ""  # the last error of that outage
+    commit_seconds: Buckets = Buckets()   # how long the store took to commit a batch (outages included)
+    batch_commands: Buckets = Buckets()   # commands per commit
 
     @property
     def commands_per_commit(self) -> float:
@@ -106,7 +135,8 @@ class Wake:
 Message = Ready | Failed | Heartbeat | Drain | Stop | Drained | Wake
 
 _TAGS: dict[type, str] = {Ready: "ready", Failed: "failed", Heartbeat: "hb", Drain: "drain", Stop: "stop",
-                          Drained: "drained", Wake: "wake", WorkerStats: "worker", JournalStats: "journal"}
+                          Drained: "drained", Wake: "wake", WorkerStats: "worker", JournalStats: "journal",
+                          Buckets: "buckets", TypeCount: "types"}
 _MESSAGES = {_TAGS[cls]: cls for cls in get_args(Message)}
 
 
@@ -126,15 +156,30 @@ def decode(frame: bytes) -> Message:
 
 
 def _values(obj: Any) -> list[Any]:
-    out: list[Any] = []
-    for f in fields(obj):
-        value = getattr(obj, f.name)
-        if is_dataclass(value):
-            value = [_TAGS[type(value)], *_values(value)]
-        elif isinstance(value, tuple):
-            value = list(value)
-        out.append(value)
-    return out
+    return [_value(getattr(obj, f.name)) for f in fields(obj)]
+
+
+def _value(value: Any) -> Any:
+    if is_dataclass(value):
+        return [_TAGS[type(value)], *_values(value)]
+    if isinstance(value, tuple):
+        return [_value(v) for v in value]
+    return value
+
+
+def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+    """A message or stats dataclass from its `dataclasses.asdict` form (JSON: tuples as lists)."""
+    hints = get_type_hints(cls)
+    return cls(**{f.name: _from_plain(hints[f.name], data[f.name]) for f in fields(cls)  # type: ignore[arg-type]
+                  if f.name in data})
+
+
+def _from_plain(tp: Any, value: Any) -> Any:
+    if tp in _TAGS and isinstance(value, dict):
+        return from_dict(tp, value)
+    if get_origin(tp) is tuple and isinstance(value, list):
+        return tuple(_from_plain(get_args(tp)[0], v) for v in value)
+    return value
 
 
 Check = Callable[[Any], Any]

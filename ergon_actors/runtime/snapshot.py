@@ -7,10 +7,10 @@ the chaos harness see a supervisor running in another process.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .messages import JournalStats, WorkerStats
+from .messages import JournalStats, WorkerStats, from_dict
 
 __all__ = ["ActorInfo", "Snapshot"]
 
@@ -32,13 +32,17 @@ class ActorInfo:
     stats: WorkerStats | JournalStats | None  # from its last heartbeat
     rss_bytes: int | None
     cpu_percent: float | None      # over the last snapshot interval
+    # its counts since the supervisor started: every incarnation's, each up to its last heartbeat
+    totals: WorkerStats | JournalStats | None = None
+    causes: dict[str, int] = field(default_factory=dict)  # its restarts by cause (see docs/metrics.md)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ActorInfo:
         kind = JournalStats if data["role"] == "journal" else WorkerStats
-        stats = data["stats"]
+        stats, totals = data["stats"], data.get("totals")
         return cls(**{**data, "exit_codes": tuple(data["exit_codes"]),
-                      "stats": None if stats is None else kind(**stats)})
+                      "stats": None if stats is None else from_dict(kind, stats),
+                      "totals": None if totals is None else from_dict(kind, totals)})
 
 
 @dataclass(frozen=True, slots=True)

@@ -162,13 +162,14 @@ class Supervisor:
         finally:
             self._dying -= 1
             self._quiet_until = time.monotonic() + JITTER  # suspects released with jitter are due soon
+        cause = actor.death_cause(code)
         while not self._closing:
             if counts:
                 error = self._window.add(actor.name, code)
                 if error is not None:
                     self._fail(error)
                     return
-            actor.restarts += 1
+            actor.count_restart(cause)
             if actor.recycling is None or code != 0:
                 if time.monotonic() - actor.last_death > self.settings.restart_period:
                     actor.backoff.reset()
@@ -181,6 +182,7 @@ class Supervisor:
                 code = exc.exit_code if exc.exit_code is not None else -1
                 actor.exit_codes.append(code)
                 counts = True  # an actor that cannot start: a restart may fix it, or nothing will
+                cause = "start"
                 log.warning("restart of actor %s failed: %s", actor.name, exc)
 
     async def _record_death(self, actor: Child, pid: int, code: int) -> bool:

@@ -13,6 +13,7 @@ from ..executor import Worker
 from .actor import Actor
 from .client import JournalClient
 from .messages import Ready, WorkerStats
+from .stats import WorkerCounts
 
 __all__ = ["WorkerActor", "discover_flows"]
 
@@ -53,8 +54,10 @@ class WorkerActor(Actor):
         self.client = JournalClient(self.ctx, self.spec.journal, hwm=settings.high_water_mark,
                                     resend_after=settings.resend_after, max_message_size=settings.max_message_size)
         self.resources.push_async_callback(self.client.close)
+        self.counts = WorkerCounts()
         self.worker = Worker(self.client, self.spec.worker_id, concurrency=settings.concurrency,
-                             lease_seconds=settings.lease_seconds, step_timeout=settings.step_timeout)
+                             lease_seconds=settings.lease_seconds, step_timeout=settings.step_timeout,
+                             observer=self.counts)
         for cls in classes:
             await self.worker.register(cls)
         self.running = asyncio.get_running_loop().create_task(self.worker.run())
@@ -64,7 +67,8 @@ class WorkerActor(Actor):
 
     def statistics(self) -> WorkerStats:
         s = self.worker.statistics()
-        return WorkerStats(s.running, s.started, s.finished, s.abandoned, s.halted, self.client.resent)
+        return self.counts.fill(WorkerStats(s.running, s.started, s.finished, s.abandoned, s.halted,
+                                            self.client.resent, self.drops.total))
 
     async def on_tick(self) -> None:
         if self.running.done():  # the worker loop ends only when stopped: this is a crash
