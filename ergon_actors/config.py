@@ -53,6 +53,12 @@ class Settings:
             killed and its death recorded with cause "memory".
         max_flows: flows a worker process finishes before it is drained and replaced (0: no limit).
         transport: "ipc" (one host) or "tcp" (loopback or configured interface).
+        metrics_port: serve Prometheus metrics at http://metrics_host:metrics_port/metrics from
+            the supervisor (0: off). docs/metrics.md lists them.
+        metrics_host: the address the metrics are served on (127.0.0.1: this host only).
+        traces: the OpenTelemetry span exporter the workers send a span per flow run and per step
+            to ("otlp", "console", or any other name installed for OTEL_TRACES_EXPORTER); "" for
+            none, and then nothing of OpenTelemetry is imported. docs/metrics.md says how.
     """
 
     store: str = DEFAULT_STORE
@@ -74,6 +80,9 @@ class Settings:
     max_rss: int = 0
     max_flows: int = 0
     transport: str = "ipc"
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
+    traces: str = ""
 
     def __post_init__(self) -> None:
         positive = ("workers", "concurrency", "lease_seconds", "heartbeat_interval", "hang_timeout",
@@ -85,6 +94,8 @@ class Settings:
         for name in ("grace", "max_rss", "max_flows"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"setting {name} must be >= 0, got {getattr(self, name)!r}")
+        if not 0 <= self.metrics_port <= 65535:
+            raise ConfigError(f"setting metrics_port must be a port (1-65535, 0: off), got {self.metrics_port!r}")
         if self.transport not in ("ipc", "tcp"):
             raise ConfigError(f"setting transport must be 'ipc' or 'tcp', got {self.transport!r}")
         if self.synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):

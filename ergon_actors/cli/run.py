@@ -92,7 +92,9 @@ def _banner(chosen: Settings, modules: tuple[str, ...], classes: list[type]) -> 
     return (style(f"ergon_actors {version()}", bold=True, err=True)
             + f" · store {public_store_url(chosen.store)} · {_count(chosen.workers, 'worker')}"
             + f" x {chosen.concurrency} flows"
-            + f" · pid {os.getpid()}\nserving {types} (from {', '.join(modules)}) · Ctrl-C drains")
+            + f" · pid {os.getpid()}"
+            + (f" · metrics http://{chosen.metrics_host}:{chosen.metrics_port}/metrics" if chosen.metrics_port else "")
+            + f"\nserving {types} (from {', '.join(modules)}) · Ctrl-C drains")
 
 
 @command(ExitCode.USAGE, ExitCode.GAVE_UP, ExitCode.NOT_FOUND, ExitCode.STORE, ExitCode.INTERRUPTED)
@@ -108,12 +110,18 @@ def _banner(chosen: Settings, modules: tuple[str, ...], classes: list[type]) -> 
               help="flow lease (default 15s)")
 @click.option("--grace", type=Seconds(), envvar="ERGON_GRACE", show_envvar=True,
               help="how long steps in flight get to finish on shutdown (default 10s)")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), envvar="ERGON_METRICS_PORT", show_envvar=True,
+              help="serve Prometheus metrics at http://HOST:PORT/metrics (default 0: off)")
+@click.option("--metrics-host", envvar="ERGON_METRICS_HOST", show_envvar=True,
+              help="the address metrics are served on (default 127.0.0.1)")
+@click.option("--traces", metavar="EXPORTER", envvar="ERGON_TRACES", show_envvar=True,
+              help="send OpenTelemetry spans of flows and steps to EXPORTER (otlp, console; needs the otel extra)")
 @click.option("--progress-every", type=Seconds(), default=10.0, show_default=True,
               help="how often progress is printed when stderr is not a terminal (a terminal gets a live line)")
 @click.option("--quiet", "-q", is_flag=True, help="no banner and no progress")
 def run(modules: tuple[str, ...], workers: int | None, concurrency: int | None, until_idle: bool,
-        synchronous: str | None, lease_seconds: float | None, grace: float | None, progress_every: float,
-        quiet: bool) -> int:
+        synchronous: str | None, lease_seconds: float | None, grace: float | None, metrics_port: int | None,
+        metrics_host: str | None, traces: str | None, progress_every: float, quiet: bool) -> int:
     """Run a supervised pool of workers serving the @flow_type classes of MODULE(s).
 
     Without --until-idle it runs until SIGINT/SIGTERM, which drains: steps in flight finish
@@ -121,7 +129,8 @@ def run(modules: tuple[str, ...], workers: int | None, concurrency: int | None, 
     interrupt stops at once.
     """
     chosen = settings(workers=workers, concurrency=concurrency, synchronous=synchronous and synchronous.upper(),
-                      lease_seconds=lease_seconds, grace=grace)
+                      lease_seconds=lease_seconds, grace=grace, metrics_port=metrics_port,
+                      metrics_host=metrics_host, traces=traces)
     return run_async(_run(chosen, modules, until_idle, progress_every, quiet))
 
 

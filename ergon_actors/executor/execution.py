@@ -50,7 +50,7 @@ async def run_claim(store: LogBase, claim: Claim, definition: FlowDefinition,
     ended = "error"
     try:
         outcome = await _run_claim(store, claim, definition, instance, entry, halt, step_timeout, watch)
-        ended = outcome.status
+        ended = FlowStatus(outcome.status).value
         return outcome
     except Halted:
         ended = "halted"

@@ -20,7 +20,7 @@ import sys
 import time
 import uuid
 from collections.abc import Coroutine, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zmq
 import zmq.asyncio
@@ -41,6 +41,9 @@ from .limits import RECYCLE_MARGIN, RestartWindow, limit_action, record_crash
 from .messages import Drain, Drained, Failed, Heartbeat, Message, Ready, Stop, decode, encode
 from .snapshot import Snapshot
 from .transport import endpoint, make_socket
+
+if TYPE_CHECKING:
+    from .metrics import MetricsServer
 
 __all__ = ["Supervisor"]
 
@@ -83,6 +86,7 @@ class Supervisor:
         self._started = 0.0
         self._run_dir = ""
         self.drops = DropCounter(log, "supervisor")
+        self._metrics: MetricsServer | None = None
 
     async def __aenter__(self) -> Supervisor:
         await self.start()
@@ -102,6 +106,10 @@ class Supervisor:
         """
         s = self.settings
         self._started = time.time()
+        if s.metrics_port:  # first: a port in use fails the start before any process exists
+            from .metrics import MetricsServer  # prometheus_client is imported only when asked for
+            self._metrics = MetricsServer(self.snapshot, lambda: self._client().count_flows())
+            await self._metrics.start(s.metrics_host, s.metrics_port)
         self._run_dir = rundir.create()
         self._ctx = zmq.asyncio.Context()
         self._ctl = make_socket(self._ctx, zmq.ROUTER, s.high_water_mark, max_message_size=s.max_message_size)
@@ -368,6 +376,8 @@ class Supervisor:
         for task in list(self._tasks):
             if task is not asyncio.current_task():
                 task.cancel()
+        if self._metrics is not None:
+            self._metrics.close()
         self._ctl.close(linger=0)
         self._ctx.term()
         shutil.rmtree(self._run_dir, ignore_errors=True)
@@ -434,6 +444,11 @@ class Supervisor:
         unserved = sorted({f.flow_type for f in waiting} - served)
         if unserved:
             raise UnknownFlowTypeError(", ".join(unserved), tuple(sorted(served)))
+
+    @property
+    def metrics_url(self) -> str | None:
+        """Where Prometheus metrics are served (the metrics_port setting), or None."""
+        return self._metrics.address if self._metrics is not None else None
 
     @property
     def journal_address(self) -> str:

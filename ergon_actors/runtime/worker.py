@@ -8,8 +8,9 @@ import logging
 import os
 
 from ..decorators import definition_of
-from ..errors import FlowDefinitionError
+from ..errors import ConfigError, FlowDefinitionError
 from ..executor import Worker
+from ..executor.observe import Observer, combine
 from .actor import Actor
 from .client import JournalClient
 from .messages import Ready, WorkerStats
@@ -57,10 +58,23 @@ class WorkerActor(Actor):
         self.counts = WorkerCounts()
         self.worker = Worker(self.client, self.spec.worker_id, concurrency=settings.concurrency,
                              lease_seconds=settings.lease_seconds, step_timeout=settings.step_timeout,
-                             observer=self.counts)
+                             observer=combine([self.counts, self._tracer()]))
         for cls in classes:
             await self.worker.register(cls)
         self.running = asyncio.get_running_loop().create_task(self.worker.run())
+
+    def _tracer(self) -> Observer | None:
+        """The OpenTelemetry tracer the traces setting asks for (None: off, nothing imported)."""
+        if not self.settings.traces:
+            return None
+        try:
+            from .tracing import start_tracing
+        except ImportError as exc:
+            raise ConfigError(f"the traces setting needs OpenTelemetry ({exc}): pip install 'ergon-actors[otel]'"
+                              ) from None
+        tracer, provider = start_tracing(self.settings.traces)
+        self.resources.callback(provider.shutdown)  # flushes the spans not exported yet
+        return tracer
 
     def ready(self) -> Ready:
         return Ready(os.getpid(), self.worker.flow_types)

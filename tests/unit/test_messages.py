@@ -4,8 +4,8 @@ import msgpack
 import pytest
 
 from ergon_actors.errors import ProtocolError
-from ergon_actors.runtime.messages import (Drain, Drained, Failed, Heartbeat, JournalStats, Ready, Stop, Wake,
-                                           WorkerStats, decode, encode)
+from ergon_actors.runtime.messages import (Buckets, Drain, Drained, Failed, Heartbeat, JournalStats, Ready, Stop,
+                                           TypeCount, Wake, WorkerStats, decode, encode)
 from ergon_actors.wire import PROTOCOL_VERSION, pack
 
 pytestmark = pytest.mark.timeout(10)
@@ -15,6 +15,9 @@ MESSAGES = [
     Heartbeat(WorkerStats(1, 2, 3, 4, 5, 6)), Heartbeat(JournalStats(10, 40, 7, 1, 2, None, "")),
     Heartbeat(JournalStats(10, 40, 7, 1, 2, 1700000000.5, "connection refused")),
     Drain(2.5), Drain(0.0), Stop(), Drained(3), Wake(),
+    Heartbeat(WorkerStats(1, 2, 3, 4, 5, 6, 0, 9, 7, 2, Buckets((1, 0, 8), 0.25), Buckets((0, 5), 9.5),
+                          (TypeCount("OrderFlow", "COMPLETE", 5), TypeCount("Refund", "FAILED", 1)))),
+    Heartbeat(JournalStats(10, 40, 7, 1, 2, None, "", Buckets((3, 7), 0.01), Buckets((10,), 40.0))),
 ]
 
 
@@ -57,6 +60,11 @@ def test_journal_figures_derive_their_ratios():
     ("hb", [["journal", 1, 2, 3, 4, 5, "yesterday", ""]], "unexpected value"),
     ("hb", [{"running": 1}], "unexpected value"),
     ("hb", [[]], "unexpected value"),
+    ("hb", [["journal", 1, 2, 3, 4, 5, None, "", ["buckets", [1, "2"], 0.5], ["buckets", [], 0]]],
+     "unexpected value"),
+    ("hb", [["journal", 1, 2, 3, 4, 5, None, "", [1, 2], ["buckets", [], 0]]], "unexpected value"),
+    ("hb", [["worker", 1, 2, 3, 4, 5, 6, 0, 9, 7, 2, ["buckets", [], 0], ["buckets", [], 0],
+             [["types", "OrderFlow", "COMPLETE", "5"]]]], "unexpected value"),
 ])
 def test_a_malformed_message_is_a_protocol_error(kind, body, says):
     with pytest.raises(ProtocolError, match=says):
