@@ -109,7 +109,18 @@ async def wait_complete(log, n: int, timeout: float) -> None:
 def supervisor(db: str, a, *, synchronous: str = "FULL", **extra) -> Supervisor:
     store = db if "://" in db else f"sqlite:///{db}"
     return Supervisor("bench_flows", store=store, workers=a.workers,
-                      concurrency=a.concurrency, synchronous=synchronous, **extra)
+                      concurrency=a.concurrency, synchronous=synchronous, metrics_port=a.metrics_port, **extra)
+
+
+async def scrape_metrics(sup: Supervisor, stop: asyncio.Event) -> None:
+    """GET /metrics once a second until stop is set, as a Prometheus would (more often than its 15 s)."""
+    while sup.metrics_url is not None and not stop.is_set():
+        reader, writer = await asyncio.open_connection(sup.settings.metrics_host, sup.settings.metrics_port)
+        writer.write(b"GET /metrics HTTP/1.1\r\n\r\n")
+        await reader.read()
+        writer.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1.0)
 
 
 async def sample_rss(sup: Supervisor, peaks: dict[str, int], stop: asyncio.Event) -> None:
@@ -138,6 +149,7 @@ async def throughput_supervisor(tmp: str, a, synchronous: str, store: str | None
         beat = sup.settings.heartbeat_interval + 0.1  # the journal's figures arrive by heartbeat
         stop = asyncio.Event()
         sampler = asyncio.create_task(sample_rss(sup, peaks, stop))
+        scraper = asyncio.create_task(scrape_metrics(sup, stop))
         await asyncio.sleep(beat)
         before = sup.snapshot().journal
         t0 = time.perf_counter()
@@ -146,6 +158,7 @@ async def throughput_supervisor(tmp: str, a, synchronous: str, store: str | None
         seconds = time.perf_counter() - t0
         stop.set()
         await sampler
+        await scraper
         await asyncio.sleep(beat)
         after = sup.snapshot().journal
         roles = {x.name: x.role for x in sup.snapshot().actors}
@@ -548,6 +561,8 @@ def main() -> int:
     parser.add_argument("--latency-flows", type=int, default=200)
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--queued", type=int, default=100_000, help="flows queued in the memory section")
+    parser.add_argument("--metrics-port", type=int, default=0,
+                        help="serve Prometheus metrics from the supervisors on this port, scraped once a second")
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke test")
     parser.add_argument("--only", default=",".join(SECTIONS), help="comma-separated: " + ",".join(SECTIONS))
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")

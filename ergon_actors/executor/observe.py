@@ -45,10 +45,12 @@ class Observer(Protocol):
         """A run of `flow` (as claimed: its owner, epoch and attempt) starts."""
 
 
-class _Steps:
+class _Each:
+    """Ends each of several watches."""
+
     __slots__ = ("_watches",)
 
-    def __init__(self, watches: list[StepWatch]) -> None:
+    def __init__(self, watches: Sequence[StepWatch]) -> None:
         self._watches = watches
 
     def end(self, outcome: str) -> None:
@@ -56,18 +58,15 @@ class _Steps:
             watch.end(outcome)
 
 
-class _Flows:
-    __slots__ = ("_watches",)
+class _Flows(_Each):
+    __slots__ = ("_flows",)
 
     def __init__(self, watches: list[FlowWatch]) -> None:
-        self._watches = watches
+        super().__init__(watches)
+        self._flows = watches
 
     def step(self, position: int, name: str, try_number: int) -> StepWatch:
-        return _Steps([w.step(position, name, try_number) for w in self._watches])
-
-    def end(self, outcome: str) -> None:
-        for watch in self._watches:
-            watch.end(outcome)
+        return _Each([w.step(position, name, try_number) for w in self._flows])
 
 
 class _All:

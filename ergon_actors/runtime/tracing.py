@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from importlib.metadata import entry_points
 
-from opentelemetry import trace
+from opentelemetry import context, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
@@ -38,41 +38,40 @@ class FlowTracer:
         return _FlowSpan(self.tracer, span, flow)
 
 
-class _FlowSpan:
-    __slots__ = ("tracer", "span", "flow")
+class _Current:
+    """A span that is the current one (in this task's context) from its start to its end, so the
+    spans that code run inside it starts (an instrumented HTTP client's) are its children."""
 
-    def __init__(self, tracer: trace.Tracer, span: Span, flow: FlowRecord) -> None:
-        self.tracer = tracer
-        self.span = span
-        self.flow = flow
-
-    def step(self, position: int, name: str, try_number: int) -> _StepSpan:
-        flow = self.flow
-        span = self.tracer.start_span(f"step {name}", context=trace.set_span_in_context(self.span), attributes={
-            "ergon.flow_id": flow.flow_id, "ergon.flow_type": flow.flow_type, "ergon.attempt": flow.attempt,
-            "ergon.worker_id": flow.owner or "", "ergon.step": name, "ergon.position": position,
-            "ergon.try": try_number})
-        return _StepSpan(span)
-
-    def end(self, outcome: str) -> None:
-        _end(self.span, outcome)
-
-
-class _StepSpan:
-    __slots__ = ("span",)
+    __slots__ = ("span", "_token")
 
     def __init__(self, span: Span) -> None:
         self.span = span
+        self._token = context.attach(trace.set_span_in_context(span))
 
     def end(self, outcome: str) -> None:
-        _end(self.span, outcome)
+        context.detach(self._token)
+        self.span.set_attribute("ergon.outcome", outcome)
+        if outcome in FAILED:
+            self.span.set_status(Status(StatusCode.ERROR, outcome))
+        self.span.end()
 
 
-def _end(span: Span, outcome: str) -> None:
-    span.set_attribute("ergon.outcome", outcome)
-    if outcome in FAILED:
-        span.set_status(Status(StatusCode.ERROR, outcome))
-    span.end()
+class _FlowSpan(_Current):
+    __slots__ = ("tracer", "flow")
+
+    def __init__(self, tracer: trace.Tracer, span: Span, flow: FlowRecord) -> None:
+        super().__init__(span)
+        self.tracer = tracer
+        self.flow = flow
+
+    def step(self, position: int, name: str, try_number: int) -> _Current:
+        flow = self.flow
+        attributes: dict[str, str | int] = {
+            "ergon.flow_id": flow.flow_id, "ergon.flow_type": flow.flow_type, "ergon.attempt": flow.attempt,
+            "ergon.worker_id": flow.owner or "", "ergon.step": name, "ergon.position": position,
+            "ergon.try": try_number}
+        parent = trace.set_span_in_context(self.span)
+        return _Current(self.tracer.start_span(f"step {name}", context=parent, attributes=attributes))
 
 
 def start_tracing(exporter_name: str) -> tuple[FlowTracer, TracerProvider]:

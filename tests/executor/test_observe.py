@@ -5,6 +5,7 @@ import asyncio
 from dataclasses import dataclass
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -18,11 +19,13 @@ from tests.helpers import run
 
 pytestmark = pytest.mark.timeout(30)
 TRIES: list[str] = []
+CURRENT: list[str] = []  # the current span's name, as code inside the step body sees it
 
 
 @pytest.fixture(autouse=True)
 def clear_tries():
     TRIES.clear()
+    CURRENT.clear()
 
 
 @dataclass
@@ -32,6 +35,7 @@ class Shipment:
 
     @step
     async def pack(self) -> str:
+        CURRENT.append(getattr(trace.get_current_span(), "name", ""))
         return f"packed-{self.order}"
 
     @step(retry_policy=RetryPolicy(max_attempts=2, initial_delay=0.01, multiplier=1.0))
@@ -89,6 +93,7 @@ def test_spans_of_each_run_and_step_carry_flow_id_attempt_and_worker(make_store)
     assert all(s.parent is not None and s.parent.span_id in by_run for s in steps)  # each inside its run
     assert by_run[steps[3].parent.span_id].attributes["ergon.outcome"] == "SUSPENDED"  # the retry's wait
     assert steps[3].status.status_code.name == "ERROR"
+    assert CURRENT == ["step pack"]  # spans started in a step body are the step's children
     stats = counts.fill(WorkerStats())
     assert (stats.steps_started, stats.steps_completed, stats.steps_failed) == (5, 3, 1)
     assert stats.ended == (TypeCount("Shipment", "COMPLETE", 1),)
