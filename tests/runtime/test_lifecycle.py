@@ -22,8 +22,9 @@ from tests.runtime.test_faults import _flows, _schedule
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 # Before `run` handles interrupts, Python does: while it imports the package a Ctrl-C kills it
-# by the signal (status 130 in a shell), and while it imports its own site module it exits 1.
-PYTHON_STARTING = "Fatal Python error: init_import_site"
+# by the signal (status 130 in a shell), and while it initialises itself (its site module, its
+# standard streams) it exits 1 with a fatal error naming the phase.
+PYTHON_STARTING = "Fatal Python error: init_"
 
 
 def watch_tree(proc, until: float) -> set[int]:
