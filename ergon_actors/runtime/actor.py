@@ -19,6 +19,7 @@ configured grace) ends the loop and drains; `Stop` does so with no grace.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import json
 import logging
@@ -50,7 +51,6 @@ EXIT_OK = 0
 EXIT_CRASHED = 1   # an unexpected error (logged with its traceback)
 EXIT_CONFIG = 78   # could not start: the supervisor got a Failed message saying why
 EXIT_STORE = 74    # the journal's store is broken (corrupt): a restart cannot help
-POLL = 0.1         # the longest the loop sleeps before it looks at a stop request again
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +131,12 @@ class Actor:
         self.resources = AsyncExitStack()
         self.drops = DropCounter(log, self.role or spec.name)  # malformed messages, from any peer
         self._grace: float | None = None  # set once a stop was asked for
+        # stop() writes here to end the loop's wait at once (it runs on the loop, from a message
+        # or a SIGTERM handler), so the loop sleeps until its next tick instead of polling
+        self._stop_rx = make_socket(self.ctx, zmq.PAIR, 1)
+        self._stop_rx.bind(f"inproc://stop-{id(self)}")
+        self._stop_tx = make_socket(self.ctx, zmq.PAIR, 1)
+        self._stop_tx.connect(f"inproc://stop-{id(self)}")
 
     # -- hooks -----------------------------------------------------------------------------
 
@@ -160,6 +166,8 @@ class Actor:
     def stop(self, grace: float) -> None:
         """Ask the loop to end and drain with `grace` seconds (the shortest grace asked wins)."""
         self._grace = grace if self._grace is None else min(self._grace, grace)
+        with contextlib.suppress(zmq.Again):
+            self._stop_tx.send(b"", zmq.NOBLOCK)
 
     async def run(self) -> int:
         """Start, serve until asked to stop, drain; returns the process exit code."""
@@ -197,9 +205,10 @@ class Actor:
         poller.register(self.link.sock, zmq.POLLIN)
         if self.inbox is not None:
             poller.register(self.inbox, zmq.POLLIN)
+        poller.register(self._stop_rx, zmq.POLLIN)
         tick_at = time.monotonic() + self.settings.heartbeat_interval
         while self._grace is None:
-            ready = dict(await poller.poll(min(POLL, max(0.0, tick_at - time.monotonic())) * 1000))
+            ready = dict(await poller.poll(max(0.0, tick_at - time.monotonic()) * 1000))
             if self.link.sock in ready:
                 await self._control()
             if self.inbox is not None and self.inbox in ready:
