@@ -12,12 +12,15 @@ class PyErgonBuilders:
 
     if TYPE_CHECKING:  # the Worker's options
         poll_interval: float
+        idle_poll: float
         concurrency: int
         _signal_poll_interval: float
 
     def with_poll_interval(self, seconds: float) -> Self:
-        """How long an idle worker waits before looking for work again (it is also woken)."""
+        """How long a busy worker waits before looking for more work (it is also woken); an idle
+        one sleeps until its next flow is due, at most max(idle_poll, this)."""
         self.poll_interval = seconds
+        self.idle_poll = max(self.idle_poll, seconds)
         return self
 
     def with_max_concurrent_flows(self, limit: int) -> Self:

@@ -114,7 +114,11 @@ class Worker(PyErgonBuilders):
         name: the worker_id written as the lease owner; unique per running worker.
         concurrency: flows run at once.
         lease_seconds: how long a claim stays ours without renewal; renewed every third of it.
-        poll_interval: how long an idle worker waits before looking for work again.
+        poll_interval: how long a busy worker waits before looking for more work.
+        idle_poll: the longest an idle worker sleeps: it sleeps until the next flow of its types
+            is due (a timer, a retry, a lease to take over) or it is woken by new work committed
+            through the same store, and at most this long, to see work written by other
+            processes or hosts.
         step_timeout: seconds a try of a step that sets no timeout of its own may run before it
             fails with StepTimeoutError (the step_timeout setting; inf: no bound).
         observer: told of every run of a flow and every step body (metrics, traces); see
@@ -123,8 +127,8 @@ class Worker(PyErgonBuilders):
 
     def __init__(self, storage: LogBase, name: str | None = None, *, enable_timers: bool = True,
                  concurrency: int = 64, lease_seconds: float = 30.0, poll_interval: float = 0.05,
-                 step_timeout: float = DEFAULT_STEP_TIMEOUT, worker_id: str | None = None,
-                 observer: Observer | None = None) -> None:
+                 idle_poll: float = 1.0, step_timeout: float = DEFAULT_STEP_TIMEOUT,
+                 worker_id: str | None = None, observer: Observer | None = None) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
         self.storage = storage
@@ -132,6 +136,7 @@ class Worker(PyErgonBuilders):
         self.concurrency = concurrency
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval
+        self.idle_poll = max(idle_poll, poll_interval)
         self.step_timeout = step_timeout
         self.observer = observer
         self._registry = Registry()
@@ -201,6 +206,7 @@ class Worker(PyErgonBuilders):
         # that leases are renewed in time once it works again.
         backoff = Backoff(self.poll_interval, min(2.0, self.lease_seconds / 10))
         failures = FailureLog(log, f"worker {self.worker_id}: claiming or renewing leases")
+        idle = 0  # empty claims in a row with nothing running
         while not self._stopped.is_set():
             self._wake.clear()
             free = 0 if self._suspect is not None else self.concurrency - len(self._running)
@@ -222,8 +228,27 @@ class Worker(PyErgonBuilders):
             backoff.reset()
             failures.recovered()
             if got < free or free == 0:
+                idle = idle + 1 if not self._running and got == 0 else 0
+                delay = self.poll_interval if idle == 0 else await self._idle_delay(idle)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                    await asyncio.wait_for(self._wake.wait(), delay)
+
+    async def _idle_delay(self, rounds: int) -> float:
+        """How long an idle worker sleeps after `rounds` empty claims in a row: until the next
+        flow of its types is due, else a backoff that doubles up to idle_poll (work may come from
+        a process that cannot wake this one)."""
+        ceiling = min(self.idle_poll, self.poll_interval * (1 << min(rounds, 16)))
+        if self._wake.is_set():
+            return 0.0
+        try:
+            due = await self.storage.next_due(self.flow_types)
+        except Exception:  # the claim loop reports a failing store; this is only a hint
+            return ceiling
+        if due is None:
+            return ceiling
+        until = due - time.time()
+        # due already but not claimed here (another worker took it first): back off, do not spin
+        return ceiling if until <= 0 else min(until + 0.001, self.idle_poll)
 
     async def _pause(self, delay: float) -> None:
         """Wait `delay` seconds, or until stop(); new work does not end the wait."""

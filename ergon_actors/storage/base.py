@@ -11,7 +11,7 @@ from typing import Protocol, Self, cast, runtime_checkable
 
 from ..core import TERMINAL, Failure, FlowRecord, StepRecord
 from ..errors import FlowNotFoundError, TimeoutExpired
-from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows,
+from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows, NextDue,
                        FinishFlow, FlowPage, ForkFlow, GetFlow, InvokeChild, ListFlows, LoadHistory, LoadSteps,
                        QueryFlows, RecordCrash, ReleaseWorker, RenewLeases, RetryFlow, Scheduled, ScheduleFlow,
                        SendSignal, SuspendFlow, WaitingSignals)
@@ -158,6 +158,10 @@ class LogBase(PyErgonLogMixin):
 
     async def count_flows(self, limit: int | None = None) -> dict[str, int]:
         return cast("dict[str, int]", await self._one(CountFlows(limit)))
+
+    async def next_due(self, flow_types: tuple[str, ...] | None = None) -> float | None:
+        """When a claim of these types may next find work (see NextDue), as epoch seconds."""
+        return cast("float | None", await self._one(NextDue(flow_types)))
 
     async def load_history(self, flow_id: str, after: int = 0, limit: int = 1000) -> list[FlowEvent]:
         """The flow's events numbered after `after`, oldest first (storage.events)."""

@@ -19,7 +19,7 @@ from .events import FlowEvent
 
 __all__ = ["ScheduleFlow", "ClaimFlows", "RenewLeases", "ReleaseWorker", "AppendStep", "FinishFlow",
            "SuspendFlow", "AwaitSignal", "SendSignal", "InvokeChild", "CancelFlow", "WaitingSignals",
-           "GetFlow", "LoadSteps", "ListFlows", "CountFlows", "RecordCrash", "PutRecord", "ScanRecords",
+           "GetFlow", "LoadSteps", "ListFlows", "CountFlows", "NextDue", "RecordCrash", "PutRecord", "ScanRecords",
            "ResetStore", "LoadHistory", "QueryFlows", "RetryFlow", "ForkFlow", "FlowPage", "Scheduled", "Claim",
            "Command",
            "COMMAND_TYPES", "EXT_TYPES", "CODEC", "pack", "unpack", "pack_within"]
@@ -224,6 +224,16 @@ class CountFlows:
 
 
 @dataclass(frozen=True, slots=True)
+class NextDue:
+    """When a claim of `flow_types` (None: any type) may next find work. Result: the earliest
+    ready_at of a waiting flow or lease expiry of a running one, as epoch seconds (possibly
+    past), or None when no flow of those types becomes runnable by time alone (it waits for a
+    signal or child, or there is none). An idle worker sleeps until then instead of polling."""
+
+    flow_types: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PutRecord:
     """Set the record `key` (value None: delete it). PyErgon's store API keeps its invocations,
     timers and suspension results as records. With `check`, only if the record's value is
@@ -324,12 +334,13 @@ class Claim:
 
 Command = (ScheduleFlow | ClaimFlows | RenewLeases | ReleaseWorker | AppendStep | FinishFlow
            | SuspendFlow | AwaitSignal | SendSignal | InvokeChild | CancelFlow | WaitingSignals
-           | GetFlow | LoadSteps | ListFlows | CountFlows | RecordCrash | PutRecord | ScanRecords | ResetStore
+           | GetFlow | LoadSteps | ListFlows | CountFlows | NextDue | RecordCrash | PutRecord | ScanRecords | ResetStore
            | LoadHistory | QueryFlows | RetryFlow | ForkFlow)
 COMMAND_TYPES: tuple[type, ...] = get_args(Command)
 
 # The wire format: each class's ext code. Never renumber or reuse a code; give a new type a new one.
 EXT_TYPES: tuple[tuple[int, type], ...] = (
+    (62, NextDue),
     (64, Failure), (65, FlowRecord), (66, StepRecord), (67, Scheduled), (68, Claim),
     (69, ScheduleFlow), (70, ClaimFlows), (71, RenewLeases), (72, ReleaseWorker), (73, AppendStep),
     (74, FinishFlow), (75, SuspendFlow), (76, GetFlow), (77, LoadSteps), (78, ListFlows),

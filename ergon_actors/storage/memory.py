@@ -10,14 +10,14 @@ from typing import Any
 from ..core import TERMINAL, Failure, FlowRecord, FlowStatus, StepRecord, StepStatus
 from ..errors import FencedError, FlowBusyError, FlowNotFoundError
 from .base import LogBase
-from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows,
+from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows, NextDue,
                        FinishFlow, FlowPage, ForkFlow, GetFlow, InvokeChild, ListFlows, LoadHistory, LoadSteps,
                        PutRecord, QueryFlows, RecordCrash, ReleaseWorker, RenewLeases, ResetStore, RetryFlow,
                        ScanRecords, Scheduled, ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals)
 from .crashes import check, crashed, in_flight
 from .events import (Event, FlowEvent, claim_events, crash_events, dumps, fenced_event, finish_event,
                      scheduled_event, step_event, suspend_event)
-from .rules import REFUSALS, RETRYABLE, child_outcome, fence, invalid, matches, retried, runnable
+from .rules import REFUSALS, RETRYABLE, child_outcome, due_at, fence, invalid, matches, retried, runnable
 
 __all__ = ["InMemoryExecutionLog"]
 
@@ -323,6 +323,11 @@ class InMemoryExecutionLog(LogBase):
     def _ListFlows(self, c: ListFlows, now: float) -> list[FlowRecord]:
         flows = [f for f in self._flows.values() if c.status is None or f.status == c.status]
         return sorted(flows, key=lambda f: f.created_at)[:c.limit]
+
+    def _NextDue(self, c: NextDue, now: float) -> float | None:
+        types = None if c.flow_types is None else set(c.flow_types)
+        times = [due_at(f) for f in self._flows.values() if types is None or f.flow_type in types]
+        return min((t for t in times if t is not None), default=None)
 
     def _CountFlows(self, c: CountFlows, now: float) -> dict[str, int]:
         counts: dict[str, int] = {}

@@ -23,7 +23,7 @@ from ..core import Failure, FlowRecord, StepRecord
 from ..errors import (ConfigError, FencedError, FlowBusyError, FlowCancelledError, FlowNotFoundError,
                       FlowStateError, StoreError, StoreUnavailableError)
 from .base import LogBase
-from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows,
+from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows, NextDue,
                        FinishFlow, FlowPage, ForkFlow, GetFlow, InvokeChild, ListFlows, LoadHistory, LoadSteps,
                        PutRecord, QueryFlows, RecordCrash, ReleaseWorker, RenewLeases, ResetStore, RetryFlow,
                        ScanRecords, Scheduled, ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals)
@@ -404,6 +404,9 @@ class RedisExecutionLog(LogBase):
             return None, lambda r: []
         fields = [None if c.status is None else str(c.status), c.limit]
         return self._script("ListFlows", fields), lambda r: [_flow(h) for h in _unpack(r)]
+
+    def _NextDue(self, c: NextDue) -> Plan:
+        return self._script("NextDue", [c.flow_types]), lambda r: None if r is None else float(r)
 
     def _CountFlows(self, c: CountFlows) -> Plan:
         limit = c.limit

@@ -502,6 +502,17 @@ repeat
   if #r[2] > 0 then redis.call('DEL', unpack(r[2])) end
 until cursor == '0'
 return false""",
+    # NextDue {types}: the earliest score at the head of each type's ready and lease sorted
+    # sets (a string, exact), or nil when they are all empty.
+    "NextDue": r"""
+local best
+for _, t in ipairs(C[1] or redis.call('SMEMBERS', P .. ':types')) do
+  for _, index in ipairs({'leases', 'ready'}) do
+    local r = redis.call('ZRANGE', k(index, t), 0, 0, 'WITHSCORES')
+    if r[2] and (not best or tonumber(r[2]) < tonumber(best)) then best = r[2] end
+  end
+end
+return best""",
     # CountFlows {}: {status, count, ..., 'due', count} -> flows per status and runnable now.
     "CountFlows": r"""
 local out, due = {}, 0

@@ -10,16 +10,22 @@ from .commands import QueryFlows
 from ..errors import (FencedError, FlowBusyError, FlowCancelledError, FlowNotFoundError, FlowStateError,
                       InvalidCommandError)
 
-__all__ = ["runnable", "fence", "child_outcome", "invalid", "matches", "retried", "REFUSALS", "RETRYABLE"]
+__all__ = ["runnable", "due_at", "fence", "child_outcome", "invalid", "matches", "retried", "REFUSALS", "RETRYABLE"]
 
 
 def runnable(flow: FlowRecord, now: float) -> bool:
     """True when a worker may claim this flow now."""
+    due = due_at(flow)
+    return due is not None and due <= now
+
+
+def due_at(flow: FlowRecord) -> float | None:
+    """When this flow becomes runnable by time alone (runnable() turns true), or None."""
     if flow.status == FlowStatus.PENDING or flow.status == FlowStatus.SUSPENDED:
-        return flow.ready_at is not None and flow.ready_at <= now
+        return flow.ready_at
     if flow.status == FlowStatus.RUNNING:
-        return flow.lease_expires is not None and flow.lease_expires <= now
-    return False
+        return flow.lease_expires
+    return None
 
 
 class Lease(Protocol):

@@ -15,7 +15,7 @@ from ..core import TERMINAL, Failure, FlowRecord, FlowStatus, StepRecord, StepSt
 from ..errors import (ConfigError, FencedError, FlowBusyError, FlowNotFoundError, InvalidCommandError,
                       StoreError, StoreUnavailableError)
 from .base import LogBase
-from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows,
+from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows, NextDue,
                        FinishFlow, GetFlow, InvokeChild, ListFlows, LoadSteps, RecordCrash, ReleaseWorker,
                        RenewLeases, Scheduled, ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals)
 from .crashes import check, crashed, in_flight
@@ -56,6 +56,17 @@ def _claimable(types: int | None) -> str:
                                        ("PENDING", "ready_at"))
                 for where in filters]
     return " UNION ALL ".join(branches) + " ORDER BY due LIMIT :n"
+
+
+@functools.lru_cache(maxsize=32)
+def _next_due(types: int | None) -> str:
+    """SQL for the earliest time a flow of `types` (:t0, :t1, ...) or of any becomes runnable:
+    one probe of the head of each (status, flow_type, time) index range."""
+    filters = [""] if types is None else [f"AND flow_type = :t{i} " for i in range(types)]
+    return "SELECT min(due) FROM (" + " UNION ALL ".join(
+        f"SELECT min({column}) AS due FROM flows WHERE status = '{status}' {where}"
+        for status, column in (("RUNNING", "lease_expires"), ("SUSPENDED", "ready_at"), ("PENDING", "ready_at"))
+        for where in filters) + ")"
 
 
 @functools.lru_cache(maxsize=32)
@@ -562,6 +573,11 @@ class SqliteExecutionLog(SqliteOperations, SqliteRecords, LogBase):
         rows = db.execute(f"SELECT {_FLOW_COLUMNS} FROM flows {where} ORDER BY created_at LIMIT ?",
                           (*params, c.limit))
         return [_flow(r) for r in rows]
+
+    def _NextDue(self, db: sqlite3.Connection, c: NextDue, now: float) -> float | None:
+        params = {f"t{i}": name for i, name in enumerate(c.flow_types or ())}
+        due = db.execute(_next_due(None if c.flow_types is None else len(c.flow_types)), params).fetchone()[0]
+        return None if due is None else float(due)
 
     def _CountFlows(self, db: sqlite3.Connection, c: CountFlows, now: float) -> dict[str, int]:
         if c.limit is None:

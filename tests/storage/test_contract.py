@@ -285,6 +285,24 @@ def test_flow_is_not_claimable_before_ready_at(store):
     store.run(body)
 
 
+def test_next_due_is_the_earliest_time_a_claim_of_the_types_finds_work(store):
+    async def body(log):
+        assert await log.next_due() is None
+        now = time.time()
+        await log.schedule_flow("order", "Order", b"a", ready_at=now + 100)
+        await log.schedule_flow("refund", "Refund", b"a", ready_at=now + 50)
+        assert await log.next_due() == pytest.approx(now + 50, abs=0.01)
+        assert await log.next_due(("Order", "Ship")) == pytest.approx(now + 100, abs=0.01)
+        assert await log.next_due(("Ship",)) is None
+        claim = await claim_one(log, "refund")  # running: due when its lease lapses
+        assert await log.next_due(("Refund",)) == pytest.approx(claim.flow.lease_expires, abs=0.01)
+        await log.suspend_flow("refund", claim.flow.epoch, None, waiting_on="signal:go")
+        assert await log.next_due(("Refund",)) is None  # it waits for a signal, not for time
+        await log.schedule_flow("now", "Refund", b"a")
+        assert await log.next_due(("Refund",)) <= time.time()
+    store.run(body)
+
+
 # -- append_step ---------------------------------------------------------------------------------
 
 def test_appended_steps_are_loaded_and_returned_by_the_next_claim(store):

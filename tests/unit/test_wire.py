@@ -46,7 +46,8 @@ CODES = {"Failure": 64, "FlowRecord": 65, "StepRecord": 66, "Scheduled": 67, "Cl
          "SuspendFlow": 75, "GetFlow": 76, "LoadSteps": 77, "ListFlows": 78, "CountFlows": 79,
          "AwaitSignal": 80, "SendSignal": 81, "InvokeChild": 82, "CancelFlow": 83, "WaitingSignals": 84,
          "Crash": 85, "RecordCrash": 86, "PutRecord": 87, "ScanRecords": 88, "ResetStore": 89, "FlowEvent": 90,
-         "LoadHistory": 91, "QueryFlows": 92, "FlowPage": 93, "RetryFlow": 94, "ForkFlow": 95}
+         "LoadHistory": 91, "QueryFlows": 92, "FlowPage": 93, "RetryFlow": 94, "ForkFlow": 95,
+         "NextDue": 62}
 
 
 def ext(cls: type, *fields: object) -> msgpack.ExtType:
