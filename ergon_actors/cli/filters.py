@@ -8,17 +8,12 @@ from collections.abc import Callable
 import click
 
 from ..core import FlowStatus
-from ..ops import FlowFilter, parse_status, parse_time
+from ..ops import FlowFilter, parse_filter
 
 __all__ = ["filter_options", "flow_filter"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 STATUSES = [s.value.lower() for s in FlowStatus]
-
-
-def _split(values: tuple[str, ...]) -> list[str]:
-    """Repeated options and comma-separated lists alike: --status failed,cancelled --status running."""
-    return [part.strip() for value in values for part in value.split(",") if part.strip()]
 
 
 def filter_options(fn: F) -> F:
@@ -41,10 +36,7 @@ def filter_options(fn: F) -> F:
 def flow_filter(statuses: tuple[str, ...], flow_types: tuple[str, ...], since: str | None, until: str | None,
                 id_contains: str | None, error_contains: str | None) -> FlowFilter:
     """The filter the options describe (ConfigError for a bad status or time)."""
-    chosen_statuses = tuple(parse_status(s) for s in _split(statuses)) or None
-    return FlowFilter(chosen_statuses, tuple(_split(flow_types)) or None,
-                      None if since is None else parse_time(since), None if until is None else parse_time(until),
-                      id_contains, error_contains)
+    return parse_filter(statuses, flow_types, since, until, id_contains, error_contains)
 
 
 def is_empty(chosen: FlowFilter) -> bool:

@@ -197,9 +197,7 @@ def _event(event: FlowEvent, as_json: bool) -> None:
     if as_json:
         echo_json(ops.event_json(event), lines=True)
         return
-    details = " ".join(f"{k}={iso(v) if k in ('at', 'until', 'retry_at', 'ready_at') and v else v}"
-                       for k, v in event.details.items())
-    click.echo(f"  {event.seq:>4} {_when(event.at)}  {style(event.kind, bold=True)} {details}".rstrip())
+    click.echo(f"  {event.seq:>4} {_when(event.at)}  {style(event.kind, bold=True)} {ops.event_text(event)}".rstrip())
 
 
 def _show(d: FlowDetails, history: bool) -> None:

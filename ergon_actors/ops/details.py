@@ -17,7 +17,7 @@ from ..storage.events import FlowEvent
 from .values import Value, decode, iso
 
 __all__ = ["FlowDetails", "StepDetails", "Wait", "inspect_flow", "follow_history", "flow_summary",
-           "failure_json", "crash_json", "event_json"]
+           "failure_json", "crash_json", "event_json", "event_text"]
 
 HISTORY_PAGE = 1000
 
@@ -125,6 +125,15 @@ def crash_json(crash: Crash) -> dict[str, Any]:
     return {"at": iso(crash.at), "how": how(crash), "exit_code": crash.exit_code, "signal": crash.signal,
             "cause": crash.cause, "position": crash.position, "step": crash.step, "worker_id": crash.worker_id,
             "blamed": crash.alone}
+
+
+TIME_FIELDS = ("at", "until", "retry_at", "ready_at")  # event details that are store times
+
+
+def event_text(event: FlowEvent) -> str:
+    """An event's details as `key=value` pairs, its times in ISO 8601."""
+    return " ".join(f"{k}={iso(v) if k in TIME_FIELDS and isinstance(v, (int, float)) else v}"
+                    for k, v in event.details.items())
 
 
 def event_json(event: FlowEvent) -> dict[str, Any]:

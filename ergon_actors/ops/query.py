@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from datetime import datetime
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 
 from ..core import FlowRecord, FlowStatus
 from ..errors import ConfigError
@@ -13,7 +13,7 @@ from ..executor.timer import parse_duration
 from ..storage.base import LogBase
 from ..storage.commands import FlowPage, QueryFlows
 
-__all__ = ["FlowFilter", "live", "list_flows", "iter_flows", "parse_status", "parse_time", "LIVE"]
+__all__ = ["FlowFilter", "live", "list_flows", "iter_flows", "parse_status", "parse_time", "parse_filter", "LIVE"]
 
 LIVE = (FlowStatus.PENDING, FlowStatus.RUNNING, FlowStatus.SUSPENDED)
 MAX_LIMIT = 10_000  # flows in one page at most
@@ -92,3 +92,19 @@ def parse_time(text: str, now: float | None = None) -> float:
     except ValueError:
         raise ConfigError(f"not a time: {text!r} (write an ISO 8601 time such as 2025-01-31T12:00:00Z, "
                           "or how long ago, such as 10m, 2h, 3d)") from None
+
+
+def split_list(values: Iterable[str]) -> list[str]:
+    """Repeated values and comma-separated lists alike: ("failed,cancelled", "running")."""
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
+def parse_filter(statuses: Iterable[str] = (), flow_types: Iterable[str] = (), since: str | None = None,
+                 until: str | None = None, id_contains: str | None = None,
+                 error_contains: str | None = None) -> FlowFilter:
+    """The filter that an operator's text describes (the command line's options, the dashboard's
+    form); empty text means no filter. ConfigError for a bad status or time."""
+    chosen_statuses = tuple(parse_status(s) for s in split_list(statuses)) or None
+    return FlowFilter(chosen_statuses, tuple(split_list(flow_types)) or None,
+                      parse_time(since) if since else None, parse_time(until) if until else None,
+                      id_contains or None, error_contains or None)
