@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -27,8 +28,11 @@ __all__ = ["chaos"]
 @click.option("--fault-plan", default="", metavar="PLAN",
               help="test only: break the journal on purpose (journal:skip_fencing, journal:ack_before_commit=N) "
                    "to see the verifier catch it")
+@click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="where the report is saved as JSON for the dashboard (default: ergon-chaos-reports in the "
+                   "temp folder; the newest 50 are kept)")
 def chaos(module: str, flows: int, schedule: str | None, workers: int, duration: float | None, faults: str | None,
-          seed: int, as_json: bool, keep: bool, fault_plan: str) -> int:
+          seed: int, as_json: bool, keep: bool, fault_plan: str, report_dir: Path | None) -> int:
     """Run MODULE's flows under a supervisor while faults hit it, then verify the journal and the
     side-effect ledger (docs/chaos.md).
 
@@ -36,6 +40,7 @@ def chaos(module: str, flows: int, schedule: str | None, workers: int, duration:
     kills) a redis-server of its own.
     """
     from ..chaos import ProgressPrinter, chaos_run
+    from ..chaos.reports import save_report
 
     chosen = None if faults is None else [f.strip() for f in faults.split(",") if f.strip()]
     printer = ProgressPrinter(sys.stderr)
@@ -45,6 +50,7 @@ def chaos(module: str, flows: int, schedule: str | None, workers: int, duration:
                                      progress=printer, keep=keep))
     finally:
         printer.close()
+    save_report(report, report_dir)
     if as_json:
         echo_json(ops.to_json(report.to_dict()))
     else:
