@@ -175,7 +175,8 @@ def _parse(name: str, kind: str, raw: str) -> object:
 
 # ERGON_* variables read outside Settings: the chaos ledger file, the benchmark's other Python,
 # and the command line's own (log level and format).
-OTHER_VARIABLES = ("ERGON_CHAOS_LEDGER", "ERGON_BENCH_ALT_PYTHON", "ERGON_LOG_LEVEL", "ERGON_LOG_FORMAT")
+OTHER_VARIABLES = ("ERGON_CHAOS_LEDGER", "ERGON_BENCH_ALT_PYTHON", "ERGON_LOG_LEVEL", "ERGON_LOG_FORMAT",
+                   "ERGON_DASHBOARD_TOKEN")
 
 
 def unknown_variables(environ: dict[str, str] | None = None) -> list[tuple[str, str | None]]:

@@ -9,8 +9,10 @@ from .flows import cancel, fork, retry, schedule, signal
 from .run import run
 from .views import inspect, list_command, status
 from .completion import completion
+from .dashboard import dashboard
 
-for _command in (run, schedule, status, list_command, inspect, signal, cancel, retry, fork, chaos, completion):
+for _command in (run, schedule, status, list_command, inspect, signal, cancel, retry, fork, chaos, dashboard,
+                 completion):
     cli.add_command(_command)
 
 __all__ = ["main", "cli", "ExitCode"]

@@ -21,6 +21,7 @@ LAYERS = [
     {"runtime"},
     {"ops"},
     {"chaos", "testing"},
+    {"dashboard"},
     {"cli", "__main__"},
 ]
 
