@@ -47,7 +47,9 @@ def load_reports(directory: Path | None = None, limit: int = 20) -> list[dict[st
     """The newest `limit` reports of the directory as JSON objects, newest first (unreadable files skipped)."""
     folder = directory or default_report_dir()
     reports = []
-    for path in _files(folder)[:limit] if folder.is_dir() else []:
+    for path in _files(folder) if folder.is_dir() else []:
+        if len(reports) >= limit:
+            break
         try:
             if path.stat().st_size > MAX_REPORT_BYTES:
                 continue

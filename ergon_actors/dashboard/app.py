@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -124,7 +123,7 @@ class Dashboard:
                 return refused
             response: Response = await handler(request)
             response.headers.update({"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
-                                     "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
+                                     "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin",
                                      "Content-Security-Policy": "default-src 'self'; style-src 'self'; "
                                                                 "script-src 'self'; frame-ancestors 'none'"})
             return response
@@ -166,29 +165,31 @@ class Dashboard:
     async def flows_page(self, request: Request) -> Response:
         query: Mapping[str, str] = request.query_params
         statuses = request.query_params.getlist("status")
-        try:
-            chosen = ops.parse_filter(statuses, [query.get("type", "")], query.get("since"), query.get("until"),
-                                      query.get("id"), query.get("error"))
-            limit = int(query.get("limit") or 50)
-            found = await ops.list_flows(await self.store(), chosen, newest_first=not query.get("oldest"),
-                                         limit=limit, cursor=query.get("cursor") or None)
-            error = None
-        except ValueError:
-            found, error = None, f"per page must be a whole number, got {query.get('limit')!r}"
-        except ConfigError as exc:
-            found, error = None, str(exc)
+        found, error = None, None
+        limit = query.get("limit") or "50"
+        if not limit.isdigit():
+            error = f"per page must be a whole number, got {limit!r}"
+        else:
+            try:
+                chosen = ops.parse_filter(statuses, [query.get("type", "")], query.get("since"), query.get("until"),
+                                          query.get("id"), query.get("error"))
+                found = await ops.list_flows(await self.store(), chosen, newest_first=not query.get("oldest"),
+                                             limit=int(limit), cursor=query.get("cursor") or None)
+            except ConfigError as exc:
+                error = str(exc)
         html = flows_page(self.context(request), {k: query[k] for k in (*FILTER_FIELDS, "oldest", "limit")
                                                   if k in query}, statuses, found, error, self.refresh)
         return self._render(request, html, 200 if error is None else 400)
 
-    async def flow_page(self, request: Request, *, message: str | None = None, problem: str | None = None,
+    async def flow_page(self, request: Request, *, flow_id: str | None = None, problem: str | None = None,
                         status: int = 200) -> Response:
-        flow_id = request.query_params.get("id") or ""
+        """The page of the flow `?id=` (or `flow_id`); `problem` says why an action on it was refused."""
+        flow_id = request.query_params.get("id") or "" if flow_id is None else flow_id
         try:
             details = await ops.inspect_flow(await self.store(), flow_id)
         except ErgonError as exc:
             return self._problem(request, 404, str(exc))
-        message = message or actions.MESSAGES.get(request.query_params.get("done") or "")
+        message = None if problem else actions.MESSAGES.get(request.query_params.get("done") or "")
         return self._render(request, flow_page(self.context(request), details, self.refresh, message, problem),
                             status)
 
@@ -221,8 +222,7 @@ class Dashboard:
         except FlowNotFoundError as exc:
             return self._problem(request, 404, str(exc))
         except ErgonError as exc:
-            request.scope["query_string"] = urlencode({"id": flow_id}).encode()
-            return await self.flow_page(request, problem=f"{action} refused: {exc}",
+            return await self.flow_page(request, flow_id=flow_id, problem=f"{action} refused: {exc}",
                                         status=400 if isinstance(exc, ConfigError) else 409)
         return RedirectResponse(self.context(request).href("/flow", id=shown, done=done), status_code=303)
 
