@@ -7,6 +7,7 @@ Needs the dashboard extra: pip install 'ergon-actors[dashboard]'.
 """
 
 import asyncio
+import contextlib
 import os
 import re
 import sys
@@ -31,21 +32,19 @@ async def main(serve: bool) -> None:
     token = os.environ.get("ERGON_DASHBOARD_TOKEN") or None  # None: a random one, in the link
     with tempfile.TemporaryDirectory() as folder:
         store = f"sqlite:///{folder}/orders.db"
-        async with Supervisor("examples.orders", store=store, workers=2) as sup:
-            # port=0: any free port. The snapshots come from this supervisor, in this process.
-            async with DashboardServer(store, port=0, token=token, snapshots=lambda: [sup.snapshot()]) as dash:
-                print(await sup.result(await sup.schedule(OrderFlow("A1", 12.5)), timeout=30))
-                if serve:
-                    print(f"dashboard: {dash.url}", flush=True)
-                    await asyncio.Event().wait()  # until Ctrl-C
-                base = dash.url.split("/?")[0]
-                html = await asyncio.to_thread(read, base + "/", dash.token)
-                actors = re.findall(r"<tr><td>(journal|worker-\d+)</td>", html)
-                print(f"the dashboard shows {len(actors)} actors: {', '.join(actors)}")
+        # port=0: any free port. The snapshots come from this supervisor, in this process.
+        async with (Supervisor("examples.orders", store=store, workers=2) as sup,
+                    DashboardServer(store, port=0, token=token, snapshots=lambda: [sup.snapshot()]) as dash):
+            print(await sup.result(await sup.schedule(OrderFlow("A1", 12.5)), timeout=30))
+            if serve:
+                print(f"dashboard: {dash.url}", flush=True)
+                await asyncio.Event().wait()  # until Ctrl-C
+            base = dash.url.split("/?")[0]
+            html = await asyncio.to_thread(read, base + "/", dash.token)
+            actors = re.findall(r"<tr><td>(journal|worker-\d+)</td>", html)
+            print(f"the dashboard shows {len(actors)} actors: {', '.join(actors)}")
 
 
 if __name__ == "__main__":
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends --serve
         asyncio.run(main("--serve" in sys.argv[1:]))
-    except KeyboardInterrupt:
-        pass

@@ -129,12 +129,12 @@ def flow_page(ctx: Context, d: FlowDetails, refresh: float, message: str | None 
                       "yes" if c.alone else "no"] for c in flow.crashes]) if flow.crashes else ""
     banner = (f'<p class="flash ok">{esc(message)}</p>' if message else "") + (
         f'<p class="flash bad">{esc(problem)}</p>' if problem else "")
-    live = (f'<div id="live"><p class="facts">{" · ".join(facts)}</p>'
+    live = (f'<div id="live"><p class="facts">{" · ".join(facts)}</p>{_actions(ctx, d)}'
             f"<section><h2>Timeline</h2>{timeline_svg(timeline(d, time.time()))}</section>"
             f"{outcome}<section><h2>Steps</h2>{_steps(d)}</section>"
             + (f"<section><h2>Crashes</h2>{crashes}</section>" if crashes else "")
             + f"<section><h2>Arguments</h2>{pre_json(d.args)}</section>"
             f"<section><h2>Event history</h2>{_history(d)}</section></div>")
     title = f"Flow {flow.flow_id}"
-    return page(ctx, "flows", title, banner + _actions(ctx, d) + live,
+    return page(ctx, "flows", title, banner + live,
                 refresh=refresh if flow.status not in ("COMPLETE", "FAILED", "CANCELLED") else refresh * 2)

@@ -7,16 +7,20 @@ import asyncio
 import http.client
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import Mount
 
 from ergon_actors import ops
 from ergon_actors.chaos.reports import KEEP, load_reports, save_report
 from ergon_actors.chaos.report import ChaosReport, FaultRecord, RecoveryStats
-from ergon_actors.dashboard import DashboardServer, check_bind, is_loopback
+from ergon_actors.dashboard import Dashboard, DashboardServer, check_bind, is_loopback
 from ergon_actors.errors import ConfigError
 from ergon_actors.storage import open_store
 from tests.dashboard import flows as F
@@ -106,3 +110,47 @@ def test_chaos_reports_are_kept_newest_first_and_bounded(tmp_path: Path):
     assert loaded[0]["faults"][0]["kind"] == "kill-worker" and loaded[0]["recovery"]["p50"] == 0.5
     assert json.loads((tmp_path / loaded[0]["file"]).read_text())["finished_at"] == 1_000_000 + KEEP + 2
     assert load_reports(tmp_path / "missing") == []
+
+
+def test_mounted_in_another_asgi_app_its_links_and_cookie_follow_the_mount_path(tmp_path):
+    url = f"sqlite:///{tmp_path}/flows.db"
+
+    async def go() -> tuple[tuple[int, dict[str, str]], tuple[int, str]]:
+        store = await open_store(url)
+        try:
+            await ops.schedule_flow(store, F.Waiter("go"), "waiter")
+        finally:
+            await store.close()
+        dashboard = Dashboard(url, token=TOKEN)
+        service = Starlette(routes=[Mount("/ops", app=dashboard.app)])
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        server = uvicorn.Server(uvicorn.Config(service, log_level="warning", lifespan="off"))
+        task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]))
+        try:
+            while not server.started:
+                await asyncio.sleep(0.01)
+            login = await asyncio.to_thread(raw, port, f"/ops/?token={TOKEN}")
+            listing = await asyncio.to_thread(get, port, "/ops/flows")
+        finally:
+            server.should_exit = True
+            await task
+            sock.close()
+            await dashboard.close()
+        return login, listing
+
+    (status, headers), (listed, html) = asyncio.run(asyncio.wait_for(go(), 30))
+    assert status == 303 and headers["location"].endswith("/ops/") and "Path=/ops/" in headers["set-cookie"]
+    assert listed == 200 and 'href="/ops/flow?id=waiter"' in html and 'href="/ops/static/dashboard.css"' in html
+
+
+def raw(port: int, path: str) -> tuple[int, dict[str, str]]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        response.read()
+        return response.status, dict(response.getheaders())
+    finally:
+        connection.close()
