@@ -46,7 +46,7 @@ def _files(folder: Path) -> list[Path]:
 def load_reports(directory: Path | None = None, limit: int = 20) -> list[dict[str, Any]]:
     """The newest `limit` reports of the directory as JSON objects, newest first (unreadable files skipped)."""
     folder = directory or default_report_dir()
-    reports = []
+    reports: list[dict[str, Any]] = []
     for path in _files(folder) if folder.is_dir() else []:
         if len(reports) >= limit:
             break
