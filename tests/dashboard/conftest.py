@@ -19,6 +19,7 @@ import pytest
 
 from ergon_actors import ops
 from ergon_actors.storage import open_store
+from tests.cli.flows import Waiter
 from tests.dashboard import flows as F
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,8 +93,8 @@ async def _schedule(url: str) -> None:
     try:
         for flow, flow_id in [(F.Shipment("s0"), "ship-0"), (F.Shipment("s1"), "ship-1"),
                               (F.Shipment("x"), SCRIPT_ID), (F.Broken("b"), "broken-1"),
-                              (F.Crasher("c"), "crasher-1"), (F.Waiter("go"), "waiter-1"),
-                              (F.Waiter("stop"), "waiter-2"), (F.Waiter("never"), "waiter-3"),
+                              (F.Crasher("c"), "crasher-1"), (Waiter("go"), "waiter-1"),
+                              (Waiter("stop"), "waiter-2"), (Waiter("never"), "waiter-3"),
                               (F.Holder("h"), "holder-1")]:
             await ops.schedule_flow(store, flow, flow_id)
         await ops.schedule_flow(store, F.Shipment("later"), "later-1", delay=3600)
@@ -113,7 +114,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         w.start("chaos", "chaos", "examples.chaos_orders", "--flows", "4", "--duration", "2", "--workers", "1",
                 "--faults", "kill-worker", "--report-dir", str(w.chaos_dir))
         asyncio.run(_schedule(w.store))
-        w.start("run", "run", "tests.dashboard.flows", "--store", w.store, "--workers", "2",
+        w.start("run", "run", "tests.dashboard.flows", "tests.cli.flows", "--store", w.store, "--workers", "2",
                 ERGON_MAX_CRASHES="1")
         w.wait_for({"ship-0": "COMPLETE", "ship-1": "COMPLETE", SCRIPT_ID: "COMPLETE", "broken-1": "FAILED",
                     "crasher-1": "FAILED", "waiter-1": "SUSPENDED", "waiter-2": "SUSPENDED",

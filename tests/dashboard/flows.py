@@ -1,5 +1,6 @@
-"""Flows for the dashboard's tests, one for each state a page shows. Files in DASH_TEST_DIR
-steer them: a step waits for a file, or fails until one exists."""
+"""Flows for the dashboard's tests, one for each state a page shows (a flow waiting for a signal
+is tests.cli.flows.Waiter). Files in DASH_TEST_DIR steer them: a step waits for a file, or fails
+until one exists."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ergon_actors import flow, flow_type, step
-from ergon_actors.executor import await_external_signal, sleep
+from ergon_actors.executor import sleep
 
 
 def marker(name: str) -> Path:
@@ -88,18 +89,6 @@ class Crasher:
     @flow
     async def run(self) -> str:
         return await self.explode()
-
-
-@dataclass
-@flow_type
-class Waiter:
-    """Waits for the signal `name`, then returns its payload."""
-
-    name: str
-
-    @flow
-    async def run(self) -> object:
-        return await await_external_signal(self.name)
 
 
 @dataclass

@@ -23,7 +23,7 @@ from ergon_actors.chaos.report import ChaosReport, FaultRecord, RecoveryStats
 from ergon_actors.dashboard import Dashboard, DashboardServer, check_bind, is_loopback
 from ergon_actors.errors import ConfigError
 from ergon_actors.storage import open_store
-from tests.dashboard import flows as F
+from tests.cli.flows import Waiter
 
 from .conftest import ROOT
 
@@ -65,7 +65,7 @@ def test_read_only_shows_no_action_and_refuses_every_one(tmp_path):
     async def go() -> tuple[int, str, int, str]:
         store = await open_store(url)
         try:
-            await ops.schedule_flow(store, F.Waiter("go"), "waiter")
+            await ops.schedule_flow(store, Waiter("go"), "waiter")
         finally:
             await store.close()
         async with DashboardServer(url, port=0, token=TOKEN, read_only=True, chaos_dir=tmp_path) as dash:
@@ -118,7 +118,7 @@ def test_mounted_in_another_asgi_app_its_links_and_cookie_follow_the_mount_path(
     async def go() -> tuple[tuple[int, dict[str, str]], tuple[int, str]]:
         store = await open_store(url)
         try:
-            await ops.schedule_flow(store, F.Waiter("go"), "waiter")
+            await ops.schedule_flow(store, Waiter("go"), "waiter")
         finally:
             await store.close()
         dashboard = Dashboard(url, token=TOKEN)
