@@ -237,7 +237,8 @@ def create_app(store: str | LogBase, *, token: str, read_only: bool = False,
             a link (it then sets a cookie), or as an Authorization: Bearer header.
         read_only: show no action and refuse every one.
         snapshots: returns the status snapshots to show (an embedding service passes
-            `lambda: [supervisor.snapshot()]`); default: the supervisors of this store on this host.
+            `lambda: [supervisor.snapshot()]`); default: the supervisors of this store on this host
+            (found by its URL: none for a store given open).
         chaos_dir: where chaos reports are read from (default: where `chaos` saves them).
         refresh: seconds between the live parts' refreshes in the browser.
         sample_interval: seconds between samples of the flow counts for the chart.
