@@ -118,6 +118,9 @@ def flow_page(ctx: Context, d: FlowDetails, refresh: float, message: str | None 
         facts.append(f"waits for {esc(d.wait.describe())}")
     if flow.parent_id:
         facts.append(f"parent {flow_link(ctx, flow.parent_id)}")
+    children = list(dict.fromkeys(str(e.details.get("child")) for e in d.history if e.kind == "child_started"))
+    if children:
+        facts.append("children " + ", ".join(flow_link(ctx, child) for child in children))
     outcome = ""
     if flow.status == FlowStatus.COMPLETE:
         outcome = f"<h2>Result</h2>{pre_json(d.result)}"

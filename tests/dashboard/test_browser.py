@@ -72,6 +72,9 @@ def test_a_flow_page_shows_its_timeline_and_renders_markup_as_text(world, page):
     assert events[0] == "scheduled" and "timer_set" in events and "child_started" in events
     assert events[-1] == "completed"
     shot(page, "flow")
+    page.locator("#live .facts a.flow-id").click()  # its child flow
+    assert page.locator("h1").inner_text() == f"Flow {SCRIPT_ID}/2"
+    assert page.locator("#live .facts a.flow-id").inner_text() == SCRIPT_ID  # and back to its parent
     page.goto(f"{world.base}/flow?id=crasher-1")
     assert page.locator("svg.timeline path.m-crashed").count() >= 1
     assert "PoisonFlowError" in page.locator("#live").inner_text()

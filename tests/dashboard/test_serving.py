@@ -24,6 +24,7 @@ from ergon_actors.dashboard import Dashboard, DashboardServer, check_bind, is_lo
 from ergon_actors.errors import ConfigError
 from ergon_actors.storage import open_store
 from tests.cli.flows import Waiter
+from tests.redis_server import RedisServer
 
 from .conftest import ROOT
 
@@ -76,6 +77,26 @@ def test_read_only_shows_no_action_and_refuses_every_one(tmp_path):
     status, html, refused, why = asyncio.run(asyncio.wait_for(go(), 30))
     assert status == 200 and "read-only: actions are off" in html and "<form" not in html
     assert refused == 403 and "read-only" in why
+
+
+@pytest.mark.redis
+def test_the_dashboard_reads_a_redis_store(tmp_path):
+    server = RedisServer(tmp_path / "redis").start()
+
+    async def go() -> tuple[int, str]:
+        store = await open_store(server.url)
+        try:
+            await ops.schedule_flow(store, Waiter("go"), "redis-waiter")
+            async with DashboardServer(store, port=0, token=TOKEN, snapshots=list) as dash:
+                return await asyncio.to_thread(get, dash.port, "/flows?status=pending&type=Waiter")
+        finally:
+            await store.close()
+
+    try:
+        status, html = asyncio.run(asyncio.wait_for(go(), 30))
+    finally:
+        server.stop()
+    assert status == 200 and 'href="/flow?id=redis-waiter"' in html
 
 
 def test_a_port_in_use_is_a_clear_error(tmp_path):
