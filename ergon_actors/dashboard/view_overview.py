@@ -43,7 +43,9 @@ def _supervisor(s: Snapshot) -> str:
         cpu = "-" if a.cpu_percent is None else f"{a.cpu_percent:.0f}%"
         state = '<span class="ok">ready</span>' if a.ready else (
             '<span class="warn">starting</span>' if a.alive else '<span class="bad">down</span>')
-        rows.append([esc(a.name), esc(a.pid or "-"), state, str(a.restarts), beat, rss, cpu,
+        causes = ", ".join(f"{cause} {n}" for cause, n in sorted(a.causes.items()))
+        restarts = f"{a.restarts}" + (f" ({esc(causes)})" if causes else "")
+        rows.append([esc(a.name), esc(a.pid or "-"), state, restarts, beat, rss, cpu,
                      esc(", ".join(str(c) for c in a.exit_codes) or "-")])
     return head + table(["actor", "pid", "state", "restarts", "heartbeat", "RSS", "CPU", "exit codes"], rows,
                         "actors")
