@@ -149,7 +149,7 @@ class FlowRecord:
     waiting_on: str | None = None  # while SUSPENDED: "signal:NAME", "child:FLOW_ID", "timer:NAME", "retry:STEP"
     cancel_requested: bool = False
     crashes: tuple[Crash, ...] = ()  # its workers' deaths while they held it, oldest first
-    suspect: bool = False  # crashed beside other flows: runs alone next, until a run ends cleanly
+    suspect: int = 0  # crashed: runs next in a group of at most this many flows, until a run ends cleanly
 
     @property
     def value(self) -> object:

@@ -104,10 +104,10 @@ class WorkerStatistics:
 class Worker(PyErgonBuilders):
     """Runs registered flow types from a store (the same code runs inside worker actors).
 
-    A suspect (a flow whose worker died beside other flows) runs alone: an idle worker claims
-    "solo" and may get one suspect and nothing else, and claims nothing more until that flow's
-    run ends. While suspects are due, a busy worker's claims get nothing, so it finishes what it
-    runs, becomes idle and claims solo.
+    Suspects (flows whose worker died) run in their groups: an idle worker claims "solo" and may
+    get a group of suspects and nothing else, and claims nothing more until their runs end.
+    While suspects are due, a busy worker's claims get nothing, so it finishes what it runs,
+    becomes idle and claims solo.
 
     Args:
         storage: the store, or the journal client inside a worker actor.
@@ -141,7 +141,7 @@ class Worker(PyErgonBuilders):
         self.observer = observer
         self._registry = Registry()
         self._running: dict[str, asyncio.Task[None]] = {}
-        self._suspect: str | None = None  # the suspect flow running here alone
+        self._suspects: set[str] = set()  # the group of suspect flows running here, with nothing else
         self._wake = asyncio.Event()  # a slot freed, new work committed, or stop
         storage.listen(self._wake)
         self._halt = asyncio.Event()
@@ -209,7 +209,7 @@ class Worker(PyErgonBuilders):
         idle = 0  # empty claims in a row with nothing running
         while not self._stopped.is_set():
             self._wake.clear()
-            free = 0 if self._suspect is not None else self.concurrency - len(self._running)
+            free = 0 if self._suspects else self.concurrency - len(self._running)
             got = 0
             try:
                 if free >= batch or (free > 0 and len(self._running) < batch):
@@ -218,6 +218,9 @@ class Worker(PyErgonBuilders):
                     for claim in claims:
                         self._spawn(claim)
                     got = len(claims)
+                    if self._suspects:
+                        log.info("worker %s runs %d suspect flows with nothing beside them (their worker died)",
+                                 self.worker_id, len(self._suspects))
                 if self._running and time.monotonic() >= renew_at:
                     await self.storage.renew_leases(self.worker_id, self.lease_seconds, tuple(self._running))
                     renew_at = time.monotonic() + self.lease_seconds / 3
@@ -261,9 +264,7 @@ class Worker(PyErgonBuilders):
         if old is not None:  # our earlier run of it was fenced off but has not unwound yet
             old.cancel()
         if claim.flow.suspect:
-            self._suspect = flow_id
-            log.info("worker %s runs suspect flow %s alone (its worker died beside other flows)",
-                     self.worker_id, flow_id)
+            self._suspects.add(flow_id)
         self._counts["started"] += 1
         task = asyncio.get_running_loop().create_task(self._run_flow(claim), name=flow_id)
         self._running[flow_id] = task
@@ -287,8 +288,7 @@ class Worker(PyErgonBuilders):
         finally:
             if self._running.get(flow.flow_id) is asyncio.current_task():
                 del self._running[flow.flow_id]
-                if self._suspect == flow.flow_id:
-                    self._suspect = None
+                self._suspects.discard(flow.flow_id)
             self._wake.set()
 
     def stop(self) -> None:

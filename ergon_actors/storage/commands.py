@@ -46,10 +46,11 @@ class ClaimFlows:
     bumps the flow's epoch. Re-sending the same request_id returns the same claims. With flow_id
     set only that flow is claimed; `steal` takes it even from a live lease (FlowBusyError if not).
 
-    A suspect (a flow whose worker died beside other flows) runs alone: while one of the worker's
-    flow types is due, a claim without `solo` (the worker runs nothing now) claims nothing, so
-    busy workers take no new flows until one is idle; a solo claim takes the earliest due
-    suspect and nothing else. A claim by flow_id takes its flow either way.
+    Suspects (flows whose worker died) run in groups: while one of the worker's flow types is
+    due, a claim without `solo` (the worker runs nothing now) claims nothing, so busy workers
+    take no new flows until one is idle; a solo claim takes the earliest due suspect and the next
+    due suspects whose group size is at least its own, up to its group size, and nothing else. A
+    claim by flow_id takes its flow either way.
     """
 
     worker_id: str
@@ -89,8 +90,9 @@ class RecordCrash:
 
     Each flow gets a Crash naming its step in flight. A crash of a worker that held only that
     flow is blamed on it; a flow with max_crashes blamed crashes is quarantined: FAILED with a
-    PoisonFlowError. Every other flow is PENDING again as a suspect, due after a random delay of
-    up to 50 ms so that flows released together do not wake together.
+    PoisonFlowError. Every other flow is PENDING again as a suspect whose group size is a quarter
+    of the flows the worker held (rounded up, never more than its size before), due after a
+    random delay of up to 50 ms so that flows released together do not wake together.
     """
 
     worker_id: str

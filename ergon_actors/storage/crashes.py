@@ -13,10 +13,11 @@ from ..core import Crash, Failure, FlowRecord, FlowStatus, StepStatus
 from ..errors import PoisonFlowError
 from .commands import RecordCrash
 
-__all__ = ["CAUSES", "JITTER", "check", "in_flight", "crashed", "poison_failure", "how"]
+__all__ = ["CAUSES", "JITTER", "SPLIT", "check", "in_flight", "group", "crashed", "poison_failure", "how"]
 
 CAUSES = ("exit", "signal", "hang", "memory")
 JITTER = 0.05  # seconds: a suspect is due again after a random delay of up to this
+SPLIT = 4      # a crash beside other flows cuts each one's group to this fraction of them
 
 
 def check(c: RecordCrash) -> None:
@@ -42,15 +43,24 @@ def in_flight(steps: Iterable[tuple[int, str, str]]) -> tuple[int, str | None]:
     return position, names.get(position)
 
 
-def crashed(flow: FlowRecord, c: RecordCrash, step: tuple[int, str | None], alone: bool,
+def group(held: int, before: int) -> int:
+    """The group size of a suspect whose worker died holding `held` flows: the most flows it may
+    run with (itself included) until its run ends; `before` is its size until then (0: none)."""
+    size = max(1, -(-held // SPLIT))
+    return min(size, before) if before else size
+
+
+def crashed(flow: FlowRecord, c: RecordCrash, step: tuple[int, str | None], held: int,
             now: float) -> FlowRecord:
-    """The flow after its worker's death: quarantined (FAILED), or a suspect PENDING again."""
-    crash = Crash(now, c.worker_id, c.cause, c.exit_code, c.signal, step[0], step[1], alone)
+    """The flow after the death of its worker, which held `held` flows: quarantined (FAILED), or
+    a suspect PENDING again."""
+    crash = Crash(now, c.worker_id, c.cause, c.exit_code, c.signal, step[0], step[1], held == 1)
     flow = replace(flow, crashes=(*flow.crashes, crash), owner=None, lease_expires=None, updated_at=now)
     if flow.blamed >= c.max_crashes:
         return replace(flow, status=FlowStatus.FAILED, error=poison_failure(flow.flow_id, flow.crashes),
-                       ready_at=None, suspect=False)
-    return replace(flow, status=FlowStatus.PENDING, ready_at=now + random.uniform(0, JITTER), suspect=True)
+                       ready_at=None, suspect=0)
+    return replace(flow, status=FlowStatus.PENDING, ready_at=now + random.uniform(0, JITTER),
+                   suspect=group(held, flow.suspect))
 
 
 def poison_failure(flow_id: str, crashes: Iterable[Crash]) -> Failure:

@@ -109,9 +109,10 @@ class InMemoryExecutionLog(LogBase):
         types = None if c.flow_types is None else set(c.flow_types)
         due = [f for f in self._flows.values() if runnable(f, now) and (types is None or f.flow_type in types)]
         due.sort(key=lambda f: (f.ready_at or 0.0, f.created_at))
-        suspects = [f.flow_id for f in due if f.suspect]
-        if suspects:  # it runs alone: only a worker that runs nothing takes it, and nothing else
-            return suspects[:1] if c.solo and c.limit > 0 else []
+        suspects = [f for f in due if f.suspect]
+        if suspects:  # they run in their groups: only a worker that runs nothing takes one, and nothing else
+            size = min(c.limit, suspects[0].suspect) if c.solo else 0
+            return [f.flow_id for f in suspects if f.suspect >= suspects[0].suspect][:size]
         return [f.flow_id for f in due[:c.limit]]
 
     def _RenewLeases(self, c: RenewLeases, now: float) -> int:
@@ -136,7 +137,7 @@ class InMemoryExecutionLog(LogBase):
         out = []
         for flow in held:
             step = in_flight((s.position, s.name, s.status) for s in self._steps[flow.flow_id].values())
-            flow = self._flows[flow.flow_id] = crashed(flow, c, step, len(held) == 1, now)
+            flow = self._flows[flow.flow_id] = crashed(flow, c, step, len(held), now)
             for event in crash_events(flow):
                 self._event(flow.flow_id, now, event)
             if flow.status in TERMINAL:
@@ -180,7 +181,7 @@ class InMemoryExecutionLog(LogBase):
             raise self._refuse(c, refused, now)
         assert flow is not None  # fence refuses a missing flow
         flow = self._flows[flow_id] = replace(flow, owner=None, lease_expires=None, updated_at=now,
-                                              suspect=False, **changes)
+                                              suspect=0, **changes)
         if event is not None:
             self._event(flow_id, now, event)
         if flow.status in TERMINAL:
@@ -260,7 +261,7 @@ class InMemoryExecutionLog(LogBase):
             self._event(c.flow_id, now, ("cancel_requested", {}))
         else:
             cancelled = self._flows[c.flow_id] = replace(
-                flow, status=FlowStatus.CANCELLED, ready_at=None, waiting_on=None, suspect=False,
+                flow, status=FlowStatus.CANCELLED, ready_at=None, waiting_on=None, suspect=0,
                 error=Failure.cancelled(c.flow_id), updated_at=now)
             self._event(c.flow_id, now, ("cancelled", {}))
             self._child_ended(cancelled, now)

@@ -27,7 +27,7 @@ from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, C
                        FinishFlow, FlowPage, ForkFlow, GetFlow, InvokeChild, ListFlows, LoadHistory, LoadSteps,
                        PutRecord, QueryFlows, RecordCrash, ReleaseWorker, RenewLeases, ResetStore, RetryFlow,
                        ScanRecords, Scheduled, ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals)
-from .crashes import JITTER, check, poison_failure
+from .crashes import JITTER, SPLIT, check, poison_failure
 from .events import FlowEvent, dumps, finish_event, scheduled_event, step_event, suspend_event
 from .records import dump_failure, load_crashes, load_failure
 from .redis_scripts import PRELUDE, SCRIPTS
@@ -105,7 +105,7 @@ def _record(fields: list[bytes]) -> FlowRecord:
         int(h[b"attempt"]), int(h[b"epoch"]), _text(g(b"owner")), _number(g(b"lease_expires")),
         _number(g(b"ready_at")), g(b"result"), _failure(g(b"error"), flow_id), _text(g(b"parent_id")),
         float(h[b"created_at"]), float(h[b"updated_at"]), _text(g(b"waiting_on")),
-        g(b"cancel_requested") is not None, load_crashes(g(b"crashes")), g(b"suspect") is not None)
+        g(b"cancel_requested") is not None, load_crashes(g(b"crashes")), int(g(b"suspect") or 0))
 
 
 def _step(packed: bytes | None) -> StepRecord | None:
@@ -323,7 +323,7 @@ class RedisExecutionLog(LogBase):
 
     def _RecordCrash(self, c: RecordCrash) -> Plan:
         check(c)
-        fields = [c.worker_id, c.exit_code, c.signal, c.cause, c.max_crashes, JITTER]
+        fields = [c.worker_id, c.exit_code, c.signal, c.cause, c.max_crashes, JITTER, SPLIT]
         return self._script("RecordCrash", fields), lambda r: [_flow(h) for h in _unpack(r)]
 
     def _AppendStep(self, c: AppendStep) -> Plan:

@@ -36,7 +36,7 @@ end
 local function queued(f)  -- in its type's ready set: waiting for ready_at
   return f and (f.status == 'PENDING' or f.status == 'SUSPENDED') and f.ready_at ~= nil
 end
-local function suspected(f)  -- in the suspects set: runs alone next
+local function suspected(f)  -- in the suspects set: runs in its group next
   return f ~= nil and f.suspect ~= nil and not TERMINAL[f.status]
 end
 local function poisoned(f)  -- in the quarantined set
@@ -168,21 +168,22 @@ SCRIPTS = {
     "ScheduleFlow": "return schedule(C[1], C[2], C[3], C[4], C[5], C[6], C[7])",
     # ClaimFlows {worker, request, limit, lease, types, flow_id, steal, solo}: lease runnable
     # flows, earliest due first, walking only the due head of each type's ready/lease sorted set.
-    # While a suspect of the types is due, only a solo claim takes anything: that suspect alone.
+    # While a suspect of the types is due, only a solo claim takes anything: the earliest due
+    # suspect and the next due ones whose group size is at least its own, up to its size.
     "ClaimFlows": r"""
 local worker, request, limit, lease, types, only, steal = C[1], C[2], C[3], C[4], C[5], C[6], C[7]
-local function due_suspect()  -- the earliest due suspect of the types (suspects are few)
-  local wanted, best, best_due = nil, nil, nil
+local function due_suspects()  -- the due suspects of the types, earliest first (suspects are few)
+  local wanted, due_ones = nil, {}
   if types then wanted = {} for _, t in ipairs(types) do wanted[t] = true end end
   for _, id in ipairs(redis.call('SMEMBERS', P .. ':suspects')) do
     local f = get(id)
     local due = f.status == 'RUNNING' and tonumber(f.lease_expires) or tonumber(f.ready_at)
-    if due and due <= NOW and (not wanted or wanted[f.flow_type])
-        and (not best or due < best_due or (due == best_due and id < best)) then
-      best, best_due = id, due
+    if due and due <= NOW and (not wanted or wanted[f.flow_type]) then
+      due_ones[#due_ones + 1] = {id, due, tonumber(f.suspect)}
     end
   end
-  return best
+  table.sort(due_ones, function(a, b) if a[2] ~= b[2] then return a[2] < b[2] end return a[1] < b[1] end)
+  return due_ones
 end
 local last, ids = k('lastclaim', worker), {}
 if redis.call('HGET', last, 'request') == request then  -- a re-send: answer the first claim again
@@ -199,9 +200,12 @@ else
     end
     if not TERMINAL[f.status] then ids = {only} end
   elseif limit > 0 then
-    local suspect = due_suspect()
-    if suspect then
-      if C[8] then ids = {suspect} end
+    local suspects = due_suspects()
+    if #suspects > 0 then
+      local size = suspects[1][3]
+      for _, sus in ipairs(suspects) do
+        if C[8] and #ids < math.min(limit, size) and sus[3] >= size then ids[#ids + 1] = sus[1] end
+      end
     else
       local seen, found = {}, {}
       for _, t in ipairs(types or redis.call('SMEMBERS', P .. ':types')) do
@@ -527,10 +531,11 @@ out[#out + 1] = 'due'; out[#out + 1] = due
 local quarantined = redis.call('SCARD', P .. ':quarantined')
 if quarantined > 0 then out[#out + 1] = 'quarantined'; out[#out + 1] = quarantined end
 return out""",
-    # RecordCrash {worker, exit_code, signal, cause, max_crashes, jitter}: record the crash on
-    # each RUNNING flow of the worker (see storage/crashes.py, whose rules this follows): blamed
-    # when it held only that flow; quarantined at max_crashes blamed crashes, else a suspect due
-    # after a spread of up to `jitter` seconds (from a hash: a script's math.random repeats)
+    # RecordCrash {worker, exit_code, signal, cause, max_crashes, jitter, split}: record the crash
+    # on each RUNNING flow of the worker (see storage/crashes.py, whose rules this follows):
+    # blamed when it held only that flow; quarantined at max_crashes blamed crashes, else a
+    # suspect in a group of 1/split of the flows held (never more than before), due after a
+    # spread of up to `jitter` seconds (from a hash: a script's math.random repeats)
     # -> the flows' hashes, packed.
     "RecordCrash": r"""
 local worker, max_crashes, jitter = C[1], C[5], C[6]
@@ -564,7 +569,9 @@ for i, f in ipairs(held) do
     new.error = POISON .. cmsgpack.pack({id, new.crashes})
   else
     local spread = tonumber(string.sub(redis.sha1hex(id .. ':' .. NOW), 1, 8), 16) / 4294967295
-    new.status, new.ready_at, new.suspect = 'PENDING', NOW + jitter * spread, '1'
+    local size = math.max(1, math.ceil(#held / C[7]))
+    if f.suspect then size = math.min(size, tonumber(f.suspect)) end
+    new.status, new.ready_at, new.suspect = 'PENDING', NOW + jitter * spread, size
   end
   save(new, f)
   event(id, 'crashed', {worker = worker, cause = C[4], exit_code = C[2] or cjson.null, signal = C[3] or cjson.null,

@@ -58,7 +58,7 @@ def retried(flow: FlowRecord, now: float) -> FlowRecord:
     if flow.status not in RETRYABLE:
         raise FlowStateError(flow.flow_id, flow.status, "retry")
     return replace(flow, status=FlowStatus.PENDING, attempt=flow.attempt + 1, ready_at=now, owner=None,
-                   lease_expires=None, result=None, waiting_on=None, cancel_requested=False, suspect=False,
+                   lease_expires=None, result=None, waiting_on=None, cancel_requested=False, suspect=0,
                    updated_at=now)
 
 

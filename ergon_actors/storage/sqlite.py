@@ -70,12 +70,14 @@ def _next_due(types: int | None) -> str:
 
 
 @functools.lru_cache(maxsize=32)
-def _suspect_due(types: int | None) -> str:
-    """SQL for the earliest due suspect of `types` named types (:t0, :t1, ...) or of any; suspects
-    are few, and the partial index on them makes this one probe while there are none."""
+def _suspects_due(types: int | None) -> str:
+    """SQL for the earliest due suspects of `types` named types (:t0, :t1, ...) or of any, whose
+    group size is at least :size, at most :n of them; suspects are few, and the partial index on
+    them makes this one probe while there are none."""
     where = "" if types is None else "AND flow_type IN (" + ", ".join(f":t{i}" for i in range(types)) + ") "
-    return (f"SELECT flow_id FROM flows INDEXED BY flows_suspect WHERE suspect = 1 {where}AND {_DUE} "
-            "ORDER BY CASE status WHEN 'RUNNING' THEN lease_expires ELSE ready_at END, flow_id LIMIT 1")
+    return (f"SELECT flow_id, suspect FROM flows INDEXED BY flows_suspect WHERE suspect > 0 AND suspect >= :size "
+            f"{where}AND {_DUE} ORDER BY CASE status WHEN 'RUNNING' THEN lease_expires ELSE ready_at END, "
+            "flow_id LIMIT :n")
 
 
 T = TypeVar("T")
@@ -337,9 +339,10 @@ class SqliteExecutionLog(SqliteOperations, SqliteRecords, LogBase):
             params: dict[str, object] = {"now": now, "n": c.limit}
             types = None if c.flow_types is None else len(c.flow_types)
             params.update({f"t{i}": name for i, name in enumerate(c.flow_types or ())})
-            suspect = db.execute(_suspect_due(types), params).fetchone()
-            if suspect is not None:  # it runs alone: only a worker that runs nothing takes it, and nothing else
-                ids = [suspect[0]] if c.solo and c.limit > 0 else []
+            first = db.execute(_suspects_due(types), {**params, "size": 1, "n": 1}).fetchone()
+            if first is not None:  # suspects run in their groups: only a worker that runs nothing takes one
+                size = {"size": first[1], "n": min(c.limit, first[1]) if c.solo else 0}
+                ids = [r[0] for r in db.execute(_suspects_due(types), {**params, **size})]
             else:
                 ids = [r[0] for r in db.execute(_claimable(types), params)]
         self._batch_claims[c.worker_id] = c.request_id
@@ -392,7 +395,7 @@ class SqliteExecutionLog(SqliteOperations, SqliteRecords, LogBase):
         out = []
         for flow in held:
             steps = db.execute("SELECT position, name, status FROM steps WHERE flow_id = ?", (flow.flow_id,))
-            flow = crashed(flow, c, in_flight(steps), len(held) == 1, now)
+            flow = crashed(flow, c, in_flight(steps), len(held), now)
             db.execute("UPDATE flows SET status = ?, owner = NULL, lease_expires = NULL, ready_at = ?, error = ?, "
                        "crashes = ?, suspect = ?, quarantined = ?, updated_at = ? WHERE flow_id = ?",
                        (flow.status, flow.ready_at, None if flow.error is None else dump_failure(flow.error),

@@ -22,7 +22,6 @@ def flow_row(row: tuple[Any, ...]) -> FlowRecord:
         values[11] = load_failure(values[11])
     values[16] = bool(values[16])
     values[17] = load_crashes(values[17])
-    values[18] = bool(values[18])
     return FlowRecord(*values)
 
 

@@ -11,7 +11,7 @@ from ..errors import SchemaVersionError, StoreError
 
 __all__ = ["SCHEMA_VERSION", "APPLICATION_ID", "open_schema"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 APPLICATION_ID = 0x45524731  # "ERG1": marks a file as ours before we touch its tables
 
 # The first schema. Every later change is a migration in _MIGRATIONS, applied to new files too,
@@ -57,6 +57,11 @@ CREATE TABLE events (flow_id TEXT NOT NULL, seq INTEGER NOT NULL, at REAL NOT NU
     data TEXT NOT NULL, PRIMARY KEY (flow_id, seq)) WITHOUT ROWID;
 CREATE INDEX flows_created ON flows (created_at);
 CREATE INDEX flows_status_created ON flows (status, created_at);
+""",
+    # 4: a suspect's mark is its group size (storage.crashes.group), no longer only 1
+    3: """
+DROP INDEX flows_suspect;
+CREATE INDEX flows_suspect ON flows (flow_type) WHERE suspect > 0;
 """,
 }
 

@@ -1,13 +1,16 @@
 """Poison flows under `run`: a flow whose step kills its worker (exit, segfault, memory, a blocked
 event loop) is quarantined, blamed exactly, and never stops the service."""
 
+import asyncio
+import os
+import signal
 import time
 
 import pytest
 
 from ergon_actors.errors import PoisonFlowError
 from ergon_actors.runtime import Supervisor
-from tests.helpers import assert_no_step_ran_after_ack, read_ledger, run, wait_until_async
+from tests.helpers import assert_no_step_ran_after_ack, read_ledger, run, starts, wait_until_async
 from tests.runtime.conftest import FLOWS
 from tests.runtime.flows import LedgerFlow, expected
 from tests.runtime.test_faults import _flows, _schedule
@@ -93,3 +96,35 @@ def test_a_worker_over_its_limit_is_recycled_without_losing_or_failing_a_flow(tm
 
 async def _recycled(sup: Supervisor) -> bool:
     return sup.snapshot().recycles >= 1
+
+
+def test_flows_of_a_killed_worker_run_again_in_groups_not_one_at_a_time(tmp_path):
+    ledger = str(tmp_path / "ledger")
+    keys = [f"g{i:03d}" for i in range(120)]
+
+    async def body():
+        async with Supervisor(FLOWS, store=f"sqlite:///{tmp_path}/journal.db", workers=1, concurrency=160) as sup:
+            ids = [await sup.schedule(LedgerFlow(k, ledger, "hang-once:1"), k) for k in keys]
+            await wait_until_async(lambda: asyncio.to_thread(_all_started, ledger, keys, 1), timeout=60,
+                                   what="every flow in step 1 on the one worker")
+            os.kill(sup.pids()["worker-0"], signal.SIGKILL)
+            for flow_id in ids:
+                assert await sup.result(flow_id, timeout=60) == expected(flow_id)
+            claims = set()
+            for flow_id in ids:
+                history = await sup.client.load_history(flow_id)
+                crash = next(i for i, e in enumerate(history) if e.kind == "crashed")
+                claims |= {e.at for e in history[crash:] if e.kind == "claimed"}
+                flow = await sup.client.get_flow(flow_id)
+                assert len(flow.crashes) == 1 and flow.blamed == 0 and not flow.suspect, flow
+            # a quarter of 120 flows at a time: 4 claims; one at a time would be 120
+            assert len(claims) <= 8, f"{len(claims)} claims ran the 120 flows again"
+            assert sup.snapshot().crashes == 1
+
+    run(body(), 150)
+    assert_no_step_ran_after_ack(read_ledger(ledger), keys, 3)
+
+
+def _all_started(ledger: str, keys: list[str], position: int) -> bool:
+    begun = starts(read_ledger(ledger))
+    return all(position in begun.get(key, []) for key in keys)

@@ -232,3 +232,74 @@ def test_record_crash_with_bad_content_fails_alone(store):
         flow = await log.get_flow("a")
         assert (flow.status, flow.crashes) == (FlowStatus.RUNNING, ())
     store.run(body)
+
+
+def test_a_crash_beside_many_flows_makes_suspects_in_groups_of_a_quarter_of_them(store):
+    async def body(log):
+        names = [f"s{i:02d}" for i in range(10)]
+        await suspects(log, *names)
+        flows = [await log.get_flow(name) for name in names]
+        assert {f.suspect for f in flows} == {3}  # ceil(10 / SPLIT)
+        assert await log.claim("busy", 10, LEASE) == []  # busy workers still take nothing
+        groups = [ids(await log.claim(f"w{i}", 10, LEASE, solo=True)) for i in range(5)]
+        assert [len(g) for g in groups] == [3, 3, 3, 1, 0]
+        assert sorted(name for group in groups for name in group) == names
+        assert ids(await log.claim("small", 10, LEASE, solo=True)) == []
+    store.run(body)
+
+
+def test_a_solo_claim_takes_no_more_than_its_limit_of_a_group(store):
+    async def body(log):
+        await suspects(log, *(f"s{i}" for i in range(8)))
+        assert len(await log.claim("w2", 1, LEASE, solo=True)) == 1
+        assert len(await log.claim("w3", 5, LEASE, solo=True)) == 2
+    store.run(body)
+
+
+def test_a_group_never_grows_and_takes_only_suspects_allowed_as_many_beside_them(store):
+    async def body(log):
+        await suspects(log, *(f"big{i}" for i in range(8)))  # groups of 2
+        await log.schedule_flow("lone", "Order", b"x")
+        await claim_one(log, "lone", "w9")
+        await crash(log, "w9")  # blamed, a group of 1
+        await until_due(log, 9)
+        for flow_id in ("lone", "big0", "big1"):  # a claim by flow_id takes them together
+            await claim_one(log, flow_id, "w8")
+        after = {f.flow_id: f.suspect for f in await crash(log, "w8", SEGV)}
+        assert after == {"lone": 1, "big0": 1, "big1": 1}  # ceil(3 / SPLIT), never more than before
+        await until_due(log, 9)
+        groups = []
+        while claims := await log.claim(f"w{len(groups)}", 10, LEASE, solo=True):
+            groups.append(sorted(ids(claims)))
+        assert sorted(len(g) for g in groups) == [1, 1, 1, 2, 2, 2]
+        assert all(len(g) == 1 for g in groups if set(g) & {"lone", "big0", "big1"})
+    store.run(body)
+
+
+def test_a_poison_flow_among_many_is_quarantined_in_few_crashes_and_blames_no_other(store):
+    async def body(log):
+        names = [f"f{i:03d}" for i in range(100)]
+        for name in names:
+            await log.schedule_flow(name, "Order", b"x")
+        assert len(await log.claim("w0", 100, LEASE)) == 100
+        crashes, claims = 0, 0
+        await crash(log, "w0")
+        crashes += 1
+        while (flow := await log.get_flow("f042")).status != FlowStatus.FAILED:
+            await until_due(log, 1)
+            got = await log.claim(f"w{crashes}-{claims}", 100, LEASE, solo=True)
+            claims += 1
+            if "f042" in ids(got):  # the poison flow kills the worker that runs it
+                await crash(log, f"w{crashes}-{claims - 1}")
+                crashes += 1
+            else:
+                for claim in got:
+                    await log.finish_flow(claim.flow.flow_id, claim.flow.epoch, FlowStatus.COMPLETE, result=b"r")
+        assert flow.quarantined and flow.blamed == 3
+        assert crashes <= 4 + 3  # 100 -> 25 -> 7 -> 2 -> 1 flows beside it, then blamed 3 times
+        assert claims <= 30  # its 99 neighbours ran in groups (one by one would take over 100 claims)
+        for name in names:
+            other = await log.get_flow(name)
+            if name != "f042":
+                assert other.status == FlowStatus.COMPLETE and other.blamed == 0, other
+    store.run(body)

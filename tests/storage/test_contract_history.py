@@ -194,7 +194,7 @@ def test_history_of_crashes_quarantine_and_a_retry_of_the_poison_flow(store):
 
         await log.retry_failed("p/0")  # an operator retries it, e.g. after a fix
         again = await log.get_flow("p/0")
-        assert (again.status, again.quarantined, again.suspect, again.attempt) == ("PENDING", False, False, 2)
+        assert (again.status, again.quarantined, again.suspect, again.attempt) == ("PENDING", False, 0, 2)
         assert len(again.crashes) == 1  # what happened stays recorded
         assert (await log.count_flows()).get("quarantined", 0) == 0
         assert story(await log.load_history("p/0"))[-1] == ("retried", {"attempt": 2})

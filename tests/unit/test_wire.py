@@ -29,7 +29,7 @@ FLOW = FlowRecord("f", "Order", b"args", FlowStatus.RUNNING, "v1", 2, 7, "w", 1.
                   Failure("x:Y", "m"), "p", 3.0, 4.0, "signal:go", True,
                   (Crash(5.0, "w0", "signal", None, 11, 2, "charge", False),
                    Crash(6, "w1", "exit", 1, None, 0, None, True)),
-                  True)
+                  2)
 COMMANDS = [
     ScheduleFlow("f", "Order", b"a", "v1", 1.0, "p"), ClaimFlows("w", "r1", 10, 5.0, ("A", "B"), None, False),
     RenewLeases("w", 5.0, ("f", "g")), ReleaseWorker("w"), AppendStep("f", 7, STEP),
