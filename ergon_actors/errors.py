@@ -164,6 +164,11 @@ class BrokenActorError(ErgonError):
         self.exit_code = exit_code
 
 
+class BrokenStoreError(BrokenActorError, StoreError):
+    """Raised when the supervisor gives up because its journal stopped on a broken (corrupt)
+    store, which no restart can mend."""
+
+
 class RestartIntensityError(ErgonError):
     """Raised when actors restarted more often than the restart intensity allows.
 

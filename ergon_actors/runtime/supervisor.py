@@ -28,7 +28,7 @@ import zmq.asyncio
 from .. import codec
 from ..config import Settings, public_store_url
 from ..core import FlowRecord
-from ..errors import (ActorStoppedError, BrokenActorError, ErgonError, ProtocolError, TimeoutExpired,
+from ..errors import (ActorStoppedError, BrokenActorError, BrokenStoreError, ErgonError, ProtocolError, TimeoutExpired,
                       UnknownFlowTypeError)
 from ..executor import Outcome, Scheduler
 from ..storage.crashes import JITTER
@@ -160,7 +160,7 @@ class Supervisor:
             return
         actor.exit_codes.append(code)
         if actor.role == "journal" and code == EXIT_STORE:
-            self._fail(BrokenActorError(f"the journal stopped: its store {public_store_url(self.settings.store)} "
+            self._fail(BrokenStoreError(f"the journal stopped: its store {public_store_url(self.settings.store)} "
                                         "is broken (its error is logged above); restarting cannot help",
                                         actor=actor.label, exit_code=code))
             return

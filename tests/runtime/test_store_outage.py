@@ -2,7 +2,7 @@
 
 No flow fails, no acknowledged step is lost or runs again, the log stays short, and every flow
 completes once the store recovers: SQLite on a full disk, Redis SIGSTOPped, Redis killed and
-restarted.
+restarted. A store broken for good (a corrupt file) stops the journal and `run` gives up.
 """
 
 import os
@@ -10,8 +10,10 @@ import signal
 import sqlite3
 import time
 
+import psutil
 import pytest
 
+from ergon_actors.chaos.procs import still_alive
 from tests.helpers import assert_no_step_ran_after_ack, read_ledger, wait_until
 from tests.redis_server import RedisServer
 from tests.runtime.conftest import FLOWS
@@ -84,3 +86,25 @@ def test_redis_down_holds_every_write_until_it_is_back(tmp_path, cli_logged, fau
         if server.pid is not None:
             os.kill(server.pid, signal.SIGCONT)
         server.stop()
+
+
+def test_a_store_broken_for_good_stops_the_journal_and_run_gives_up_with_the_store_exit_code(tmp_path, cli_logged):
+    ledger = str(tmp_path / "ledger")
+    db = tmp_path / "journal.db"
+    url = f"sqlite:///{db}"
+    schedule(url, [LedgerFlow(k, ledger, "sleep:0.3", steps=STEPS) for k in KEYS])
+    proc = cli_logged("run", FLOWS, "--store", url, "--workers", "2", "--until-idle")
+    wait_until(lambda: os.path.exists(ledger) and len(read_ledger(ledger)) >= 20, timeout=60, what="work under way")
+    children = psutil.Process(proc.pid).children(recursive=True)
+    assert len(children) == 3, children  # the journal and two workers
+    logged = len(proc.stderr_text())
+    for path in (db, db.with_name("journal.db-wal"), db.with_name("journal.db-shm")):
+        with open(path, "r+b") as f:  # in place: the journal's open file and mapped index see it
+            f.write(b"\xa5" * os.path.getsize(path))
+    assert proc.wait(timeout=60) == 5  # STORE, as for a store that cannot be opened
+    during = proc.stderr_text()[logged:]
+    assert "its store is broken: StoreError" in during and "file is not a database" in during, during[-3000:]
+    assert "supervisor giving up: the journal stopped: its store" in during, during[-3000:]
+    assert "\nerror: the journal stopped: its store" in during, during[-3000:]  # run's own last word
+    assert len(during.splitlines()) < 50, during[-3000:]  # no log line per attempt
+    assert still_alive(children, 5.0) == []  # no actor outlives the supervisor that gave up
