@@ -14,12 +14,12 @@ from __future__ import annotations
 from .chaos import (FAULTS, ChaosError, ChaosProgress, ChaosReport, FaultRecord, Ledger, LedgerEntry,
                     RecoveryStats, Violation, chaos_run, ledger, read_ledger)
 from .chaos.procs import RedisServer
-from .chaos.kinds import (CHILD_DIFFERS, NEVER_RAN, NOT_FINISHED, ORPHAN, PHANTOM_EPOCH, RAN_AGAIN,
-                          RETRY_COUNT, SIGNAL_DELIVERY, STEP_DIFFERS, STEP_LOST, STEP_UNEXPECTED, WOKE_EARLY,
-                          WRONG_RESULT)
+from .chaos.kinds import (BLAMED, CHILD_DIFFERS, NEVER_RAN, NOT_FINISHED, NOT_QUARANTINED, ORPHAN, PHANTOM_EPOCH,
+                          RAN_AGAIN, RETRY_COUNT, SIGNAL_DELIVERY, STEP_DIFFERS, STEP_LOST, STEP_UNEXPECTED,
+                          WOKE_EARLY, WRONG_RESULT)
 
 __all__ = ["chaos_run", "ledger", "RedisServer", "Ledger", "LedgerEntry", "read_ledger", "ChaosReport", "ChaosProgress",
            "FaultRecord", "RecoveryStats", "Violation", "ChaosError", "FAULTS",
            "NOT_FINISHED", "WRONG_RESULT", "STEP_LOST", "STEP_DIFFERS", "STEP_UNEXPECTED", "NEVER_RAN",
            "RAN_AGAIN", "PHANTOM_EPOCH", "RETRY_COUNT", "WOKE_EARLY", "SIGNAL_DELIVERY", "CHILD_DIFFERS",
-           "ORPHAN"]
+           "ORPHAN", "NOT_QUARANTINED", "BLAMED"]

@@ -35,6 +35,7 @@ INTERVAL = (0.4, 1.0)  # seconds between two faults
 TARGET_WAIT = 15.0     # how long a fault waits for its target to be up (a restart in progress)
 BUSY_WAIT = 2.0        # how long a worker fault waits for a worker holding flows, else hits an idle one
 ORPHAN_WAIT = 2.0      # a supervisor's children must be gone this long after it died
+RESUMED = 3.0          # a resumed worker's mark is taken back this long after its SIGCONT
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,14 +255,18 @@ class Harness:
             victim = pool[int(plan.pick * len(pool))]
             affected = frozenset(f for f, owner in running.items() if owner == victim.worker_id)
         wall = time.time()
+        if role == "worker":  # a stopped worker may be killed as hung: either way, the harness's doing
+            self.sup.marks.mark(victim.pid)
         if plan.kind == "stop-worker":
             if not victim.signal(signal.SIGSTOP):
+                self.sup.marks.unmark(victim.pid)
                 return
             self._stopped[victim.pid] = (victim, asyncio.get_running_loop().create_task(
                 self._resume_later(victim, plan.pause)))
             note = f"stopped {plan.pause:.1f}s"
         else:
             if not victim.signal(signal.SIGKILL):
+                self.sup.marks.unmark(victim.pid)
                 return
             note = ""
         self._record(plan.kind, f"{victim.name} (pid {victim.pid})", wall, affected, victim.pid, note)
@@ -270,6 +275,8 @@ class Harness:
         await asyncio.sleep(pause)
         self._stopped.pop(actor.pid, None)
         actor.signal(signal.SIGCONT)
+        await asyncio.sleep(RESUMED)  # its heartbeats are back: a later death is no longer ours
+        self.sup.marks.unmark(actor.pid)
 
     async def _kill_supervisor(self) -> None:
         deadline = time.monotonic() + TARGET_WAIT  # hit a supervisor whose actors all run

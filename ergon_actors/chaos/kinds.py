@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 __all__ = ["Reporter", "KINDS", "NOT_FINISHED", "WRONG_RESULT", "STEP_LOST", "STEP_DIFFERS", "STEP_UNEXPECTED",
            "NEVER_RAN", "RAN_AGAIN", "PHANTOM_EPOCH", "RETRY_COUNT", "WOKE_EARLY", "SIGNAL_DELIVERY",
-           "CHILD_DIFFERS", "ORPHAN"]
+           "CHILD_DIFFERS", "ORPHAN", "NOT_QUARANTINED", "BLAMED"]
 
 NOT_FINISHED = "not-finished"        # the flow did not end as in the fault-free run
 WRONG_RESULT = "wrong-result"        # it ended so, with another result or error
@@ -21,9 +21,11 @@ WOKE_EARLY = "woke-early"            # the flow went on past a timer, signal or 
 SIGNAL_DELIVERY = "signal-delivery"  # a signal delivered more or less than once, or never sent
 CHILD_DIFFERS = "child-differs"      # a parent's child record does not match the child flow
 ORPHAN = "orphan"                    # a process outlived its supervisor
+NOT_QUARANTINED = "not-quarantined"  # a declared poison flow did not end quarantined
+BLAMED = "blamed"                    # a flow not declared poison was blamed for a worker's death
 
 KINDS = (NOT_FINISHED, WRONG_RESULT, STEP_LOST, STEP_DIFFERS, STEP_UNEXPECTED, NEVER_RAN, RAN_AGAIN,
-         PHANTOM_EPOCH, RETRY_COUNT, WOKE_EARLY, SIGNAL_DELIVERY, CHILD_DIFFERS, ORPHAN)
+         PHANTOM_EPOCH, RETRY_COUNT, WOKE_EARLY, SIGNAL_DELIVERY, CHILD_DIFFERS, ORPHAN, NOT_QUARANTINED, BLAMED)
 
 Reporter = Callable[[str, str | None, int | None, str], None]
 """report(kind, flow_id, position, detail): how a rule reports a violation (the first per key is kept)."""

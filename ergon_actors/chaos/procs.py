@@ -24,6 +24,7 @@ from ..errors import ErgonError
 from ..runtime import rundir
 from ..runtime.snapshot import Snapshot
 from ..runtime.transport import kill_with_parent
+from .marks import KillMarks
 
 __all__ = ["ChaosError", "Actor", "SupervisorProcess", "RedisServer", "still_alive"]
 
@@ -74,12 +75,15 @@ class SupervisorProcess:
 
     Each incarnation logs to its own file in `work_dir`. Its actors, their worker ids and the
     writes its journal refused are read from the status snapshot it keeps in its run directory.
+    `marks` tells it which worker deaths the harness caused (chaos.marks).
     """
 
     def __init__(self, modules: list[str], store: str, workers: int, env: dict[str, str],
                  work_dir: Path, grace: float, fault_plan: str = "") -> None:
         self.command = [sys.executable, "-m", "ergon_actors.chaos.supervise", *modules, "--store", store,
                         "--workers", str(workers), "--grace", str(grace)]
+        self.marks = KillMarks(work_dir / "kill-marks")
+        self.command += ["--kill-marks", str(self.marks.directory)]
         if fault_plan:
             self.command += ["--fault-plan", fault_plan]
         self.env = env

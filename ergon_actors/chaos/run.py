@@ -4,7 +4,9 @@ The chaos process owns the store (a temporary SQLite file unless told otherwise)
 flows into it, and runs the supervisor under test as a child process (ergon_actors.chaos.supervise:
 `python -m ergon_actors run` plus the test-only fault plan); its journal and workers are the
 actors the faults hit. Meanwhile the same flows run fault-free in this process (an in-process
-Worker on an in-memory store) to give the results every flow must end with.
+Worker on an in-memory store) to give the results every flow must end with; the poison flows a
+module declares are left out there, and must end quarantined here with no other flow blamed.
+The harness marks its own kills (chaos.marks), so they are never blamed on a flow.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ from .faults import FAULTS, LEASE, PAUSE, Harness, fault_schedule
 from .faulty import parse_plan
 from .ledger import LEDGER_ENV, read_ledger
 from .procs import RedisServer, SupervisorProcess
-from .reference import histories, observe, reference_run
-from .report import ChaosProgress, ChaosReport, RecoveryStats
+from .blame import check_blame
+from .reference import ALL, histories, observe, reference_run
+from .report import ChaosProgress, ChaosReport, RecoveryStats, Violation
 from .stimuli import Sender, declared
 from .verify import HistoryOrder, recovery_samples, verify
 
@@ -77,7 +80,8 @@ async def chaos_run(module: str, flows: int | Sequence[object] = 50, *, schedule
         module: the module whose @flow_type classes the supervisor serves.
         flows: flow instances, or how many to build with the factory (`schedule`, else
             MODULE.chaos_flows(n, seed)). The factory's module (else `module`) may declare
-            chaos_signals(flows) and chaos_cancels(flows): the run sends and cancels them.
+            chaos_signals(flows) and chaos_cancels(flows): the run sends and cancels them; and
+            chaos_poison(flows): flows whose step kills its worker, which must end quarantined.
         schedule: "MODULE:function", a factory called as function(n, seed).
         workers: worker processes.
         store: None (a temporary SQLite file), "redis" (a redis-server started and killed by the
@@ -130,6 +134,7 @@ async def chaos_run(module: str, flows: int | Sequence[object] = 50, *, schedule
     ledger_path = str(work / "ledger.jsonl")
     tag = uuid.uuid4().hex[:6]
     ids = [f"chaos-{seed}-{tag}-{i:04d}" for i in range(len(instances))]
+    poison = {ids[i] for i in stimuli.poison}
     sup = SupervisorProcess(modules, url, workers, _child_env(ledger_path), work, GRACE, fault_plan)
     reference = asyncio.get_running_loop().create_task(
         reference_run(instances, ids, classes, stimuli, settle_timeout))
@@ -162,6 +167,7 @@ async def chaos_run(module: str, flows: int | Sequence[object] = 50, *, schedule
         expected = await reference
         observed = await observe(handle, expected)
         commits = HistoryOrder(await histories(handle, expected))
+        records = [f for f in await handle.list_flows(limit=ALL) if f.flow_id in expected or f.flow_id in poison]
     finally:
         stop_watching.set()
         for task in (watcher, sending):
@@ -180,8 +186,11 @@ async def chaos_run(module: str, flows: int | Sequence[object] = 50, *, schedule
             await asyncio.gather(reference, return_exceptions=True)
     entries = read_ledger(ledger_path)
     verdict = verify(expected, observed, entries, sent=sender.sent, commits=commits)
+    blamed: list[Violation] = []
+    quarantined = check_blame(records, poison, lambda *v: blamed.append(Violation(*v)))
     samples = recovery_samples(((f.record.kind, f.wall, f.affected, f.victim) for f in harness.faults), entries)
-    violations = tuple(harness.violations) + verdict.violations
+    violations = tuple(harness.violations) + verdict.violations + tuple(blamed)
+    verified = {**verdict.verified, **({"quarantined flow": quarantined} if quarantined else {})}
     notes += harness.notes
     if verdict.unrecorded_steps:
         notes.append("steps that never called ledger.record() (not checked against the ledger): "
@@ -189,9 +198,9 @@ async def chaos_run(module: str, flows: int | Sequence[object] = 50, *, schedule
     if not entries:
         notes.append("the ledger is empty: no step calls ledger.record(), so only the journal was checked")
     statuses: dict[str, int] = {}
-    for summary in (observed.get(flow_id) for flow_id in ids):
-        if summary is not None:
-            statuses[summary.status] = statuses.get(summary.status, 0) + 1
+    ended = [s.status for s in (observed.get(flow_id) for flow_id in ids) if s is not None]
+    for status in ended + [f.status for f in records if f.flow_id in poison]:
+        statuses[status] = statuses.get(status, 0) + 1
     kept = bool(violations) or keep
     if not kept:
         shutil.rmtree(work, ignore_errors=True)
@@ -204,7 +213,7 @@ async def chaos_run(module: str, flows: int | Sequence[object] = 50, *, schedule
         recovery=RecoveryStats.of([t for kind in samples.values() for t in kind]),
         supervisors=harness.supervisors, violations=violations,
         recovery_by_kind={kind: RecoveryStats.of(found) for kind, found in samples.items()},
-        verified=verdict.verified, signals=len(sender.sent), signals_after_fault=sender.after_fault,
+        verified=verified, signals=len(sender.sent), signals_after_fault=sender.after_fault,
         cancels=sender.cancelled, notes=tuple(notes), work_dir=str(work) if kept else None)
 
 
@@ -258,7 +267,6 @@ def _child_env(ledger_path: str) -> dict[str, str]:
         "ERGON_RESEND_AFTER": "0.5",                     # a restarted journal gets requests soon
         "ERGON_MAX_RESTARTS": "1000000",                 # chaos kills far more than any policy allows
         "ERGON_RESTART_PERIOD": "1",
-        "ERGON_MAX_CRASHES": "1000000",                  # its kills are no flow's fault: quarantine none
         "ERGON_READY_TIMEOUT": "10",
     })
     return env

@@ -1,14 +1,16 @@
-"""What a chaos run does to flows from outside: the signals and cancellations a module declares.
+"""What a chaos run does to flows from outside: the signals and cancellations a module declares,
+and the poison flows it declares (flows whose step kills its worker, to be quarantined).
 
     def chaos_signals(flows: list) -> dict[str, object]: ...   # signal name -> payload
     def chaos_cancels(flows: list) -> list: ...                # flows to cancel once they wait
+    def chaos_poison(flows: list) -> list: ...                 # flows that kill their worker
 
 Both are optional functions of the module that builds the flows. The run sends every declared
 signal once, at a seeded moment of the fault phase (about half of them right after a fault
 hits, while its victim is down), and every declared signal that is still unsent when the fault
 phase ends. It cancels each declared flow once that flow is suspended waiting for a signal, so
 its journal is the same in every run. The fault-free run gets the same signals at its start and
-the same cancellations.
+the same cancellations, and does not run the poison flows (they would kill it).
 """
 
 from __future__ import annotations
@@ -26,29 +28,33 @@ from .. import codec
 from ..errors import ConfigError, ErgonError
 from ..storage.base import LogBase
 
-__all__ = ["Stimuli", "declared", "Sender", "SIGNALS", "CANCELS", "waits_for_signal"]
+__all__ = ["Stimuli", "declared", "Sender", "SIGNALS", "CANCELS", "POISON", "waits_for_signal"]
 
 log = logging.getLogger(__name__)
 
 SIGNALS = "chaos_signals"
 CANCELS = "chaos_cancels"
+POISON = "chaos_poison"
 AFTER_FAULT = 0.5  # the share of signals sent right after a fault rather than at their moment
 
 
 @dataclass(frozen=True, slots=True)
 class Stimuli:
-    """The signals (name -> encoded payload) and the flows to cancel (indexes into the flows)."""
+    """The signals (name -> encoded payload), the flows to cancel and the poison flows (indexes
+    into the flows)."""
 
     signals: Mapping[str, bytes]
     cancels: tuple[int, ...]
+    poison: tuple[int, ...] = ()
 
 
 def declared(module: str, flows: list[object]) -> Stimuli:
-    """What `module` declares with chaos_signals(flows) and chaos_cancels(flows), if it does.
+    """What `module` declares with chaos_signals(flows), chaos_cancels(flows) and
+    chaos_poison(flows), if it does.
 
     Raises:
         ConfigError: a declaration of the wrong shape, a payload that does not encode, or a
-            flow to cancel that is not one of `flows`.
+            flow to cancel or poison flow that is not one of `flows`.
     """
     found = importlib.import_module(module)
     signals: dict[str, bytes] = {}
@@ -63,15 +69,21 @@ def declared(module: str, flows: list[object]) -> Stimuli:
             except ErgonError as exc:
                 raise ConfigError(f"{module}.{SIGNALS}: the payload of signal {name!r} does not encode: "
                                   f"{exc}") from exc
-    cancels: list[int] = []
-    choose = getattr(found, CANCELS, None)
-    if callable(choose):
-        index = {id(flow): i for i, flow in enumerate(flows)}
-        for flow in choose(flows):
-            if id(flow) not in index:
-                raise ConfigError(f"{module}.{CANCELS}(flows) must return flows from the list it is given")
-            cancels.append(index[id(flow)])
-    return Stimuli(signals, tuple(sorted(set(cancels))))
+    return Stimuli(signals, _chosen(found, module, CANCELS, flows), _chosen(found, module, POISON, flows))
+
+
+def _chosen(found: object, module: str, name: str, flows: list[object]) -> tuple[int, ...]:
+    """The indexes of the flows the module's function `name` picks from `flows` (none without one)."""
+    choose = getattr(found, name, None)
+    if not callable(choose):
+        return ()
+    index = {id(flow): i for i, flow in enumerate(flows)}
+    chosen: set[int] = set()
+    for flow in choose(flows):
+        if id(flow) not in index:
+            raise ConfigError(f"{module}.{name}(flows) must return flows from the list it is given")
+        chosen.add(index[id(flow)])
+    return tuple(sorted(chosen))
 
 
 def waits_for_signal(status: str, waiting_on: str | None) -> bool:

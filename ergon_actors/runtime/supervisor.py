@@ -19,7 +19,7 @@ import signal
 import sys
 import time
 import uuid
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 import zmq
@@ -62,14 +62,19 @@ class Supervisor:
         store_wrapper: for test harnesses only: a callable the journal applies to its store
             (the chaos verifier's deliberately broken stores). Nothing a production run reads,
             no setting and no environment variable, can set it.
+        harness_kills: for test harnesses only, likewise: called with the pid of a worker that
+            died unplanned; True means the harness killed or stopped it on purpose, so its flows
+            are released (ReleaseWorker) instead of having the death recorded and blamed.
     """
 
     def __init__(self, modules: str | Sequence[str], settings: Settings | None = None, *,
-                 store_wrapper: StoreWrapper | None = None, **overrides: Any) -> None:
+                 store_wrapper: StoreWrapper | None = None, harness_kills: Callable[[int], bool] | None = None,
+                 **overrides: Any) -> None:
         self.modules = [modules] if isinstance(modules, str) else list(modules)
         base = settings or Settings.from_env()
         self.settings = base.with_(**overrides) if overrides else base
         self.store_wrapper = store_wrapper
+        self.harness_kills = harness_kills
         self.client: JournalClient | None = None
         self._actors: list[Child] = []
         self._window = RestartWindow(self.settings.max_restarts, self.settings.restart_period)
@@ -204,6 +209,11 @@ class Supervisor:
             return False
         log.warning("actor %s (pid %d) exited with code %s", actor.label, pid, code)
         if actor.worker_id is None or self.client is None:
+            return True
+        if self.harness_kills is not None and self.harness_kills(pid):
+            log.info("worker %s (pid %d) was killed by the test harness: its flows are released, not blamed",
+                     actor.label, pid)
+            self._spawn_task(self._release(actor.worker_id))
             return True
         flows = await record_crash(self.client, actor.worker_id, code, actor.kill_cause, self.settings.max_crashes)
         if flows is None:
