@@ -31,7 +31,12 @@ def no_actor_left(before: set[int]) -> None:
 
 def check_poison_run(report, n: int, faults: set[str]) -> None:
     assert report.ok, report.format()
-    assert set(report.faults_by_kind) == faults
+    # A worker fault waits up to 15 s for its target; with poison killing workers all the while,
+    # a stop (which leaves a second worker running) may find none, and then says so.
+    injected = set(report.faults_by_kind)
+    assert "kill-worker" in injected and injected <= faults, report.format()
+    for kind in faults - injected:
+        assert any(note.startswith(f"{kind} at ") and "skipped" in note for note in report.notes), report.format()
     assert report.statuses == {"COMPLETE": n - 2, "FAILED": 2}, report.format()
     assert report.verified["quarantined flow"] == 2 and report.verified["flow"] == n - 2
 
