@@ -21,16 +21,18 @@ import psutil
 from ..storage.base import LogBase
 from .ledger import LedgerReader
 from .procs import Actor, RedisServer, SupervisorProcess, still_alive
+from .storefaults import DiskFull
 from .report import ChaosProgress, FaultRecord, Violation
 from .verify import ORPHAN
 
-__all__ = ["FAULTS", "LEASE", "PAUSE", "Plan", "fault_schedule", "Harness"]
+__all__ = ["FAULTS", "STORE_FAULTS", "LEASE", "PAUSE", "Plan", "fault_schedule", "Harness"]
 
 log = logging.getLogger(__name__)
 
-FAULTS = ("kill-worker", "stop-worker", "kill-journal", "kill-supervisor", "kill-redis")
+FAULTS = ("kill-worker", "stop-worker", "kill-journal", "kill-supervisor", "kill-redis", "stall-redis", "disk-full")
+STORE_FAULTS = ("stall-redis", "disk-full")  # the store stops answering, then comes back
 LEASE = 2.5            # the lease under test: longer than a journal restart, so only stops lapse it
-PAUSE = (3.0, 4.0)     # a stopped worker stays stopped this long: past its lease
+PAUSE = (3.0, 4.0)     # a stopped worker (a stalled store, a full disk) stays so this long: past its lease
 INTERVAL = (0.4, 1.0)  # seconds between two faults
 TARGET_WAIT = 15.0     # how long a fault waits for its target to be up (a restart in progress)
 BUSY_WAIT = 2.0        # how long a worker fault waits for a worker holding flows, else hits an idle one
@@ -68,6 +70,7 @@ class _Fault:
     affected: frozenset[str]
     victim: int | None
     recovered: bool = False
+    store_failed: bool = False  # a store fault: the journal was seen waiting out its store
 
 
 class Harness:
@@ -75,8 +78,9 @@ class Harness:
 
     def __init__(self, sup: SupervisorProcess, workers: int, redis: RedisServer | None, store: LogBase,
                  flow_ids: list[str], ledger_path: str,
-                 progress: Callable[[ChaosProgress], None] | None) -> None:
+                 progress: Callable[[ChaosProgress], None] | None, disk: DiskFull | None = None) -> None:
         self.sup = sup
+        self.disk = disk
         self.workers = workers
         self.redis = redis
         self.store = store
@@ -94,6 +98,8 @@ class Harness:
         self.supervisors = 0
         self._seen: dict[int, psutil.Process] = {}
         self._stopped: dict[int, tuple[Actor, asyncio.Task[None]]] = {}
+        self._held: list[tuple[Callable[[], None], asyncio.Task[None]]] = []  # store faults to undo
+        self._store_fault: _Fault | None = None  # the store fault under way
         self._lifecycle = asyncio.Lock()
 
     # -- the supervisor --------------------------------------------------------------------
@@ -138,6 +144,11 @@ class Harness:
             task.cancel()
             actor.signal(signal.SIGCONT)
         self._stopped.clear()
+        for undo, task in self._held:
+            task.cancel()
+            undo()
+        self._held.clear()
+        self._store_fault = None
 
     def _forget_stopped(self) -> None:
         for _, task in self._stopped.values():
@@ -154,7 +165,9 @@ class Harness:
         """Restart a dead supervisor, count finished flows, note recoveries, report progress."""
         await self._restart_if_dead()
         self._watch(self.sup.descendants())
-        self.sup.observe()
+        snap = self.sup.observe()
+        if self._store_fault is not None and snap is not None and not snap.journal.store_ok:
+            self._store_fault.store_failed = True
         try:
             flows = await self.store.list_flows(limit=len(self.flow_ids) + 100_000)
         except Exception as exc:  # the store may be down (kill-redis): try again next tick
@@ -210,6 +223,8 @@ class Harness:
             await self._kill_supervisor()
         elif plan.kind == "kill-redis":
             await self._kill_redis()
+        elif plan.kind in STORE_FAULTS:
+            await self._hold_store(plan)
         else:
             await self._hit_actor(plan)
 
@@ -304,11 +319,52 @@ class Harness:
         redis.start()  # in the main thread, so that it dies with this process
         self._record("kill-redis", f"redis-server (pid {pid})", wall, frozenset(running), None, "restarted")
 
+    async def _hold_store(self, plan: Plan) -> None:
+        """Stall redis-server (SIGSTOP) or fill the store's disk for `plan.pause` seconds."""
+        running = await self._running()
+        wall = time.time()
+        if plan.kind == "stall-redis":
+            assert self.redis is not None and self.redis.pid is not None  # planned only on a Redis of its own
+            proc = psutil.Process(self.redis.pid)
+            proc.send_signal(signal.SIGSTOP)
+            target, note = f"redis-server (pid {proc.pid})", f"stopped {plan.pause:.1f}s"
+
+            def undo() -> None:
+                with contextlib.suppress(psutil.Error):
+                    proc.send_signal(signal.SIGCONT)
+        else:
+            disk = self.disk
+            assert disk is not None  # planned only once the run mounted its disk
+            taken = await asyncio.to_thread(disk.fill)
+            target, note = f"the store's disk ({disk.path})", f"{taken / 2**20:.1f} MB taken for {plan.pause:.1f}s"
+            undo = disk.drain
+        fault = self._record(plan.kind, target, wall, frozenset(running), None, note)
+        self._store_fault = fault
+        self._held.append((undo, asyncio.get_running_loop().create_task(self._undo_later(undo, plan.pause))))
+
+    async def _undo_later(self, undo: Callable[[], None], pause: float) -> None:
+        await asyncio.sleep(pause)
+        undo()
+        self._held = [h for h in self._held if h[0] is not undo]
+        self._store_fault = None
+
+    def store_notes(self) -> list[str]:
+        """For each disk-full fault: whether the journal was seen waiting out its store meanwhile
+        (a stalled Redis does not fail a commit: the commit waits)."""
+        notes = []
+        for fault in self.faults:
+            if fault.record.kind == "disk-full":
+                seen = "seen waiting out" if fault.store_failed else "not seen failing on"
+                notes.append(f"{fault.record.kind} at {fault.record.at:.1f}s: the journal was {seen} its store")
+        return notes
+
     def _record(self, kind: str, target: str, wall: float, affected: frozenset[str], victim: int | None,
-                note: str) -> None:
+                note: str) -> _Fault:
         record = FaultRecord(kind, round(wall - self.started_wall, 3), target, len(affected), note)
-        self.faults.append(_Fault(record, wall, affected, victim))
+        fault = _Fault(record, wall, affected, victim)
+        self.faults.append(fault)
         log.info("chaos: %s on %s (%d flows running on it)", kind, target, len(affected))
+        return fault
 
     def _now(self) -> float:
         return time.monotonic() - self.started

@@ -29,6 +29,7 @@ from ..runtime.worker import discover_flows
 from ..storage import LogBase, check_store_url, open_store
 from ..storage.commands import ScheduleFlow
 from .faults import FAULTS, LEASE, PAUSE, Harness, fault_schedule
+from .storefaults import DiskFull
 from .faulty import parse_plan
 from .ledger import LEDGER_ENV, read_ledger
 from .procs import RedisServer, SupervisorProcess
@@ -89,7 +90,8 @@ async def chaos_run(module: str, flows: int | Sequence[object] = 50, *, schedule
         duration: seconds of faults (default: about 0.45 s per flow, 10 to 90 s). Flows are
             released over the first 80% of it, so faults meet flows at every stage.
         faults: kinds to inject (default: all the store allows): kill-worker, stop-worker,
-            kill-journal, kill-supervisor, kill-redis.
+            kill-journal, kill-supervisor, kill-redis and stall-redis (on a Redis of its own),
+            disk-full (on its own SQLite file, when it can mount a tmpfs: as root).
         seed: seeds the fault schedule and the release times; the same seed replays them.
         fault_plan: test only: break the journal's store on purpose ("journal:skip_fencing",
             "journal:ack_before_commit=N"; see chaos.faulty) to see the verifier catch it.
@@ -123,9 +125,10 @@ async def chaos_run(module: str, flows: int | Sequence[object] = 50, *, schedule
     if store == "redis":
         RedisServer.find()
     work = Path(tempfile.mkdtemp(prefix="ergon-chaos-"))
+    disk, kinds = _mount_disk(work, kinds, notes)
     redis: RedisServer | None = None
     if store is None:
-        url = f"sqlite:///{work / 'journal.db'}"
+        url = f"sqlite:///{(disk.path if disk is not None else work) / 'journal.db'}"
     elif store == "redis":
         redis = RedisServer(work / "redis")
         url = redis.url
@@ -147,7 +150,7 @@ async def chaos_run(module: str, flows: int | Sequence[object] = 50, *, schedule
             redis.start()  # in the main thread, so that it dies with this process
         handle = await open_store(url)
         await _schedule(handle, instances, ids, seed, 0.8 * duration)
-        harness = Harness(sup, workers, redis, handle, ids, ledger_path, progress)
+        harness = Harness(sup, workers, redis, handle, ids, ledger_path, progress, disk)
         await harness.start_supervisor()
         watcher = asyncio.get_running_loop().create_task(harness.watch(stop_watching))
         sender = Sender(handle, stimuli, ids, seed, 0.8 * duration, lambda: len(harness.faults))
@@ -181,6 +184,8 @@ async def chaos_run(module: str, flows: int | Sequence[object] = 50, *, schedule
             await handle.close()
         if redis is not None:
             redis.kill()
+        if disk is not None:
+            disk.unmount(keep=work)  # the store is copied out first, for a report that keeps it
         if not reference.done():
             reference.cancel()
             await asyncio.gather(reference, return_exceptions=True)
@@ -191,7 +196,7 @@ async def chaos_run(module: str, flows: int | Sequence[object] = 50, *, schedule
     samples = recovery_samples(((f.record.kind, f.wall, f.affected, f.victim) for f in harness.faults), entries)
     violations = tuple(harness.violations) + verdict.violations + tuple(blamed)
     verified = {**verdict.verified, **({"quarantined flow": quarantined} if quarantined else {})}
-    notes += harness.notes
+    notes += harness.notes + harness.store_notes()
     if verdict.unrecorded_steps:
         notes.append("steps that never called ledger.record() (not checked against the ledger): "
                      + ", ".join(verdict.unrecorded_steps))
@@ -242,13 +247,31 @@ def _kinds(faults: Sequence[str] | None, own_redis: bool, url: str, notes: list[
     unknown = [k for k in wanted if k not in FAULTS]
     if unknown:
         raise ConfigError(f"unknown fault {unknown[0]!r}; choose from {', '.join(FAULTS)}")
-    if "kill-redis" in wanted and not own_redis:
-        wanted.remove("kill-redis")
-        if faults is not None or redis:
-            notes.append("kill-redis skipped: " + ("the run uses your Redis, which it will not kill; "
-                                                   "pass --store redis to let it start its own"
-                                                   if redis else "the store is not Redis"))
+    for kind in ("kill-redis", "stall-redis"):
+        if kind in wanted and not own_redis:
+            wanted.remove(kind)
+            if faults is not None or redis:
+                notes.append(f"{kind} skipped: " + ("the run uses your Redis, which it will not touch; "
+                                                    "pass --store redis to let it start its own"
+                                                    if redis else "the store is not Redis"))
+    if "disk-full" in wanted and url != "sqlite:":
+        wanted.remove("disk-full")
+        if faults is not None:
+            notes.append("disk-full skipped: only a run on its own SQLite file (no --store) fills its disk")
     return tuple(wanted)
+
+
+def _mount_disk(work: Path, kinds: tuple[str, ...], notes: list[str]) -> tuple[DiskFull | None, tuple[str, ...]]:
+    """The tmpfs that holds the SQLite file when disk-full is planned; left out, with a note, if
+    it cannot be mounted."""
+    if "disk-full" not in kinds:
+        return None, kinds
+    disk = DiskFull(work / "disk")
+    reason = disk.mount()
+    if reason is None:
+        return disk, kinds
+    notes.append(f"disk-full skipped: {reason}")
+    return None, tuple(k for k in kinds if k != "disk-full")
 
 
 def _child_env(ledger_path: str) -> dict[str, str]:

@@ -21,7 +21,7 @@ __all__ = ["chaos"]
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="worker processes")
 @click.option("--duration", type=Seconds(), help="how long faults go on (default 0.45s per flow, 10s to 90s)")
 @click.option("--faults", metavar="LIST", help="comma-separated, of kill-worker, stop-worker, kill-journal, "
-              "kill-supervisor, kill-redis (default: all the store allows)")
+              "kill-supervisor, kill-redis, stall-redis, disk-full (default: all the store allows)")
 @click.option("--seed", type=int, default=0, show_default=True, help="seeds the fault schedule and the flows")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 @click.option("--keep", is_flag=True, help="keep the store, ledger and logs (kept anyway when a promise was broken)")
