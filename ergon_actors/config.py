@@ -33,7 +33,11 @@ class Settings:
         concurrency: flows each worker runs at once.
         lease_seconds: a claim's lease; another host takes a flow over after it lapses.
         heartbeat_interval: how often actors report to the supervisor.
-        hang_timeout: an actor silent this long is killed and restarted.
+        hang_timeout: an actor that sends no heartbeat this long (its process is frozen or
+            stopped) is killed and restarted. Heartbeats come from a thread of their own, so a
+            busy event loop does not delay them.
+        loop_timeout: an actor whose event loop made no progress this long (a step blocks it)
+            is killed and restarted, and the death is recorded as a hang against its flows.
         ready_timeout: how long a starting actor may take to report READY.
         max_restarts, restart_period: restart intensity: more than max_restarts restarts within
             restart_period seconds stops the supervisor (exit non-zero).
@@ -67,7 +71,8 @@ class Settings:
     concurrency: int = 256
     lease_seconds: float = 15.0
     heartbeat_interval: float = 0.5
-    hang_timeout: float = 10.0
+    hang_timeout: float = 2.0
+    loop_timeout: float = 10.0
     ready_timeout: float = 20.0
     max_restarts: int = 10
     restart_period: float = 30.0
@@ -86,8 +91,8 @@ class Settings:
 
     def __post_init__(self) -> None:
         positive = ("workers", "concurrency", "lease_seconds", "heartbeat_interval", "hang_timeout",
-                    "ready_timeout", "max_restarts", "restart_period", "resend_after", "high_water_mark",
-                    "max_message_size", "step_timeout", "max_crashes")
+                    "loop_timeout", "ready_timeout", "max_restarts", "restart_period", "resend_after",
+                    "high_water_mark", "max_message_size", "step_timeout", "max_crashes")
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"setting {name} must be > 0, got {getattr(self, name)!r}")

@@ -10,10 +10,13 @@ A subclass (the journal, the worker) holds only its own work, in four hooks:
   flows were cut mid-step. Resources are closed by `resources` (an AsyncExitStack), which runs
   on every way out, a crash included.
 
-The base sends a `Heartbeat` with `statistics()` every heartbeat interval from a task of its
-own on the actor's loop: an actor awaiting a slow store keeps beating, one whose loop is
-blocked stops, and the supervisor kills it as hung. `Drain(grace)` or SIGTERM (with the
-configured grace) ends the loop and drains; `Stop` does so with no grace.
+The base sends a `Heartbeat` every heartbeat interval from a thread of its own, so a busy or
+blocked event loop never silences it: a heartbeat says the process is alive. Each carries the
+`statistics()` and the age of the loop's last sign of progress (a task on the loop notes the
+time every interval): the supervisor kills an actor whose heartbeats stop (frozen, stopped)
+after `hang_timeout`, and one whose loop made no progress (a step blocking it) after
+`loop_timeout`. `Drain(grace)` or SIGTERM (with the configured grace) ends the loop and
+drains; `Stop` does so with no grace.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import json
 import logging
 import os
 import signal
+import threading
 import time
 from contextlib import AsyncExitStack
 from dataclasses import asdict, dataclass
@@ -42,8 +46,8 @@ from .messages import (Drain, Drained, Failed, Heartbeat, JournalStats, Message,
 from .rundir import write_private
 from .transport import make_socket
 
-__all__ = ["Actor", "ActorSpec", "StoreWrapper", "SupervisorLink", "EXIT_OK", "EXIT_CRASHED", "EXIT_CONFIG",
-           "EXIT_STORE"]
+__all__ = ["Actor", "ActorSpec", "StoreWrapper", "SupervisorLink", "Beats", "BEAT_SUFFIX", "EXIT_OK", "EXIT_CRASHED",
+           "EXIT_CONFIG", "EXIT_STORE"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +55,7 @@ EXIT_OK = 0
 EXIT_CRASHED = 1   # an unexpected error (logged with its traceback)
 EXIT_CONFIG = 78   # could not start: the supervisor got a Failed message saying why
 EXIT_STORE = 74    # the journal's store is broken (corrupt): a restart cannot help
+BEAT_SUFFIX = "/beat"  # the heartbeat socket's identity: the actor's name and this
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +142,8 @@ class Actor:
         self._stop_rx.bind(f"inproc://stop-{id(self)}")
         self._stop_tx = make_socket(self.ctx, zmq.PAIR, 1)
         self._stop_tx.connect(f"inproc://stop-{id(self)}")
+        self._loop_seen = time.monotonic()  # when the loop last showed progress
+        self._stats: WorkerStats | JournalStats | None = None  # the figures as of then
 
     # -- hooks -----------------------------------------------------------------------------
 
@@ -182,23 +189,35 @@ class Actor:
                     return EXIT_CONFIG
                 loop = asyncio.get_running_loop()
                 loop.add_signal_handler(signal.SIGTERM, self.stop, self.settings.grace)
+                self._stats, self._loop_seen = self.statistics(), time.monotonic()
                 self.link.send(self.ready())
-                beat = loop.create_task(self._beat())
+                progress = loop.create_task(self._progress())
+                beats = Beats(self)
                 try:
                     await self._serve()
                     grace = self._grace if self._grace is not None else 0.0
                     self.link.send(Drained(await self.on_stop(grace)))
                 finally:
-                    beat.cancel()
+                    beats.stop()
+                    progress.cancel()
                 return EXIT_OK
         finally:
             self.link.sock.close(linger=500)  # let Failed or Drained reach a live supervisor
             self.ctx.destroy(linger=0)
 
-    async def _beat(self) -> None:
+    async def _progress(self) -> None:
+        """Note, every heartbeat interval, that the loop runs, and the figures as of now."""
         while True:
-            self.link.send(Heartbeat(self.statistics()))
+            self._stats = self.statistics()
+            self._loop_seen = time.monotonic()
             await asyncio.sleep(self.settings.heartbeat_interval)
+
+    def heartbeat(self) -> Heartbeat | None:
+        """The heartbeat to send now (from the beat thread); None before the loop's first note."""
+        stats = self._stats
+        if stats is None:
+            return None
+        return Heartbeat(stats, round(max(0.0, time.monotonic() - self._loop_seen), 3))
 
     async def _serve(self) -> None:
         poller = zmq.asyncio.Poller()
@@ -231,3 +250,39 @@ class Actor:
             elif isinstance(message, Stop):
                 log.info("actor %s stopping on request", self.name)
                 self.stop(0.0)
+
+
+class Beats:
+    """The thread that sends an actor's heartbeats on a socket of its own, whatever its loop does.
+
+    Its socket's identity is the actor's NAME#INCARNATION followed by BEAT_SUFFIX.
+    """
+
+    def __init__(self, actor: Actor) -> None:
+        self._actor = actor
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="heartbeats", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        actor = self._actor
+        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.shadow(actor.ctx.underlying)
+        sock = ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.IDENTITY, (actor.name + BEAT_SUFFIX).encode())
+        sock.setsockopt(zmq.SNDHWM, 100)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(actor.spec.supervisor)
+        try:
+            while not self._done.is_set():
+                beat = actor.heartbeat()
+                if beat is not None:
+                    with contextlib.suppress(zmq.Again):  # the supervisor is not reading: a later beat will do
+                        sock.send(encode(beat), zmq.NOBLOCK)
+                self._done.wait(actor.settings.heartbeat_interval)
+        finally:
+            sock.close(linger=0)
+
+    def stop(self) -> None:
+        """End the thread and wait for it (its socket is closed before the context is)."""
+        self._done.set()
+        self._thread.join(5.0)

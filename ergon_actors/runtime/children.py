@@ -42,6 +42,7 @@ class Child:
     handle: psutil.Process | None = None
     ready: asyncio.Future[Ready] | None = None  # resolved by READY, failed by a Failed message
     last_seen: float = 0.0
+    loop_age: float = 0.0          # seconds the event loop had made no progress, as of the last heartbeat
     stats: WorkerStats | JournalStats | None = None
     restarts: int = 0
     flow_types: tuple[str, ...] = ()
@@ -84,7 +85,7 @@ class Child:
         self.ready = asyncio.get_running_loop().create_future()
         if self.stats is not None:
             self.carried = add(self.carried, self.stats)
-        self.stats = None
+        self.stats, self.loop_age = None, 0.0
         self.kill_cause = self.recycling = None
         self.proc = await spawn([sys.executable, "-m", ENTRY, self.role, self.label, spec_path])
         try:

@@ -16,7 +16,8 @@ from ..storage.base import LogBase
 from .children import Child
 from .messages import WorkerStats
 
-__all__ = ["HARD_RSS", "RECYCLE_MARGIN", "RECORD_TIMEOUT", "death", "record_crash", "RestartWindow", "limit_action"]
+__all__ = ["HARD_RSS", "RECYCLE_MARGIN", "RECORD_TIMEOUT", "death", "record_crash", "RestartWindow", "limit_action",
+           "hang"]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,19 @@ class RestartWindow:
         if len(self._exits) > self.max_restarts:
             return RestartIntensityError(tuple((n, c) for _, n, c in self._exits), self.period)
         return None
+
+
+def hang(actor: Child, now: float, settings: Settings) -> str | None:
+    """Why a READY actor counts as hung now, or None: no heartbeat for `hang_timeout` seconds (its
+    process is frozen or stopped: the heartbeat thread is silent too), or its event loop without
+    progress for `loop_timeout` (something blocks the loop, e.g. a step calling time.sleep)."""
+    silent = now - actor.last_seen
+    if silent > settings.hang_timeout:
+        return f"it sent no heartbeat for {silent:.1f}s (its process is frozen or stopped)"
+    stuck = actor.loop_age + silent
+    if stuck > settings.loop_timeout:
+        return f"its event loop made no progress for {stuck:.1f}s (a step blocks it?)"
+    return None
 
 
 def limit_action(worker: Child, settings: Settings, now: float) -> tuple[str, str, str] | None:

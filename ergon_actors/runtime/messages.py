@@ -103,9 +103,11 @@ class Failed:
 
 @dataclass(frozen=True, slots=True)
 class Heartbeat:
-    """Actor -> supervisor, every heartbeat interval: alive, with its figures."""
+    """Actor -> supervisor, every heartbeat interval from a thread: alive, with its figures and
+    the seconds since its event loop last showed progress."""
 
     stats: WorkerStats | JournalStats
+    loop_age: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,11 +33,11 @@ from ..errors import (ActorStoppedError, BrokenActorError, BrokenStoreError, Erg
 from ..executor import Outcome, Scheduler
 from ..storage.crashes import JITTER
 from . import rundir
-from .actor import EXIT_CONFIG, EXIT_STORE, ActorSpec, StoreWrapper
+from .actor import BEAT_SUFFIX, EXIT_CONFIG, EXIT_STORE, ActorSpec, StoreWrapper
 from .children import Child, kill, stop
 from .client import JournalClient
 from .drops import DropCounter
-from .limits import RECYCLE_MARGIN, RestartWindow, limit_action, record_crash
+from .limits import RECYCLE_MARGIN, RestartWindow, hang, limit_action, record_crash
 from .messages import Drain, Drained, Failed, Heartbeat, Message, Ready, Stop, decode, encode
 from .snapshot import Snapshot
 from .transport import endpoint, make_socket
@@ -230,14 +230,16 @@ class Supervisor:
 
     async def _receive(self) -> None:
         by_identity: dict[bytes, Child] = {}
+        beat_suffix = BEAT_SUFFIX.encode()
         while True:
             identity, *frames = await self._ctl.recv_multipart()
-            actor = by_identity.get(identity)
-            if actor is None or actor.label.encode() != identity:
-                actor = next((a for a in self._actors if a.label.encode() == identity), None)
+            label = identity.removesuffix(beat_suffix)  # heartbeats come from a socket of their own
+            actor = by_identity.get(label)
+            if actor is None or actor.label.encode() != label:
+                actor = next((a for a in self._actors if a.label.encode() == label), None)
                 if actor is None:
                     continue  # a message from an earlier incarnation: ignore it
-                by_identity[identity] = actor
+                by_identity[label] = actor
             try:
                 message = decode(frames[-1])
             except ProtocolError as exc:
@@ -250,6 +252,7 @@ class Supervisor:
         pending = actor.ready is not None and not actor.ready.done()
         if isinstance(message, Heartbeat):
             actor.stats = message.stats
+            actor.loop_age = message.loop_age
         elif isinstance(message, Ready) and pending:
             assert actor.ready is not None
             actor.flow_types = message.flow_types
@@ -262,12 +265,18 @@ class Supervisor:
             log.info("actor %s drained (%d flows cut mid-step)", actor.name, message.cancelled)
 
     async def _watch_heartbeats(self) -> None:
+        interval = self.settings.heartbeat_interval
+        checked = time.monotonic()
         while not self._closing:
-            await asyncio.sleep(self.settings.heartbeat_interval)
+            await asyncio.sleep(interval)
             now = time.monotonic()
+            late, checked = now - checked > 2 * interval + 0.5, now
+            if late:  # this process was held up itself: the heartbeats queued meanwhile are read first
+                continue
             for actor in self._actors:
-                if actor.is_ready and now - actor.last_seen > self.settings.hang_timeout:
-                    self._kill(actor, "hang", f"it missed heartbeats for {now - actor.last_seen:.1f}s")
+                why = hang(actor, now, self.settings) if actor.is_ready else None
+                if why is not None:
+                    self._kill(actor, "hang", why)
                     actor.last_seen = now
                 elif actor.role == "worker" and actor.is_ready:
                     self._enforce_limits(actor, now)

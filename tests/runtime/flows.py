@@ -8,6 +8,7 @@
     "segv:P"             step P segfaults its worker process (SIGSEGV) every time
     "grow:P"             step P grows its worker's memory by 8 MB every 50 ms, without end
     "block:P"            step P blocks its worker's event loop (time.sleep(600)) every time
+    "stall:P:S"          step P blocks its worker's event loop for S seconds (time.sleep(S)) every time
     "hold:P:MB"          step P holds MB megabytes for 2 s, then returns
 """
 
@@ -56,6 +57,8 @@ class LedgerFlow:
                 await asyncio.sleep(0.05)
         elif kind == "block" and int(rest) == position:
             time.sleep(600)
+        elif kind == "stall" and int(rest.split(":")[0]) == position:
+            time.sleep(float(rest.split(":")[1]))
         elif kind == "hold" and int(rest.split(":")[0]) == position:
             held = b"x" * int(rest.split(":")[1]) * 2**20  # written, so resident
             await asyncio.sleep(2.0)

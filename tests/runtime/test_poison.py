@@ -19,13 +19,13 @@ pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
 
 MAX_RSS = 256 * 2**20
 # How each kind of poison shows in `inspect`, and the settings it needs beyond the defaults: the
-# memory poison needs a limit to be killed at; the blocked loop is caught by the hang check,
+# memory poison needs a limit to be killed at; the blocked loop is caught by the loop check,
 # whose default (10 s) would make its three crashes take over 30 s of the test's time.
 KINDS = {
     "exit": ("exit code 1 (exit)", {}),
     "segv": ("signal 11 (SIGSEGV) (signal)", {}),
     "grow": ("signal 9 (SIGKILL) (memory)", {"ERGON_MAX_RSS": str(MAX_RSS)}),
-    "block": ("signal 9 (SIGKILL) (hang)", {"ERGON_HANG_TIMEOUT": "4"}),
+    "block": ("signal 9 (SIGKILL) (hang)", {"ERGON_LOOP_TIMEOUT": "4"}),
 }
 HEALTHY = 40
 

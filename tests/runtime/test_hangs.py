@@ -1,0 +1,89 @@
+"""The hang checks under the default settings: a frozen actor (SIGSTOP) is killed and replaced,
+its flows move on without waiting for a lease; an actor whose loop is merely busy is left alone."""
+
+import asyncio
+import os
+import signal
+
+import pytest
+
+from ergon_actors.config import Settings
+from ergon_actors.runtime import Supervisor
+from tests.helpers import read_ledger, run, starts, wait_until_async
+from tests.runtime.conftest import FLOWS
+from tests.runtime.flows import LedgerFlow, expected
+
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
+
+DEFAULTS = Settings()
+
+
+def supervisor(tmp_path, **overrides) -> Supervisor:
+    # Settings() and not from_env(): the defaults under test, whatever the environment says.
+    return Supervisor(FLOWS, DEFAULTS.with_(store=f"sqlite:///{tmp_path}/journal.db", **overrides))
+
+
+def started(ledger: str, key: str, position: int) -> bool:
+    return position in starts(read_ledger(ledger)).get(key, [])
+
+
+def test_the_defaults_detect_a_frozen_actor_long_before_a_lease_lapses():
+    assert DEFAULTS.hang_timeout + DEFAULTS.heartbeat_interval < 3.0 < DEFAULTS.lease_seconds
+    assert DEFAULTS.loop_timeout > DEFAULTS.hang_timeout
+
+
+def test_a_sigstopped_worker_is_killed_as_hung_and_its_flow_taken_over(tmp_path):
+    ledger = str(tmp_path / "ledger")
+
+    async def body():
+        async with supervisor(tmp_path, workers=2) as sup:
+            flow_id = await sup.schedule(LedgerFlow("k", ledger, "late-once:1:600"))
+            await wait_until_async(lambda: asyncio.to_thread(started, ledger, "k", 1), what="step 1 to start")
+            owner = (await sup.client.get_flow(flow_id)).owner
+            name = next(n for n, w in sup.worker_ids().items() if w == owner)
+            frozen = sup.pids()[name]
+            os.kill(frozen, signal.SIGSTOP)
+            # Its lease (15 s) would hold the flow for the whole test: the kill releases it.
+            assert await sup.result(flow_id, timeout=12) == expected("k")
+            flow = await sup.client.get_flow(flow_id)
+            assert [(c.cause, c.signal, c.worker_id) for c in flow.crashes] == [("hang", 9, owner)]
+            rerun = [e for e in read_ledger(ledger) if e["pos"] == 1 and e["event"] == "start"]
+            assert len(rerun) == 2 and rerun[1]["pid"] != frozen
+            info = next(a for a in sup.snapshot().actors if a.name == name)
+            assert info.restarts == 1 and info.exit_codes == (-9,) and info.pid != frozen
+
+    run(body(), 90)
+
+
+def test_a_sigstopped_journal_is_killed_and_replaced_and_flows_go_on(tmp_path):
+    ledger = str(tmp_path / "ledger")
+
+    async def body():
+        async with supervisor(tmp_path, workers=2, resend_after=0.5) as sup:
+            ids = [await sup.schedule(LedgerFlow(f"f{i}", ledger, "sleep:0.05", steps=6)) for i in range(6)]
+            await wait_until_async(lambda: asyncio.to_thread(started, ledger, "f0", 1), what="work under way")
+            frozen = sup.pids()["journal"]
+            os.kill(frozen, signal.SIGSTOP)
+            for i, flow_id in enumerate(ids):
+                assert await sup.result(flow_id, timeout=30) == expected(f"f{i}", 6)
+            info = next(a for a in sup.snapshot().actors if a.name == "journal")
+            assert info.restarts == 1 and info.exit_codes == (-9,) and info.pid != frozen
+
+    run(body(), 90)
+
+
+def test_a_loop_busy_longer_than_hang_timeout_is_not_killed(tmp_path):
+    """A step that holds its worker's loop for twice hang_timeout (but under loop_timeout): the
+    heartbeat thread keeps beating, so the worker lives and the step runs once."""
+    ledger = str(tmp_path / "ledger")
+    busy = 2 * DEFAULTS.hang_timeout
+
+    async def body():
+        async with supervisor(tmp_path, workers=1) as sup:
+            flow_id = await sup.schedule(LedgerFlow("k", ledger, f"stall:1:{busy}"))
+            assert await sup.result(flow_id, timeout=60) == expected("k")
+            assert (await sup.client.get_flow(flow_id)).crashes == ()
+            assert starts(read_ledger(ledger))["k"] == [0, 1, 2]
+            assert sup.snapshot().restarts == 0
+
+    run(body(), 90)
