@@ -33,9 +33,9 @@ class Settings:
         concurrency: flows each worker runs at once.
         lease_seconds: a claim's lease; another host takes a flow over after it lapses.
         heartbeat_interval: how often actors report to the supervisor.
-        hang_timeout: an actor that sends no heartbeat this long (its process is frozen or
-            stopped) is killed and restarted. Heartbeats come from a thread of their own, so a
-            busy event loop does not delay them.
+        hang_timeout: an actor that sends no heartbeat this long while its process is stopped
+            or uses no CPU (frozen) is killed and restarted. Heartbeats come from a thread of
+            their own, so a busy event loop does not delay them.
         loop_timeout: an actor whose event loop made no progress this long (a step blocks it)
             is killed and restarted, and the death is recorded as a hang against its flows.
         ready_timeout: how long a starting actor may take to report READY.

@@ -13,9 +13,9 @@ A subclass (the journal, the worker) holds only its own work, in four hooks:
 The base sends a `Heartbeat` every heartbeat interval from a thread of its own, so a busy or
 blocked event loop never silences it: a heartbeat says the process is alive. Each carries the
 `statistics()` and the age of the loop's last sign of progress (a task on the loop notes the
-time every interval): the supervisor kills an actor whose heartbeats stop (frozen, stopped)
-after `hang_timeout`, and one whose loop made no progress (a step blocking it) after
-`loop_timeout`. `Drain(grace)` or SIGTERM (with the configured grace) ends the loop and
+time every interval): the supervisor kills an actor whose heartbeats stop while it is stopped
+or idle (frozen) after `hang_timeout`, and one whose loop made no progress (a step blocking
+it) after `loop_timeout`. `Drain(grace)` or SIGTERM (with the configured grace) ends the loop and
 drains; `Stop` does so with no grace.
 """
 

@@ -49,6 +49,9 @@ class Child:
     exit_codes: deque[int] = field(default_factory=lambda: deque(maxlen=10))
     rss_bytes: int | None = None
     cpu_percent: float | None = None
+    cpu_seconds: float = 0.0       # CPU time the process has used, as last sampled
+    cpu_moved: float = 0.0         # monotonic time the process was last seen using CPU (or started)
+    stopped: bool = False          # last sampled in the stopped state (SIGSTOP)
     kill_cause: str | None = None  # why the supervisor killed this incarnation ("hang", "memory")
     recycling: str | None = None   # why this incarnation drains to be replaced ("memory", "flows")
     recycle_by: float = 0.0        # monotonic time by which a recycled incarnation must be gone
@@ -98,7 +101,8 @@ class Child:
             self.ready.cancel()
             await kill([self])
             raise
-        self.last_seen = time.monotonic()
+        self.last_seen = self.cpu_moved = time.monotonic()
+        self.cpu_seconds, self.stopped = 0.0, False
 
     async def _wait_ready(self, timeout: float) -> None:
         assert self.proc is not None and self.ready is not None
@@ -139,15 +143,21 @@ class Child:
                 self.proc.send_signal(signum)
 
     def sample(self) -> None:
-        """Read the process's memory and CPU use (CPU: since the previous sample)."""
+        """Read the process's memory and CPU use (CPU: since the previous sample), whether it is
+        stopped, and when it last used CPU."""
         self.rss_bytes = self.cpu_percent = None
         if self.handle is not None and self.alive:
             try:
                 with self.handle.oneshot():
                     self.rss_bytes = self.handle.memory_info().rss
                     self.cpu_percent = self.handle.cpu_percent()
+                    times = self.handle.cpu_times()
+                    self.stopped = self.handle.status() in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP)
             except psutil.Error:
-                pass
+                return
+            if times.user + times.system > self.cpu_seconds:
+                self.cpu_seconds = times.user + times.system
+                self.cpu_moved = time.monotonic()
 
     def info(self, now: float) -> ActorInfo:
         return ActorInfo(self.name, self.role, self.pid, self.incarnation, self.worker_id, self.alive, self.is_ready,

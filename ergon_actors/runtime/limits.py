@@ -73,13 +73,19 @@ class RestartWindow:
 
 
 def hang(actor: Child, now: float, settings: Settings) -> str | None:
-    """Why a READY actor counts as hung now, or None: no heartbeat for `hang_timeout` seconds (its
-    process is frozen or stopped: the heartbeat thread is silent too), or its event loop without
-    progress for `loop_timeout` (something blocks the loop, e.g. a step calling time.sleep)."""
+    """Why a READY actor counts as hung now, or None.
+
+    Frozen: no heartbeat for `hang_timeout` seconds while its process is stopped (SIGSTOP) or
+    used no CPU meanwhile (the heartbeat thread is silent too). A process that is silent but
+    busy (a step holding the interpreter in one long C call) is judged by the loop rule instead.
+    Blocked: its event loop made no progress for `loop_timeout` (a step blocks the loop, e.g.
+    by calling time.sleep), as its heartbeats tell, or no heartbeat at all for that long.
+    """
     silent = now - actor.last_seen
-    if silent > settings.hang_timeout:
-        return f"it sent no heartbeat for {silent:.1f}s (its process is frozen or stopped)"
-    stuck = actor.loop_age + silent
+    if silent > settings.hang_timeout and (actor.stopped or now - actor.cpu_moved > settings.hang_timeout):
+        state = "stopped" if actor.stopped else "using no CPU"
+        return f"it sent no heartbeat for {silent:.1f}s and is {state} (frozen)"
+    stuck = max(actor.loop_age + silent, silent)
     if stuck > settings.loop_timeout:
         return f"its event loop made no progress for {stuck:.1f}s (a step blocks it?)"
     return None
