@@ -175,27 +175,31 @@ async def execute_dag(nodes: list[DeferredStep]) -> None:
     running: dict[asyncio.Future[Any], DeferredStep] = {}
     pending = list(nodes)
     failed: tuple[DeferredStep, BaseException] | None = None
-    while pending or running:
-        ready = [] if failed is not None else [n for n in pending if all(d in results for d in n.dependencies)]
-        for node in ready:
-            pending.remove(node)
-            token = forced_position(positions[node.step_id]) if ctx is not None else None
-            try:  # the task copies the context: its step takes the reserved position
-                running[asyncio.ensure_future(_run(node, results))] = node
-            finally:
-                if token is not None:
-                    release_position(token)
-        if not running:
-            break
-        done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            node = running.pop(task)
-            error = task.exception()
-            if error is None:
-                results[node.step_id] = task.result()
-                node.result_future.set_result(results[node.step_id])  # type: ignore[union-attr]
-            elif failed is None:
-                failed = (node, error)
+    try:
+        while pending or running:
+            ready = [] if failed is not None else [n for n in pending if all(d in results for d in n.dependencies)]
+            for node in ready:
+                pending.remove(node)
+                token = forced_position(positions[node.step_id]) if ctx is not None else None
+                try:  # the task copies the context: its step takes the reserved position
+                    running[asyncio.ensure_future(_run(node, results))] = node
+                finally:
+                    if token is not None:
+                        release_position(token)
+            if not running:
+                break
+            done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                node = running.pop(task)
+                error = task.exception()
+                if error is None:
+                    results[node.step_id] = task.result()
+                    node.result_future.set_result(results[node.step_id])  # type: ignore[union-attr]
+                elif failed is None:
+                    failed = (node, error)
+    finally:
+        for task in running:  # left behind when the flow stops here (cancelled, fenced): its end is seen
+            task.add_done_callback(_seen)
     if failed is not None:
         node, error = failed
         if not isinstance(error, Exception):  # a suspend or halt unwinds the flow as it is
@@ -205,6 +209,12 @@ async def execute_dag(nodes: list[DeferredStep]) -> None:
         check = getattr(error, "is_retryable", None)
         raise DagExecutionError(f"DAG execution failed: step {node.step_id!r}: {error}", node=node.step_id,
                                 retryable=bool(check()) if callable(check) else True) from error
+
+
+def _seen(task: asyncio.Future[Any]) -> None:
+    """Mark a step task's outcome as seen (a flow that stopped no longer wants it)."""
+    if not task.cancelled():
+        task.exception()
 
 
 async def _run(node: DeferredStep, results: dict[str, Any]) -> Any:
