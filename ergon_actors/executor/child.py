@@ -70,7 +70,7 @@ class PendingChild(Generic[R]):
         if recorded is None or (recorded.status == StepStatus.FAILED and recorded.attempt != ctx.attempt):
             template = StepRecord(position, step_name, digest, attempt=ctx.attempt)
             child = ScheduleFlow(flow_id, self.child_type, self.child_bytes, parent_id=ctx.flow_id)
-            recorded = await ctx.write(ctx.store.invoke_child(ctx.flow_id, ctx.epoch, template, child))
+            recorded = await ctx.write(ctx.store.invoke_child(ctx.flow_id, ctx.epoch, template, child, ctx.deadline))
             if recorded is None:
                 raise Suspend(None, f"child {flow_id}", recorded=True, signal=f"child:{flow_id}")
         ctx.passed(position)

@@ -69,12 +69,14 @@ class FlowContext:
     """One run of one flow: its lease epoch, its journal so far and the next step position.
 
     `step_timeout` bounds each try of a step that sets no timeout of its own (inf: no bound).
-    It also keeps which positions this run got past (their call returned to the flow's code), so
+    `deadline` is when the flow's @flow(timeout=...) runs out (None: never); a wait the store
+    suspends the flow on (a signal, a child flow) wakes it then at the latest. It also keeps
+    which positions this run got past (their call returned to the flow's code), so
     that a step can tell which earlier positions may still be in flight beside it (`pending`).
     """
 
     __slots__ = ("flow_id", "flow_type", "epoch", "attempt", "store", "steps", "position", "refused",
-                 "halt", "step_timeout", "watch", "_floor", "_past")
+                 "halt", "step_timeout", "watch", "deadline", "_floor", "_past")
 
     def __init__(self, flow_id: str, flow_type: str, epoch: int, attempt: int, store: LogBase,
                  steps: dict[int, StepRecord], step_timeout: float, halt: asyncio.Event | None = None,
@@ -90,6 +92,7 @@ class FlowContext:
         self.halt = halt
         self.step_timeout = step_timeout
         self.watch = watch  # told of each step body run here (metrics, traces), if any
+        self.deadline: float | None = None  # the flow's own timeout, as a wall-clock time: a wait ends there too
         self._floor = 0              # every position below it was got past
         self._past: set[int] = set()  # positions at or above the floor that were got past
 

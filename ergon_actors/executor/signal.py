@@ -37,7 +37,9 @@ async def await_external_signal(name: str, timeout: float | str | timedelta | No
         await ctx.record(recorded)
     if recorded is None:
         template = StepRecord(position, step_name, digest, attempt=ctx.attempt)
-        recorded = await ctx.write(ctx.store.await_signal(ctx.flow_id, ctx.epoch, template, name, deadline))
+        # The flow is woken at the wait's timeout, or at the flow's own timeout if that comes first.
+        wake = deadline if ctx.deadline is None else min(deadline or ctx.deadline, ctx.deadline)
+        recorded = await ctx.write(ctx.store.await_signal(ctx.flow_id, ctx.epoch, template, name, wake))
         if recorded is None:
             raise Suspend(deadline, f"signal {name}", recorded=True, signal=name)
     ctx.passed(position)

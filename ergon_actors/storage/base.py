@@ -136,9 +136,9 @@ class LogBase(PyErgonLogMixin):
         """Deliver a signal (payload: codec-encoded); False if this name was already sent."""
         return cast("bool", await self._one(SendSignal(name, payload)))
 
-    async def invoke_child(self, flow_id: str, epoch: int, step: StepRecord,
-                           child: ScheduleFlow) -> StepRecord | None:
-        return cast("StepRecord | None", await self._one(InvokeChild(flow_id, epoch, step, child)))
+    async def invoke_child(self, flow_id: str, epoch: int, step: StepRecord, child: ScheduleFlow,
+                           ready_at: float | None = None) -> StepRecord | None:
+        return cast("StepRecord | None", await self._one(InvokeChild(flow_id, epoch, step, child, ready_at)))
 
     async def cancel_flow(self, flow_id: str) -> str:
         """Cancel a flow and its live children; returns its status (RUNNING: stops at its next step)."""

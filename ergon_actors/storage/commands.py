@@ -168,13 +168,15 @@ class InvokeChild:
     """Schedule `child` (unless it exists) and wait for it at step.position.
 
     Result: the journaled StepRecord once the child has ended (its result, or its error as a
-    FAILED step), or None when the parent is now SUSPENDED until the child ends.
+    FAILED step), or None when the parent is now SUSPENDED until the child ends (or until
+    ready_at, if set: the parent's own timeout).
     """
 
     flow_id: str
     epoch: int
     step: StepRecord
     child: ScheduleFlow
+    ready_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -246,7 +246,7 @@ class InMemoryExecutionLog(LogBase):
             step = self._steps[c.flow_id][c.step.position] = child_outcome(c.step, child, now)
             self._event(c.flow_id, now, step_event(step))
             return step
-        self._finish(c, now, None, status=FlowStatus.SUSPENDED, ready_at=None,
+        self._finish(c, now, None, status=FlowStatus.SUSPENDED, ready_at=c.ready_at,
                      waiting_on=f"child:{child.flow_id}")
         return None
 

@@ -356,7 +356,7 @@ class RedisExecutionLog(LogBase):
         fields = [*_step_fields(c.flow_id, c.epoch, c.step),
                   child.flow_id, child.flow_type, child.args, child.version, child.ready_at,
                   dump_failure(Failure.cancelled(child.flow_id)),
-                  dumps(scheduled_event(child.flow_type, c.flow_id, child.ready_at)[1])]
+                  dumps(scheduled_event(child.flow_type, c.flow_id, child.ready_at)[1]), c.ready_at]
         return self._script("InvokeChild", fields), _step
 
     def _CancelFlow(self, c: CancelFlow) -> Plan:

@@ -323,9 +323,9 @@ redis.call('ZREM', P .. ':waitnames', C[1])
 for _, id in ipairs(redis.call('SMEMBERS', k('waiting', C[1]))) do wake(id, 'signal:' .. C[1]) end
 return 1""",
     # InvokeChild {id, epoch, pos, base, status, result, error, child id, type, args, version,
-    # ready_at, its cancellation failure, details of its scheduled event}: schedule the child,
-    # then journal its outcome if it has ended (-> the step) or suspend the parent until it
-    # ends (-> nil).
+    # ready_at, its cancellation failure, details of its scheduled event, the parent's ready_at}:
+    # schedule the child, then journal its outcome if it has ended (-> the step) or suspend the
+    # parent until it ends, or until the parent's ready_at (-> nil).
     "InvokeChild": r"""
 local id, epoch, pos, child = C[1], C[2], C[3], C[8]
 local f = get(id)
@@ -354,7 +354,7 @@ if TERMINAL[c.status] then
   redis.call('HSET', k('steps', id), pos, s)
   return s
 end
-finish(id, epoch, 'SUSPENDED', {ready_at = false, waiting_on = 'child:' .. child}, 'InvokeChild')
+finish(id, epoch, 'SUSPENDED', {ready_at = C[15] or false, waiting_on = 'child:' .. child}, 'InvokeChild')
 return false""",
     # CancelFlow {id}: cancel the flow (RUNNING: request it) and, recursively, its live
     # children; a child that ends wakes its waiting parent -> the flow's status.

@@ -532,8 +532,8 @@ class SqliteExecutionLog(SqliteOperations, SqliteRecords, LogBase):
             step = child_outcome(c.step, record, now)
             self._event(db, c.flow_id, now, step_event(step))
             return self._insert_step(db, c.flow_id, step, now)
-        self._end(db, c, now, FlowStatus.SUSPENDED, "ready_at = NULL, waiting_on = ?",
-                  (f"child:{child.flow_id}",), None)
+        self._end(db, c, now, FlowStatus.SUSPENDED, "ready_at = ?, waiting_on = ?",
+                  (c.ready_at, f"child:{child.flow_id}"), None)
         return None
 
     def _CancelFlow(self, db: sqlite3.Connection, c: CancelFlow, now: float) -> str:

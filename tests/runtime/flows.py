@@ -146,3 +146,29 @@ class SizedFlow:
     @flow
     async def run(self) -> bytes:
         return await self.make() if self.in_step else b"x" * self.size
+
+
+@dataclass
+@flow_type
+class TimedWait:
+    """A flow with a 1.5 s timeout that waits ("signal:NAME", "signal-60s:NAME" or "child") for
+    something that does not come in time."""
+
+    key: str
+    ledger: str
+    wait: str
+
+    @step
+    async def before(self) -> str:
+        note(self.ledger, self.key, 0, "start")
+        return "before"
+
+    @flow(timeout=1.5)
+    async def run(self) -> object:
+        await self.before()
+        kind, _, arg = self.wait.partition(":")
+        if kind == "signal":
+            return await await_external_signal(arg)
+        if kind == "signal-60s":
+            return await await_external_signal(arg, timeout=60)
+        return await self.invoke(WaitingFlow(f"{self.key}-child", self.ledger, f"signal:never-{self.key}")).result()

@@ -450,3 +450,20 @@ def test_renew_leases_with_flow_ids_renews_only_those(store):
         assert await log.renew_leases("w1", 100, ()) == 0
         assert await log.get_flow("b") == b.flow
     store.run(body)
+
+
+def test_invoke_child_with_ready_at_wakes_the_parent_then_though_the_child_runs_on(store):
+    """The parent's own timeout: it is due at ready_at whatever its child does."""
+    async def body(log):
+        epoch = await running(log, "p", flow_type="Parent")
+        due = time.time() + 0.2
+        assert await log.invoke_child("p", epoch, wait_step(0), ScheduleFlow("c", "Child", b"c"), due) is None
+        parent = await log.get_flow("p")
+        assert (parent.status, parent.waiting_on) == (FlowStatus.SUSPENDED, "child:c")
+        assert parent.ready_at == pytest.approx(due, abs=0.001)
+        (claim_c,) = await log.claim("w2", 10, LEASE)
+        assert claim_c.flow.flow_id == "c"  # the parent is not due yet
+        (claim_p,) = await poll_claim(log, "w3")
+        assert claim_p.flow.flow_id == "p" and claim_p.flow.epoch == epoch + 1
+        assert time.time() >= due and (await log.get_flow("c")).status == FlowStatus.RUNNING
+    store.run(body)
