@@ -8,6 +8,7 @@ was reused by another process. Processes started here get SIGKILL when the chaos
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import signal
 import socket
@@ -184,6 +185,18 @@ class SupervisorProcess:
             self.proc.send_signal(signal.SIGKILL)
         await self.proc.wait()
         return before
+
+    async def kill_tree(self) -> list[psutil.Process]:
+        """SIGKILL the supervisor and every process under it at once, as when its machine is
+        lost; returns them."""
+        procs = [p for p in [self.handle, *self.descendants()] if p is not None]
+        self.expected_exit = True
+        for p in procs:
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+        if self.proc is not None:
+            await self.proc.wait()
+        return procs
 
     async def stop(self, timeout: float) -> list[psutil.Process]:
         """SIGTERM (the supervisor drains), then SIGKILL after `timeout`; returns its descendants."""

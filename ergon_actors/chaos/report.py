@@ -96,6 +96,8 @@ class ChaosReport:
     signals: int = 0             # signals the harness sent
     signals_after_fault: int = 0  # ... of them right after a fault, while its victim was down
     cancels: int = 0             # flows the harness cancelled
+    hosts: int = 1               # supervisor trees on the one store
+    fenced_by_host: tuple[int, ...] = ()  # writes refused by each host's journals (with hosts > 1)
     notes: tuple[str, ...] = ()
     work_dir: str | None = None  # kept when there are violations: store, ledger, logs
 
@@ -123,14 +125,17 @@ class ChaosReport:
         complete = self.statuses.get("COMPLETE", 0)
         r = self.recovery
         lines = [
-            f"chaos run of {self.module}: {self.flows} flows, {self.workers} workers, store {self.store}, "
-            f"seed {self.seed}",
+            f"chaos run of {self.module}: {self.flows} flows, "
+            + (f"{self.hosts} hosts of {self.workers} workers" if self.hosts > 1 else f"{self.workers} workers")
+            + f", store {self.store}, seed {self.seed}",
             f"faults injected: {len(self.faults)} in {self.duration:.1f}s ({kinds})",
             f"flows: {complete}/{self.flows} complete"
             + "".join(f", {n} {s.lower()}" for s, n in sorted(self.statuses.items()) if s != "COMPLETE"),
             f"steps: {self.steps_journaled} journaled, {self.step_runs} runs, {self.re_executed} run again "
             f"after a fault cut them, {self.stale_runs} stale runs by overtaken workers",
-            f"writes refused by fencing: {self.fenced}",
+            f"writes refused by fencing: {self.fenced}"
+            + (" (" + ", ".join(f"host-{i} {n}" for i, n in enumerate(self.fenced_by_host)) + ")"
+               if self.fenced_by_host else ""),
             f"recovery (fault -> next step start of an affected flow): {r}",
         ]
         lines += [f"  {kind}: {stats}" for kind, stats in self.recovery_by_kind.items()]

@@ -28,7 +28,8 @@ from ..errors import ConfigError
 from ..runtime.worker import discover_flows
 from ..storage import LogBase, check_store_url, open_store
 from ..storage.commands import ScheduleFlow
-from .faults import FAULTS, LEASE, PAUSE, Harness, fault_schedule
+from .faults import FAULTS, HOST_FAULTS, LEASE, Harness, fault_schedule
+from .hosts import Hosts
 from .storefaults import DiskFull
 from .faulty import parse_plan
 from .ledger import LEDGER_ENV, read_ledger
@@ -74,7 +75,7 @@ async def chaos_run(module: str, flows: int | Sequence[object] = 50, *, schedule
                     workers: int = 2, store: str | None = None, duration: float | None = None,
                     faults: Sequence[str] | None = None, seed: int = 0, fault_plan: str = "",
                     progress: Callable[[ChaosProgress], None] | None = None, keep: bool = False,
-                    settle_timeout: float = 60.0) -> ChaosReport:
+                    settle_timeout: float = 60.0, hosts: int = 1) -> ChaosReport:
     """Run flows under a supervisor while faults hit it, and verify the journal and the ledger.
 
     Args:
@@ -84,20 +85,23 @@ async def chaos_run(module: str, flows: int | Sequence[object] = 50, *, schedule
             chaos_signals(flows) and chaos_cancels(flows): the run sends and cancels them; and
             chaos_poison(flows): flows whose step kills its worker, which must end quarantined.
         schedule: "MODULE:function", a factory called as function(n, seed).
-        workers: worker processes.
+        workers: worker processes (of each host).
         store: None (a temporary SQLite file), "redis" (a redis-server started and killed by the
             run), or a store URL (sqlite:///..., redis://host:port/db; kill-redis is skipped).
         duration: seconds of faults (default: about 0.45 s per flow, 10 to 90 s). Flows are
             released over the first 80% of it, so faults meet flows at every stage.
         faults: kinds to inject (default: all the store allows): kill-worker, stop-worker,
             kill-journal, kill-supervisor, kill-redis and stall-redis (on a Redis of its own),
-            disk-full (on its own SQLite file, when it can mount a tmpfs: as root).
+            disk-full (on its own SQLite file, when it can mount a tmpfs: as root), stop-journal,
+            kill-host and stop-host (with hosts >= 2).
         seed: seeds the fault schedule and the release times; the same seed replays them.
         fault_plan: test only: break the journal's store on purpose ("journal:skip_fencing",
             "journal:ack_before_commit=N"; see chaos.faulty) to see the verifier catch it.
         progress: called about twice a second with a ChaosProgress.
         keep: keep the work directory (store, ledger, logs) even when nothing was violated.
         settle_timeout: seconds the flows get to finish after the fault phase.
+        hosts: independent supervisor trees on the one store, as on as many machines; with 2
+            or more, kill-host and stop-host hit whole trees.
 
     Returns:
         A ChaosReport; `report.ok` is False when a promise was broken (`report.violations`).
@@ -110,6 +114,9 @@ async def chaos_run(module: str, flows: int | Sequence[object] = 50, *, schedule
     started = time.monotonic()
     if workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
+    if hosts < 1:
+        raise ConfigError(f"hosts must be >= 1, got {hosts}")
+    n_hosts = hosts
     parse_plan(fault_plan)
     instances = load_flows(module, flows, seed, schedule) if isinstance(flows, int) else list(flows)
     if not instances:
@@ -121,7 +128,7 @@ async def chaos_run(module: str, flows: int | Sequence[object] = 50, *, schedule
     if store not in (None, "redis") and check_store_url(store) == "memory":
         raise ConfigError("a memory:// store lives inside the journal process; use sqlite or redis")
     notes: list[str] = []
-    kinds = _kinds(faults, store == "redis", store or "sqlite:", notes)
+    kinds = _kinds(faults, store == "redis", store or "sqlite:", n_hosts, notes)
     if store == "redis":
         RedisServer.find()
     work = Path(tempfile.mkdtemp(prefix="ergon-chaos-"))
@@ -138,7 +145,8 @@ async def chaos_run(module: str, flows: int | Sequence[object] = 50, *, schedule
     tag = uuid.uuid4().hex[:6]
     ids = [f"chaos-{seed}-{tag}-{i:04d}" for i in range(len(instances))]
     poison = {ids[i] for i in stimuli.poison}
-    sup = SupervisorProcess(modules, url, workers, _child_env(ledger_path), work, GRACE, fault_plan)
+    trees = Hosts([SupervisorProcess(modules, url, workers, _child_env(ledger_path), _host_dir(work, i, n_hosts),
+                                     GRACE, fault_plan) for i in range(n_hosts)])
     reference = asyncio.get_running_loop().create_task(
         reference_run(instances, ids, classes, stimuli, settle_timeout))
     handle = None
@@ -150,15 +158,16 @@ async def chaos_run(module: str, flows: int | Sequence[object] = 50, *, schedule
             redis.start()  # in the main thread, so that it dies with this process
         handle = await open_store(url)
         await _schedule(handle, instances, ids, seed, 0.8 * duration)
-        harness = Harness(sup, workers, redis, handle, ids, ledger_path, progress, disk)
-        await harness.start_supervisor()
+        harness = Harness(trees, workers, redis, handle, ids, ledger_path, progress, disk)
+        await harness.start_supervisors()
+        await harness.wait_ready()
         watcher = asyncio.get_running_loop().create_task(harness.watch(stop_watching))
         sender = Sender(handle, stimuli, ids, seed, 0.8 * duration, lambda: len(harness.faults))
         sending = asyncio.get_running_loop().create_task(sender.run(stop_watching, faults_over))
         await harness.run_schedule(fault_schedule(kinds, seed, duration), duration)
         fault_phase = time.monotonic() - harness.started
         faults_over.set()
-        harness.resume_all()
+        await harness.restore()
         deadline = time.monotonic() + settle_timeout
         while not harness.all_done and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
@@ -177,9 +186,11 @@ async def chaos_run(module: str, flows: int | Sequence[object] = 50, *, schedule
             if task is not None and not task.done():
                 task.cancel()
         if harness is not None:
+            harness.cancel_restarts()
             harness.resume_all()
-        if sup.running:
-            await sup.kill()
+        for sup in trees.sups:
+            if sup.running:
+                await sup.kill_tree()
         if handle is not None:
             await handle.close()
         if redis is not None:
@@ -190,10 +201,11 @@ async def chaos_run(module: str, flows: int | Sequence[object] = 50, *, schedule
             reference.cancel()
             await asyncio.gather(reference, return_exceptions=True)
     entries = read_ledger(ledger_path)
+    refused = trees.refused()
     verdict = verify(expected, observed, entries, sent=sender.sent, commits=commits)
     blamed: list[Violation] = []
     quarantined = check_blame(records, poison, lambda *v: blamed.append(Violation(*v)))
-    samples = recovery_samples(((f.record.kind, f.wall, f.affected, f.victim) for f in harness.faults), entries)
+    samples = recovery_samples(((f.record.kind, f.wall, f.affected, f.victims) for f in harness.faults), entries)
     violations = tuple(harness.violations) + verdict.violations + tuple(blamed)
     verified = {**verdict.verified, **({"quarantined flow": quarantined} if quarantined else {})}
     notes += harness.notes + harness.store_notes()
@@ -210,11 +222,11 @@ async def chaos_run(module: str, flows: int | Sequence[object] = 50, *, schedule
     if not kept:
         shutil.rmtree(work, ignore_errors=True)
     return ChaosReport(
-        module=module, store=_describe(store, url), seed=seed, workers=workers,
+        module=module, store=_describe(store, url), seed=seed, workers=workers, hosts=n_hosts,
         duration=round(fault_phase, 2), elapsed=round(time.monotonic() - started, 2), flows=len(ids),
         statuses=statuses, faults=tuple(f.record for f in harness.faults), step_runs=verdict.step_runs,
         steps_journaled=verdict.steps_journaled, re_executed=verdict.re_executed,
-        stale_runs=verdict.stale_runs, fenced=sup.refused,
+        stale_runs=verdict.stale_runs, fenced=sum(refused), fenced_by_host=tuple(refused) if n_hosts > 1 else (),
         recovery=RecoveryStats.of([t for kind in samples.values() for t in kind]),
         supervisors=harness.supervisors, violations=violations,
         recovery_by_kind={kind: RecoveryStats.of(found) for kind, found in samples.items()},
@@ -241,7 +253,8 @@ def _served_modules(module: str, flows: list[object]) -> list[str]:
     return served
 
 
-def _kinds(faults: Sequence[str] | None, own_redis: bool, url: str, notes: list[str]) -> tuple[str, ...]:
+def _kinds(faults: Sequence[str] | None, own_redis: bool, url: str, hosts: int,
+           notes: list[str]) -> tuple[str, ...]:
     redis = url.startswith(("redis://", "rediss://", "redis"))
     wanted = list(FAULTS if faults is None else faults)
     unknown = [k for k in wanted if k not in FAULTS]
@@ -254,11 +267,25 @@ def _kinds(faults: Sequence[str] | None, own_redis: bool, url: str, notes: list[
                 notes.append(f"{kind} skipped: " + ("the run uses your Redis, which it will not touch; "
                                                     "pass --store redis to let it start its own"
                                                     if redis else "the store is not Redis"))
+    for kind in HOST_FAULTS:
+        if kind in wanted and hosts < 2:
+            wanted.remove(kind)
+            if faults is not None:
+                notes.append(f"{kind} skipped: it needs --hosts 2 or more (the other host takes the flows over)")
     if "disk-full" in wanted and url != "sqlite:":
         wanted.remove("disk-full")
         if faults is not None:
             notes.append("disk-full skipped: only a run on its own SQLite file (no --store) fills its disk")
     return tuple(wanted)
+
+
+def _host_dir(work: Path, host: int, hosts: int) -> Path:
+    """Where a host's supervisor logs: the work directory, or a folder of its own per host."""
+    if hosts == 1:
+        return work
+    path = work / f"host-{host}"
+    path.mkdir(exist_ok=True)
+    return path
 
 
 def _mount_disk(work: Path, kinds: tuple[str, ...], notes: list[str]) -> tuple[DiskFull | None, tuple[str, ...]]:
@@ -285,8 +312,7 @@ def _child_env(ledger_path: str) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     env.update({
         LEDGER_ENV: ledger_path,
-        "ERGON_LEASE_SECONDS": str(LEASE),              # a stopped worker loses its flows quickly
-        "ERGON_HANG_TIMEOUT": str(PAUSE[1] + 4.0),       # ... but is not killed for the pause
+        "ERGON_LEASE_SECONDS": str(LEASE),              # a frozen host loses its flows quickly
         "ERGON_RESEND_AFTER": "0.5",                     # a restarted journal gets requests soon
         "ERGON_MAX_RESTARTS": "1000000",                 # chaos kills far more than any policy allows
         "ERGON_RESTART_PERIOD": "1",

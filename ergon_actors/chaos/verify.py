@@ -179,21 +179,21 @@ def _count(obs: FlowSummary, starts: list[LedgerEntry], verified: dict[str, int]
             verified["parallel step"] += 1
 
 
-def recovery_samples(faults: Iterable[tuple[str, float, frozenset[str], int | None]],
+def recovery_samples(faults: Iterable[tuple[str, float, frozenset[str], frozenset[int]]],
                      entries: list[LedgerEntry]) -> dict[str, list[float]]:
     """Seconds from each fault to the next step start of each flow it affected, by fault kind.
 
-    `faults` holds (kind, wall-clock time, affected flow ids, pid of the victim or None); starts
-    by the victim itself (a paused worker running on) do not count as recovery.
+    `faults` holds (kind, wall-clock time, affected flow ids, pids of the victims); starts by a
+    victim itself (a paused worker, a frozen host running on) do not count as recovery.
     """
     by_flow: dict[str, list[LedgerEntry]] = defaultdict(list)
     for e in entries:
         by_flow[e.flow_id].append(e)
     samples: dict[str, list[float]] = {}
-    for kind, at, affected, victim in faults:
+    for kind, at, affected, victims in faults:
         mine = samples.setdefault(kind, [])
         for flow_id in affected:
-            later = [e.t for e in by_flow.get(flow_id, ()) if e.t > at and e.pid != victim]
+            later = [e.t for e in by_flow.get(flow_id, ()) if e.t > at and e.pid not in victims]
             if later:
                 mine.append(min(later) - at)
     return samples

@@ -18,10 +18,14 @@ __all__ = ["chaos"]
 @click.option("--flows", type=click.IntRange(min=1), default=50, show_default=True, metavar="N",
               help="flows to run, built by MODULE.chaos_flows(N, SEED)")
 @click.option("--schedule", metavar="MODULE:factory", help="another factory, called factory(N, SEED)")
-@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="worker processes")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
+              help="worker processes (of each host)")
+@click.option("--hosts", type=click.IntRange(min=1), default=1, show_default=True,
+              help="independent supervisor trees on the one store; 2 or more adds kill-host and stop-host")
 @click.option("--duration", type=Seconds(), help="how long faults go on (default 0.45s per flow, 10s to 90s)")
 @click.option("--faults", metavar="LIST", help="comma-separated, of kill-worker, stop-worker, kill-journal, "
-              "kill-supervisor, kill-redis, stall-redis, disk-full (default: all the store allows)")
+              "stop-journal, kill-supervisor, kill-redis, stall-redis, disk-full, kill-host, stop-host "
+              "(default: all the store and --hosts allow)")
 @click.option("--seed", type=int, default=0, show_default=True, help="seeds the fault schedule and the flows")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 @click.option("--keep", is_flag=True, help="keep the store, ledger and logs (kept anyway when a promise was broken)")
@@ -31,8 +35,8 @@ __all__ = ["chaos"]
 @click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
               help="where the report is saved as JSON for the dashboard (default: ergon-chaos-reports in the "
                    "temp folder; the newest 50 are kept)")
-def chaos(module: str, flows: int, schedule: str | None, workers: int, duration: float | None, faults: str | None,
-          seed: int, as_json: bool, keep: bool, fault_plan: str, report_dir: Path | None) -> int:
+def chaos(module: str, flows: int, schedule: str | None, workers: int, hosts: int, duration: float | None,
+          faults: str | None, seed: int, as_json: bool, keep: bool, fault_plan: str, report_dir: Path | None) -> int:
     """Run MODULE's flows under a supervisor while faults hit it, then verify the journal and the
     side-effect ledger (docs/chaos.md).
 
@@ -47,7 +51,7 @@ def chaos(module: str, flows: int, schedule: str | None, workers: int, duration:
     try:
         report = run_async(chaos_run(module, flows, schedule=schedule, workers=workers, store=options().store,
                                      duration=duration, faults=chosen, seed=seed, fault_plan=fault_plan,
-                                     progress=printer, keep=keep))
+                                     progress=printer, keep=keep, hosts=hosts))
     finally:
         printer.close()
     save_report(report, report_dir)

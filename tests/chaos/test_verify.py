@@ -96,8 +96,8 @@ def test_outcomes_are_compared_with_the_fault_free_run():
 def test_recovery_is_measured_to_the_next_start_not_by_the_victim():
     entries = [LedgerEntry("f", 1, "s1", 1, 1, 7, 10.5), LedgerEntry("f", 1, "s1", 2, 1, 8, 11.0),
                LedgerEntry("g", 0, "s0", 1, 1, 8, 10.2)]
-    samples = recovery_samples([("kill-worker", 10.0, frozenset({"f", "g"}), 7),
-                                ("kill-journal", 10.6, frozenset({"f"}), None)], entries)
+    samples = recovery_samples([("kill-worker", 10.0, frozenset({"f", "g"}), frozenset({7})),
+                                ("kill-journal", 10.6, frozenset({"f"}), frozenset())], entries)
     assert sorted(samples["kill-worker"]) == [10.2 - 10.0, 1.0]
     assert samples["kill-journal"] == [11.0 - 10.6]
     stats = RecoveryStats.of([float(i) for i in range(1, 101)])
