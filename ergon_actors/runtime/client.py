@@ -2,7 +2,8 @@
 
 Commands issued in the same event-loop turn leave in one message. A request unanswered after
 `resend_after` seconds is sent again (the journal's commands are idempotent), so a journal
-restart costs latency, never a write.
+restart costs latency, never a write; every unanswered request is also sent again at once when
+the socket connects to a journal anew (a restarted journal), instead of after `resend_after`.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class JournalClient(LogBase):
         # Answers come from the journal at the address we chose, and a claim carries a flow's
         # whole journal: only what we send is bounded.
         self._sock = make_socket(ctx, zmq.DEALER, hwm, max_message_size=None)
+        self._monitor = self._sock.get_monitor_socket(zmq.EVENT_CONNECTED)
         self._sock.connect(address)
         self._ids = itertools.count(1)
         self._pending: dict[int, tuple[asyncio.Future[object], Command, float]] = {}
@@ -48,7 +50,8 @@ class JournalClient(LogBase):
         self.resent = 0
         self.drops = DropCounter(log, "journal client")
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._receive()), loop.create_task(self._resend())]
+        self._tasks = [loop.create_task(self._receive()), loop.create_task(self._resend()),
+                       loop.create_task(self._reconnects())]
 
     async def execute(self, commands: Sequence[Command]) -> list[object]:
         if self._closed:
@@ -123,6 +126,24 @@ class JournalClient(LogBase):
             log.info("journal client resending %d unanswered requests to %s", len(late), self.address)
             self._send(sorted(late, key=lambda item: item[0]))
 
+    async def _reconnects(self) -> None:
+        """Send every unanswered request again each time the socket connects anew: the journal
+        that had them died with them."""
+        connected = 0
+        while True:
+            await self._monitor.recv_multipart()  # only EVENT_CONNECTED is asked for
+            connected += 1
+            if connected == 1 or not self._pending:
+                continue
+            now = time.monotonic()
+            again = sorted((rid, cmd) for rid, (_, cmd, _) in self._pending.items())
+            for rid, cmd in again:
+                self._pending[rid] = (self._pending[rid][0], cmd, now)
+            self.resent += len(again)
+            log.info("journal client reconnected to %s: sending %d unanswered requests again", self.address,
+                     len(again))
+            self._send(again)
+
     async def close(self) -> None:
         """Fail every pending request with ActorStoppedError and close the socket."""
         if self._closed:
@@ -135,6 +156,8 @@ class JournalClient(LogBase):
             if not future.done():
                 future.set_exception(ActorStoppedError("journal client closed before the answer came"))
         self._pending.clear()
+        self._sock.disable_monitor()
+        self._monitor.close(linger=0)
         self._sock.close(linger=0)
 
 

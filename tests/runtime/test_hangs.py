@@ -87,3 +87,25 @@ def test_a_loop_busy_longer_than_hang_timeout_is_not_killed(tmp_path):
             assert sup.snapshot().restarts == 0
 
     run(body(), 90)
+
+
+def test_a_restarted_journal_gets_every_unanswered_request_at_once(tmp_path):
+    """resend_after far beyond the test: the requests the killed journal took with it reach its
+    successor because the clients send them again as they reconnect."""
+    ledger = str(tmp_path / "ledger")
+
+    async def body():
+        async with supervisor(tmp_path, workers=2, resend_after=600.0) as sup:
+            ids = [await sup.schedule(LedgerFlow(f"f{i}", ledger, "sleep:0.05", steps=8)) for i in range(8)]
+            for kill in range(3):
+                await wait_until_async(lambda: asyncio.to_thread(lambda: len(read_ledger(ledger)) >= 20 * (kill + 1)),
+                                       what="work under way")
+                os.kill(sup.pids()["journal"], signal.SIGKILL)
+            for i, flow_id in enumerate(ids):
+                assert await sup.result(flow_id, timeout=40) == expected(f"f{i}", 8)
+            info = next(a for a in sup.snapshot().actors if a.name == "journal")
+            assert info.restarts == 3
+            resent = sum(a.stats.resent for a in sup.snapshot().actors if a.role == "worker" and a.stats)
+            assert resent > 0  # some request was in flight at a kill, and went again
+
+    run(body(), 100)
