@@ -9,15 +9,18 @@ import logging
 import time
 from collections import deque
 
+import psutil
+
 from ..config import Settings
 from ..core import FlowRecord
 from ..errors import ErgonError, RestartIntensityError
 from ..storage.base import LogBase
 from .children import Child
 from .messages import WorkerStats
+from .snapshot import Snapshot
 
 __all__ = ["HARD_RSS", "RECYCLE_MARGIN", "RECORD_TIMEOUT", "death", "record_crash", "RestartWindow", "limit_action",
-           "hang"]
+           "hang", "release_dead"]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,45 @@ class RestartWindow:
         if len(self._exits) > self.max_restarts:
             return RestartIntensityError(tuple((n, c) for _, n, c in self._exits), self.period)
         return None
+
+
+async def release_dead(store: LogBase, dead: list[Snapshot], store_url: str, wait: float = 2.0) -> int:
+    """Release, on `store`, the flows still leased to the workers of supervisors that died on this
+    machine (their run directories were left behind, so they were killed: SIGKILL, a crash).
+
+    A worker is released only once its process is gone (they die with their supervisor within a
+    second); one still running after `wait` seconds keeps its leases until they lapse. Returns
+    the flows released.
+    """
+    workers = [(snap.run_dir, a) for snap in dead if snap.store == store_url
+               for a in snap.actors if a.role == "worker" and a.worker_id]
+    deadline = time.monotonic() + wait
+    released = 0
+    for run_dir, actor in workers:
+        while _still_runs(actor.pid, run_dir) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        if _still_runs(actor.pid, run_dir):
+            continue
+        assert actor.worker_id is not None
+        try:
+            released += await store.release_worker(actor.worker_id)
+        except ErgonError as exc:
+            log.warning("could not release the flows of dead worker %s: %s", actor.worker_id, exc)
+    if released:
+        log.info("released %d flows held by the workers of a supervisor that died on this machine", released)
+    return released
+
+
+def _still_runs(pid: int | None, run_dir: str) -> bool:
+    """Whether the actor process `pid` of the run directory `run_dir` still runs (its command
+    line names its spec file in that directory, so a reused pid does not count)."""
+    if pid is None:
+        return False
+    try:
+        process = psutil.Process(pid)
+        return process.status() != psutil.STATUS_ZOMBIE and any(run_dir in arg for arg in process.cmdline())
+    except psutil.Error:
+        return False
 
 
 def hang(actor: Child, now: float, settings: Settings) -> str | None:

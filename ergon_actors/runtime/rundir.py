@@ -2,7 +2,9 @@
 
 Each is `ergon-run-*` in the temp folder, mode 0700, with an `owner` file naming the pid and
 start time of the supervisor that made it. A supervisor that was SIGKILLed cannot remove its
-own; the next one to start removes every run directory whose owner no longer runs.
+own; the next one to start on the same store removes it, and releases the flows its workers
+still held (see limits.release_dead). Others leave it for that one, for up to KEEP_FOREIGN
+seconds, then remove it too.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 
 import psutil
 
@@ -26,19 +29,21 @@ log = logging.getLogger(__name__)
 PREFIX = "ergon-run-"
 _OWNER = "owner"
 _SNAPSHOT = "status.json"
+KEEP_FOREIGN = 3600.0  # seconds a dead supervisor's run directory is left for one on its own store
 
 
 def _base(base: str | None) -> str:
     return base if base is not None else tempfile.gettempdir()
 
 
-def create(base: str | None = None) -> str:
-    """A new run directory owned by this process (dead supervisors' ones are removed first)."""
-    remove_dead(base)
+def create(base: str | None = None, store: str | None = None) -> tuple[str, list[Snapshot]]:
+    """A new run directory owned by this process, and the last snapshots of the dead supervisors
+    whose run directories were removed first (see remove_dead)."""
+    dead = remove_dead(base, store)
     path = tempfile.mkdtemp(prefix=PREFIX, dir=base)
     me = psutil.Process()
     write_private(os.path.join(path, _OWNER), f"{me.pid} {me.create_time()!r}\n")
-    return path
+    return path, dead
 
 
 def _owner_runs(path: str) -> bool | None:
@@ -61,15 +66,32 @@ def _dirs(base: str | None) -> list[str]:
     return sorted(glob.glob(os.path.join(_base(base), PREFIX + "*")))
 
 
-def remove_dead(base: str | None = None) -> list[str]:
-    """Remove the run directories of supervisors that no longer run; returns their paths."""
+def remove_dead(base: str | None = None, store: str | None = None) -> list[Snapshot]:
+    """Remove the run directories of supervisors that no longer run; returns the last snapshot
+    found in each (a supervisor that died before writing one has none).
+
+    With `store` (a public store URL), one whose supervisor served another store is left for a
+    supervisor of that store, unless its last snapshot is older than KEEP_FOREIGN seconds.
+    """
     removed = []
     for path in _dirs(base):
         if _owner_runs(path) is False:
+            snapshot = read_snapshot(path)
+            if store is not None and snapshot is not None and snapshot.store != store and _age(path) < KEEP_FOREIGN:
+                continue
             shutil.rmtree(path, ignore_errors=True)
-            removed.append(path)
+            if snapshot is not None:
+                removed.append(snapshot)
             log.info("removed the run directory of a dead supervisor: %s", path)
     return removed
+
+
+def _age(path: str) -> float:
+    """Seconds since the run directory's snapshot was last written."""
+    try:
+        return time.time() - os.path.getmtime(os.path.join(path, _SNAPSHOT))
+    except OSError:
+        return float("inf")
 
 
 def live(base: str | None = None) -> list[str]:

@@ -37,7 +37,7 @@ from .actor import BEAT_SUFFIX, EXIT_CONFIG, EXIT_STORE, ActorSpec, StoreWrapper
 from .children import Child, kill, stop
 from .client import JournalClient
 from .drops import DropCounter
-from .limits import RECYCLE_MARGIN, RestartWindow, hang, limit_action, record_crash
+from .limits import RECYCLE_MARGIN, RestartWindow, hang, limit_action, record_crash, release_dead
 from .messages import Drain, Drained, Failed, Heartbeat, Message, Ready, Stop, decode, encode
 from .snapshot import Snapshot
 from .transport import endpoint, make_socket
@@ -115,7 +115,7 @@ class Supervisor:
             from .metrics import MetricsServer  # prometheus_client is imported only when asked for
             self._metrics = MetricsServer(self.snapshot, lambda: self._client().count_flows())
             await self._metrics.start(s.metrics_host, s.metrics_port)
-        self._run_dir = rundir.create()
+        self._run_dir, dead = rundir.create(store=public_store_url(s.store))
         self._ctx = zmq.asyncio.Context()
         self._ctl = make_socket(self._ctx, zmq.ROUTER, s.high_water_mark, max_message_size=s.max_message_size)
         self._ctl_address = endpoint(s.transport, self._run_dir, "supervisor")
@@ -128,6 +128,8 @@ class Supervisor:
                                     resend_after=s.resend_after, max_message_size=s.max_message_size)
         self._spawn_task(self._receive())
         self._spawn_task(self._publish())
+        if dead:  # answered once the journal is up
+            self._spawn_task(release_dead(self.client, dead, public_store_url(s.store)))
         try:
             await asyncio.gather(*(self._start_actor(a) for a in self._actors))
         except BaseException:
