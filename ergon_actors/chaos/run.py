@@ -157,10 +157,10 @@ async def chaos_run(module: str, flows: int | Sequence[object] = 50, *, schedule
         if redis is not None:
             redis.start()  # in the main thread, so that it dies with this process
         handle = await open_store(url)
-        await _schedule(handle, instances, ids, seed, 0.8 * duration)
         harness = Harness(trees, workers, redis, handle, ids, ledger_path, progress, disk)
         await harness.start_supervisors()
-        await harness.wait_ready()
+        await harness.wait_ready()  # flows are released once every host serves, faults meet them at every stage
+        await _schedule(handle, instances, ids, seed, 0.8 * duration)
         watcher = asyncio.get_running_loop().create_task(harness.watch(stop_watching))
         sender = Sender(handle, stimuli, ids, seed, 0.8 * duration, lambda: len(harness.faults))
         sending = asyncio.get_running_loop().create_task(sender.run(stop_watching, faults_over))
