@@ -344,13 +344,14 @@ class Harness:
             pid, wall = sup.pid, time.time()
             workers = {a.worker_id for a in sup.actors() if a.worker_id}
             affected = frozenset(f for f, owner in running.items() if owner in workers or len(self.hosts) == 1)
-            if plan.kind == "stop-host":
+            if plan.kind == "stop-host":  # frozen a whole lease longer than a stop: the other host takes over
                 procs = [p for p in [sup.handle, *sup.descendants()] if p is not None]
                 count = self.hosts.freeze(host)
+                pause = plan.pause + LEASE
                 self._held.append((lambda: self.hosts.thaw(host), asyncio.get_running_loop().create_task(
-                    self._undo_later(lambda: self.hosts.thaw(host), plan.pause))))
+                    self._undo_later(lambda: self.hosts.thaw(host), pause))))
                 self._record(plan.kind, f"{name} (supervisor pid {pid}, {count} processes)", wall, affected,
-                             {p.pid for p in procs}, f"frozen {plan.pause:.1f}s")
+                             {p.pid for p in procs}, f"frozen {pause:.1f}s")
                 return
             before = await (sup.kill_tree() if plan.kind == "kill-host" else sup.kill())
             self._watch(before)

@@ -103,9 +103,12 @@ def test_a_journal_that_lets_stale_writes_through_is_caught(tmp_path):
     shutil.rmtree(report["work_dir"])
 
 
+@pytest.mark.timeout(170)
 def test_stale_writes_let_through_are_caught_in_flows_of_parallel_steps_and_waits():
-    report = run(chaos_run(FEATURES, 16, duration=8, faults=["stop-host"], seed=2, hosts=2,
-                           fault_plan="journal:skip_fencing"), 110)
+    # 40 flows: these flows spend most of their time waiting, and a frozen host must hold some
+    # mid-step for its late writes to matter.
+    report = run(chaos_run(FEATURES, 40, duration=10, faults=["stop-host"], seed=3, hosts=2,
+                           fault_plan="journal:skip_fencing"), 150)
     assert not report.ok
     caught = {v.flow_id for v in report.violations if v.kind == RAN_AGAIN}
     fulfilments = {f for f in caught if "/" not in f and int(f[-4:]) % 5 < 3}  # DAG, timer, signals, child

@@ -150,18 +150,9 @@ class SizedFlow:
 
 @dataclass
 @flow_type
-class TimedWait:
-    """A flow with a 1.5 s timeout that waits ("signal:NAME", "signal-60s:NAME" or "child") for
-    something that does not come in time."""
-
-    key: str
-    ledger: str
-    wait: str
-
-    @step
-    async def before(self) -> str:
-        note(self.ledger, self.key, 0, "start")
-        return "before"
+class TimedWait(WaitingFlow):
+    """A WaitingFlow with a 1.5 s timeout that waits ("signal:NAME", "signal-60s:NAME" or
+    "child") for something that does not come in time."""
 
     @flow(timeout=1.5)
     async def run(self) -> object:

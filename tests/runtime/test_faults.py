@@ -37,15 +37,22 @@ async def owner_pid(sup: Supervisor, flow_id: str) -> int:
     return sup.pids()[name]
 
 
+async def hit_owner(sup: Supervisor, ledger: str, mode: str, signum: int) -> tuple[str, int]:
+    """Schedule flow "k" in `mode`, and once its step 1 started send `signum` to the worker
+    running it; returns the flow_id and that worker's pid."""
+    flow_id = await sup.schedule(LedgerFlow("k", ledger, mode))
+    await wait_until_async(lambda: asyncio.to_thread(started, ledger, "k", 1), what="step 1 to start")
+    pid = await owner_pid(sup, flow_id)
+    os.kill(pid, signum)
+    return flow_id, pid
+
+
 def test_sigkill_worker_mid_step_resumes_on_another_worker(tmp_path):
     ledger = str(tmp_path / "ledger")
 
     async def body():
         async with supervisor(tmp_path, workers=2) as sup:
-            flow_id = await sup.schedule(LedgerFlow("k", ledger, "hang-once:1"))
-            await wait_until_async(lambda: asyncio.to_thread(started, ledger, "k", 1), what="step 1 to start")
-            victim = await owner_pid(sup, flow_id)
-            os.kill(victim, signal.SIGKILL)
+            flow_id, victim = await hit_owner(sup, ledger, "hang-once:1", signal.SIGKILL)
             assert await sup.result(flow_id, timeout=30) == expected("k")
             steps = await sup.client.load_steps(flow_id)
             assert [(s.position, s.status) for s in steps] == [(0, "COMPLETE"), (1, "COMPLETE"), (2, "COMPLETE")]
@@ -64,10 +71,7 @@ def test_sigstopped_worker_is_fenced_after_its_lease_lapses(tmp_path):
     async def body():
         # hang_timeout above the lease: the supervisor must not kill the paused worker for us
         async with supervisor(tmp_path, workers=2, lease_seconds=1.0, hang_timeout=60.0) as sup:
-            flow_id = await sup.schedule(LedgerFlow("k", ledger, "late-once:1:4"))
-            await wait_until_async(lambda: asyncio.to_thread(started, ledger, "k", 1), what="step 1 to start")
-            paused = await owner_pid(sup, flow_id)
-            os.kill(paused, signal.SIGSTOP)
+            flow_id, paused = await hit_owner(sup, ledger, "late-once:1:4", signal.SIGSTOP)
             try:
                 assert await sup.result(flow_id, timeout=30) == expected("k")
                 recorded = await sup.client.load_steps(flow_id)

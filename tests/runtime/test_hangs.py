@@ -4,14 +4,17 @@ its flows move on without waiting for a lease; an actor whose loop is merely bus
 import asyncio
 import os
 import signal
+import time
 
+import psutil
 import pytest
 
 from ergon_actors.config import Settings
 from ergon_actors.runtime import Supervisor
-from tests.helpers import read_ledger, run, starts, wait_until_async
+from tests.helpers import assert_gone, read_ledger, run, starts, wait_until, wait_until_async
 from tests.runtime.conftest import FLOWS
 from tests.runtime.flows import LedgerFlow, expected
+from tests.runtime.test_faults import _flows, _schedule, hit_owner, started
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
@@ -21,10 +24,6 @@ DEFAULTS = Settings()
 def supervisor(tmp_path, **overrides) -> Supervisor:
     # Settings() and not from_env(): the defaults under test, whatever the environment says.
     return Supervisor(FLOWS, DEFAULTS.with_(store=f"sqlite:///{tmp_path}/journal.db", **overrides))
-
-
-def started(ledger: str, key: str, position: int) -> bool:
-    return position in starts(read_ledger(ledger)).get(key, [])
 
 
 def test_the_defaults_detect_a_frozen_actor_long_before_a_lease_lapses():
@@ -37,15 +36,11 @@ def test_a_sigstopped_worker_is_killed_as_hung_and_its_flow_taken_over(tmp_path)
 
     async def body():
         async with supervisor(tmp_path, workers=2) as sup:
-            flow_id = await sup.schedule(LedgerFlow("k", ledger, "late-once:1:600"))
-            await wait_until_async(lambda: asyncio.to_thread(started, ledger, "k", 1), what="step 1 to start")
+            flow_id, frozen = await hit_owner(sup, ledger, "late-once:1:600", signal.SIGSTOP)
             owner = (await sup.client.get_flow(flow_id)).owner
             name = next(n for n, w in sup.worker_ids().items() if w == owner)
-            frozen = sup.pids()[name]
-            os.kill(frozen, signal.SIGSTOP)
-            # Its lease (15 s) would hold the flow for the whole test: the kill releases it.
-            assert await sup.result(flow_id, timeout=12) == expected("k")
-            flow = await sup.client.get_flow(flow_id)
+            assert await sup.result(flow_id, timeout=40) == expected("k")
+            flow = await sup.client.get_flow(flow_id)  # its supervisor killed it, as hung, and released the flow
             assert [(c.cause, c.signal, c.worker_id) for c in flow.crashes] == [("hang", 9, owner)]
             rerun = [e for e in read_ledger(ledger) if e["pos"] == 1 and e["event"] == "start"]
             assert len(rerun) == 2 and rerun[1]["pid"] != frozen
@@ -98,7 +93,8 @@ def test_a_restarted_journal_gets_every_unanswered_request_at_once(tmp_path):
         async with supervisor(tmp_path, workers=2, resend_after=600.0) as sup:
             ids = [await sup.schedule(LedgerFlow(f"f{i}", ledger, "sleep:0.05", steps=8)) for i in range(8)]
             for kill in range(3):
-                await wait_until_async(lambda: asyncio.to_thread(lambda: len(read_ledger(ledger)) >= 20 * (kill + 1)),
+                enough = 20 * (kill + 1)
+                await wait_until_async(lambda n=enough: asyncio.to_thread(lambda: len(read_ledger(ledger)) >= n),
                                        what="work under way")
                 os.kill(sup.pids()["journal"], signal.SIGKILL)
             for i, flow_id in enumerate(ids):
@@ -114,10 +110,6 @@ def test_a_restarted_journal_gets_every_unanswered_request_at_once(tmp_path):
 def test_after_a_killed_tree_the_next_run_takes_its_flows_at_once(tmp_path, cli):
     """Leases of a minute: the next `run` on this machine releases what the dead tree's workers
     held (its run directory was left behind) instead of waiting for the leases to lapse."""
-    import psutil
-    from tests.helpers import assert_gone, wait_until
-    from tests.runtime.test_faults import _flows, _schedule
-
     ledger = str(tmp_path / "ledger")
     db = tmp_path / "journal.db"
     keys = [f"f{i}" for i in range(6)]
@@ -130,7 +122,7 @@ def test_after_a_killed_tree_the_next_run_takes_its_flows_at_once(tmp_path, cli)
     first.wait(timeout=10)
     assert_gone(children, timeout=5.0)
     held = [f for f in run(_flows(db)) if f.status == "RUNNING"]
-    assert held and all(f.lease_expires - __import__("time").time() > 30 for f in held)
+    assert held and all(f.lease_expires - time.time() > 30 for f in held)
     second = cli("run", FLOWS, "--store", f"sqlite:///{db}", "--until-idle", "--lease", "60s")
     _out, err = second.communicate(timeout=40)  # far less than the leases left
     assert second.returncode == 0, err
