@@ -26,7 +26,7 @@ from .hosts import Hosts
 from .marks import KillMarks
 from .procs import Actor, RedisServer, still_alive
 from .report import ChaosProgress, FaultRecord, Violation
-from .storefaults import DiskFull
+from .storefaults import DiskFull, disk_notes, hold_store
 from .verify import ORPHAN
 
 __all__ = ["FAULTS", "STORE_FAULTS", "HOST_FAULTS", "LEASE", "PAUSE", "Plan", "fault_schedule", "Harness"]
@@ -157,7 +157,7 @@ class Harness:
         while (any(len(sup.actors()) < self.workers + 1 for sup in self.hosts.sups)
                and time.monotonic() < deadline):
             await asyncio.sleep(0.05)
-        self.started = time.monotonic()
+        self.started, self.started_wall = time.monotonic(), time.time()  # the fault phase starts now
 
     async def restore(self) -> None:
         """Let every fault under way run its course (a stop its pause, a killed host until its
@@ -404,21 +404,7 @@ class Harness:
         """Stall redis-server (SIGSTOP) or fill the store's disk for `plan.pause` seconds."""
         running = await self._running()
         wall = time.time()
-        if plan.kind == "stall-redis":
-            assert self.redis is not None and self.redis.pid is not None  # planned only on a Redis of its own
-            proc = psutil.Process(self.redis.pid)
-            proc.send_signal(signal.SIGSTOP)
-            target, note = f"redis-server (pid {proc.pid})", f"stopped {plan.pause:.1f}s"
-
-            def undo() -> None:
-                with contextlib.suppress(psutil.Error):
-                    proc.send_signal(signal.SIGCONT)
-        else:
-            disk = self.disk
-            assert disk is not None  # planned only once the run mounted its disk
-            taken = await asyncio.to_thread(disk.fill)
-            target, note = f"the store's disk ({disk.path})", f"{taken / 2**20:.1f} MB taken for {plan.pause:.1f}s"
-            undo = disk.drain
+        target, note, undo = await hold_store(plan.kind, plan.pause, self.redis, self.disk)
         self._store_fault = self._record(plan.kind, target, wall, frozenset(running), set(), note)
         self._held.append((undo, asyncio.get_running_loop().create_task(self._undo_later(undo, plan.pause))))
 
@@ -429,14 +415,8 @@ class Harness:
         self._store_fault = None
 
     def store_notes(self) -> list[str]:
-        """For each disk-full fault: whether the journal was seen waiting out its store meanwhile
-        (a stalled Redis does not fail a commit: the commit waits)."""
-        notes = []
-        for fault in self.faults:
-            if fault.record.kind == "disk-full":
-                seen = "seen waiting out" if fault.store_failed else "not seen failing on"
-                notes.append(f"{fault.record.kind} at {fault.record.at:.1f}s: the journal was {seen} its store")
-        return notes
+        """For each disk-full fault: whether the journal was seen waiting out its store meanwhile."""
+        return disk_notes((f.record, f.store_failed) for f in self.faults)
 
     def _record(self, kind: str, target: str, wall: float, affected: frozenset[str], victims: set[int],
                 note: str) -> _Fault:

@@ -7,14 +7,23 @@ says why.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import errno
 import logging
 import os
 import shutil
+import signal
 import subprocess
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
-__all__ = ["DiskFull", "DISK_SIZE"]
+import psutil
+
+from .procs import RedisServer
+from .report import FaultRecord
+
+__all__ = ["DiskFull", "DISK_SIZE", "hold_store", "disk_notes"]
 
 log = logging.getLogger(__name__)
 
@@ -85,3 +94,32 @@ class DiskFull:
         if done.returncode != 0:
             subprocess.run(["umount", "-l", str(self.path)], capture_output=True, timeout=10)
         self.mounted = False
+
+
+async def hold_store(kind: str, pause: float, redis: RedisServer | None,
+                     disk: DiskFull | None) -> tuple[str, str, Callable[[], None]]:
+    """Stall redis-server (SIGSTOP) or fill the store's disk; returns the target, a note, and
+    what ends the fault."""
+    if kind == "stall-redis":
+        assert redis is not None and redis.pid is not None  # planned only on a Redis of its own
+        proc = psutil.Process(redis.pid)
+        proc.send_signal(signal.SIGSTOP)
+
+        def undo() -> None:
+            with contextlib.suppress(psutil.Error):
+                proc.send_signal(signal.SIGCONT)
+        return f"redis-server (pid {proc.pid})", f"stopped {pause:.1f}s", undo
+    assert disk is not None  # planned only once the run mounted its disk
+    taken = await asyncio.to_thread(disk.fill)
+    return f"the store's disk ({disk.path})", f"{taken / 2**20:.1f} MB taken for {pause:.1f}s", disk.drain
+
+
+def disk_notes(faults: Iterable[tuple[FaultRecord, bool]]) -> list[str]:
+    """For each disk-full fault (with whether the journal was seen failing meanwhile), a note: a
+    full disk fails a commit only when the file must grow (a stalled Redis fails none: commits wait)."""
+    notes = []
+    for record, failed in faults:
+        if record.kind == "disk-full":
+            seen = "seen waiting out" if failed else "not seen failing on"
+            notes.append(f"{record.kind} at {record.at:.1f}s: the journal was {seen} its store")
+    return notes
