@@ -29,7 +29,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from ergon_actors.runtime import rundir  # noqa: E402
-from tests.helpers import read_ledger  # noqa: E402
+from tests.helpers import read_ledger, wait_until  # noqa: E402
 from tests.runtime.flows import LedgerFlow  # noqa: E402
 from tests.runtime.test_faults import _schedule  # noqa: E402
 
@@ -41,17 +41,6 @@ def start(db: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "ergon_actors", "run", FLOWS, "--store", f"sqlite:///{db}",
                              "--workers", "2"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
-
-
-def until(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.005)
 
 
 def ready_at(pid: int) -> float | None:
@@ -68,7 +57,7 @@ def one_round(tmp: str, n: int) -> tuple[float, float]:
     asyncio.run(_schedule(db, [LedgerFlow(k, ledger, "sleep:0.2", steps=50) for k in keys]))
     first = start(db)
     try:
-        until(lambda: len({e["key"] for e in read_ledger(ledger)}) == len(keys), 60, "every flow under way")
+        wait_until(lambda: len({e["key"] for e in read_ledger(ledger)}) == len(keys), 60, 0.005, "every flow under way")
         children = psutil.Process(first.pid).children(recursive=True)
         first.send_signal(signal.SIGKILL)
         first.wait(10)
@@ -80,10 +69,10 @@ def one_round(tmp: str, n: int) -> tuple[float, float]:
     began = time.time()
     second = start(db)
     try:
-        ready = until(lambda: ready_at(second.pid), 60, "the second supervisor to be ready")
+        ready = wait_until(lambda: ready_at(second.pid), 60, 0.005, "the second supervisor to be ready")
         mine = {p.pid for p in psutil.Process(second.pid).children(recursive=True)}
-        step = until(lambda: min((e["t"] for e in read_ledger(ledger) if e["event"] == "start" and e["t"] > began
-                                  and e["pid"] in mine), default=None), 60, "a step of the second run")
+        step = wait_until(lambda: min((e["t"] for e in read_ledger(ledger) if e["event"] == "start" and e["t"] > began
+                                       and e["pid"] in mine), default=None), 60, 0.005, "a step of the second run")
     finally:
         second.send_signal(signal.SIGKILL)
         second.wait()
