@@ -36,16 +36,17 @@ from tests.runtime.test_faults import _schedule  # noqa: E402
 FLOWS = "tests.runtime.flows"
 
 
-def start(db: str) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": ROOT}
+def start(db: str, runs: str) -> subprocess.Popen[bytes]:
+    # TMPDIR: run directories of its own, which no other supervisor on the machine removes first
+    env = {**os.environ, "PYTHONPATH": ROOT, "TMPDIR": runs}
     return subprocess.Popen([sys.executable, "-m", "ergon_actors", "run", FLOWS, "--store", f"sqlite:///{db}",
                              "--workers", "2"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
 
 
-def ready_at(pid: int) -> float | None:
+def ready_at(pid: int, runs: str) -> float | None:
     """time.time() once the supervisor `pid` reports its pool started, else None."""
-    for snap in rundir.snapshots():
+    for snap in rundir.snapshots(runs):
         if snap.pid == pid and snap.state == "running":
             return time.time()
     return None
@@ -55,7 +56,8 @@ def one_round(tmp: str, n: int) -> tuple[float, float]:
     db, ledger = os.path.join(tmp, f"r{n}.db"), os.path.join(tmp, f"r{n}.ledger")
     keys = [f"r{n}-f{i}" for i in range(6)]
     asyncio.run(_schedule(db, [LedgerFlow(k, ledger, "sleep:0.2", steps=50) for k in keys]))
-    first = start(db)
+    runs = tempfile.mkdtemp(prefix="r", dir=tmp)
+    first = start(db, runs)
     try:
         wait_until(lambda: len({e["key"] for e in read_ledger(ledger)}) == len(keys), 60, 0.005, "every flow under way")
         children = psutil.Process(first.pid).children(recursive=True)
@@ -67,9 +69,9 @@ def one_round(tmp: str, n: int) -> tuple[float, float]:
             first.kill()
             first.wait()
     began = time.time()
-    second = start(db)
+    second = start(db, runs)
     try:
-        ready = wait_until(lambda: ready_at(second.pid), 60, 0.005, "the second supervisor to be ready")
+        ready = wait_until(lambda: ready_at(second.pid, runs), 60, 0.005, "the second supervisor to be ready")
         mine = {p.pid for p in psutil.Process(second.pid).children(recursive=True)}
         step = wait_until(lambda: min((e["t"] for e in read_ledger(ledger) if e["event"] == "start" and e["t"] > began
                                        and e["pid"] in mine), default=None), 60, 0.005, "a step of the second run")

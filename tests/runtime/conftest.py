@@ -1,7 +1,9 @@
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -79,3 +81,11 @@ def own_redis(tmp_path):
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def temp_dir():
+    """A short private temp folder for supervisors' run directories (ipc paths stay short)."""
+    path = tempfile.mkdtemp(prefix="ergon-test-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

@@ -107,14 +107,16 @@ def test_a_restarted_journal_gets_every_unanswered_request_at_once(tmp_path):
     run(body(), 100)
 
 
-def test_after_a_killed_tree_the_next_run_takes_its_flows_at_once(tmp_path, cli):
+def test_after_a_killed_tree_the_next_run_takes_its_flows_at_once(tmp_path, cli, temp_dir):
     """Leases of a minute: the next `run` on this machine releases what the dead tree's workers
-    held (its run directory was left behind) instead of waiting for the leases to lapse."""
+    held (its run directory was left behind) instead of waiting for the leases to lapse. The
+    run directories are the test's own (TMPDIR): no other supervisor on the machine sees them."""
     ledger = str(tmp_path / "ledger")
     db = tmp_path / "journal.db"
     keys = [f"f{i}" for i in range(6)]
     run(_schedule(db, [LedgerFlow(k, ledger, "sleep:0.2", steps=20) for k in keys]))
-    first = cli("run", FLOWS, "--store", f"sqlite:///{db}", "--workers", "2", "--lease", "60s")
+    env = {"TMPDIR": temp_dir}
+    first = cli("run", FLOWS, "--store", f"sqlite:///{db}", "--workers", "2", "--lease", "60s", extra_env=env)
     wait_until(lambda: len({e["key"] for e in read_ledger(ledger)}) == len(keys), timeout=30,
                what="every flow under way")
     children = [p.pid for p in psutil.Process(first.pid).children(recursive=True)]
@@ -123,7 +125,7 @@ def test_after_a_killed_tree_the_next_run_takes_its_flows_at_once(tmp_path, cli)
     assert_gone(children, timeout=5.0)
     held = [f for f in run(_flows(db)) if f.status == "RUNNING"]
     assert held and all(f.lease_expires - time.time() > 30 for f in held)
-    second = cli("run", FLOWS, "--store", f"sqlite:///{db}", "--until-idle", "--lease", "60s")
+    second = cli("run", FLOWS, "--store", f"sqlite:///{db}", "--until-idle", "--lease", "60s", extra_env=env)
     _out, err = second.communicate(timeout=40)  # far less than the leases left
     assert second.returncode == 0, err
     assert {f.flow_id: f.status for f in run(_flows(db))} == {k: "COMPLETE" for k in keys}

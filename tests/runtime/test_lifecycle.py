@@ -4,9 +4,7 @@ dies before READY, a journal lost for good, run directories of SIGKILLed supervi
 import asyncio
 import logging
 import os
-import shutil
 import signal
-import tempfile
 import time
 
 import psutil
@@ -137,14 +135,6 @@ def test_shutdown_after_losing_the_journal_kills_workers_at_once(tmp_path, caplo
 async def _journal_ready_again(sup: Supervisor, old_pid: int) -> bool:
     journal = next(a for a in sup.snapshot().actors if a.role == "journal")
     return journal.pid != old_pid and journal.ready
-
-
-@pytest.fixture
-def temp_dir():
-    """A short private temp folder for supervisors' run directories (ipc paths stay short)."""
-    path = tempfile.mkdtemp(prefix="ergon-test-")
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def run_dir_of(pid: int, base: str) -> str | None:
