@@ -26,6 +26,12 @@ def supervisor(tmp_path, **overrides) -> Supervisor:
     return Supervisor(FLOWS, DEFAULTS.with_(store=f"sqlite:///{tmp_path}/journal.db", **overrides))
 
 
+async def replaced(sup: Supervisor, name: str, pid: int):
+    """The actor `name` once a READY process other than `pid` runs it, else None."""
+    info = next(a for a in sup.snapshot().actors if a.name == name)
+    return info if info.ready and info.pid not in (None, pid) else None
+
+
 def test_the_defaults_detect_a_frozen_actor_long_before_a_lease_lapses():
     assert DEFAULTS.hang_timeout + DEFAULTS.heartbeat_interval < 3.0 < DEFAULTS.lease_seconds
     assert DEFAULTS.loop_timeout > DEFAULTS.hang_timeout
@@ -44,8 +50,8 @@ def test_a_sigstopped_worker_is_killed_as_hung_and_its_flow_taken_over(tmp_path)
             assert [(c.cause, c.signal, c.worker_id) for c in flow.crashes] == [("hang", 9, owner)]
             rerun = [e for e in read_ledger(ledger) if e["pos"] == 1 and e["event"] == "start"]
             assert len(rerun) == 2 and rerun[1]["pid"] != frozen
-            info = next(a for a in sup.snapshot().actors if a.name == name)
-            assert info.restarts == 1 and info.exit_codes == (-9,) and info.pid != frozen
+            info = await wait_until_async(lambda: replaced(sup, name, frozen), what="its replacement")
+            assert info.restarts == 1 and info.exit_codes == (-9,)
 
     run(body(), 90)
 
@@ -92,11 +98,14 @@ def test_a_restarted_journal_gets_every_unanswered_request_at_once(tmp_path):
     async def body():
         async with supervisor(tmp_path, workers=2, resend_after=600.0) as sup:
             ids = [await sup.schedule(LedgerFlow(f"f{i}", ledger, "sleep:0.05", steps=8)) for i in range(8)]
+            killed = 0
             for kill in range(3):
                 enough = 20 * (kill + 1)
                 await wait_until_async(lambda n=enough: asyncio.to_thread(lambda: len(read_ledger(ledger)) >= n),
                                        what="work under way")
-                os.kill(sup.pids()["journal"], signal.SIGKILL)
+                info = await wait_until_async(lambda k=killed: replaced(sup, "journal", k), what="a journal up")
+                os.kill(info.pid, signal.SIGKILL)
+                killed = info.pid
             for i, flow_id in enumerate(ids):
                 assert await sup.result(flow_id, timeout=40) == expected(f"f{i}", 8)
             info = next(a for a in sup.snapshot().actors if a.name == "journal")
