@@ -10,11 +10,13 @@ from collections.abc import Sequence
 from typing import Protocol, Self, cast, runtime_checkable
 
 from ..core import TERMINAL, Failure, FlowRecord, StepRecord
+from ..core.queues import QueueLimits, QueueState
 from ..errors import FlowNotFoundError, TimeoutExpired
-from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows, NextDue,
+from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows, DeclareQueue,
+                       NextDue,
                        FinishFlow, FlowPage, ForkFlow, GetFlow, InvokeChild, ListFlows, LoadHistory, LoadSteps,
-                       QueryFlows, RecordCrash, ReleaseWorker, RenewLeases, RetryFlow, Scheduled, ScheduleFlow,
-                       SendSignal, SuspendFlow, WaitingSignals)
+                       QueryFlows, QueueStats, RecordCrash, ReleaseWorker, RenewLeases, RetryFlow, Scheduled,
+                       ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals)
 from .events import FlowEvent
 from .pyergon import PyErgonLogMixin, StorageError  # noqa: F401 (PyErgon's name, at its path)
 
@@ -89,8 +91,18 @@ class LogBase(PyErgonLogMixin):
 
     async def schedule_flow(self, flow_id: str, flow_type: str, args: bytes, *,
                             version: str | None = None, ready_at: float | None = None,
-                            parent_id: str | None = None) -> Scheduled:
-        return cast("Scheduled", await self._one(ScheduleFlow(flow_id, flow_type, args, version, ready_at, parent_id)))
+                            parent_id: str | None = None, queue: str | None = None, priority: int = 0,
+                            key: str | None = None, dedup_id: str | None = None) -> Scheduled:
+        command = ScheduleFlow(flow_id, flow_type, args, version, ready_at, parent_id, queue, priority, key, dedup_id)
+        return cast("Scheduled", await self._one(command))
+
+    async def declare_queue(self, limits: QueueLimits, *, replace: bool = True) -> bool:
+        """Store a named queue's limits (with replace False: only if it has none yet); True if written."""
+        return cast("bool", await self._one(DeclareQueue(limits, replace)))
+
+    async def queue_stats(self, limit: int = 1000) -> list[QueueState]:
+        """Every named queue with its limits and its flows due, running and waiting now, by name."""
+        return cast("list[QueueState]", await self._one(QueueStats(limit)))
 
     async def claim(self, worker_id: str, limit: int, lease_seconds: float, *,
                     flow_types: tuple[str, ...] | None = None, flow_id: str | None = None,

@@ -14,21 +14,28 @@ from dataclasses import dataclass
 from typing import Any, get_args
 
 from ..core import Crash, Failure, FlowRecord, StepRecord
+from ..core.queues import QueueLimits, QueueState
 from ..wire import Codec
 from .events import FlowEvent
 
 __all__ = ["ScheduleFlow", "ClaimFlows", "RenewLeases", "ReleaseWorker", "AppendStep", "FinishFlow",
            "SuspendFlow", "AwaitSignal", "SendSignal", "InvokeChild", "CancelFlow", "WaitingSignals",
            "GetFlow", "LoadSteps", "ListFlows", "CountFlows", "NextDue", "RecordCrash", "PutRecord", "ScanRecords",
-           "ResetStore", "LoadHistory", "QueryFlows", "RetryFlow", "ForkFlow", "FlowPage", "Scheduled", "Claim",
-           "Command",
+           "ResetStore", "LoadHistory", "QueryFlows", "RetryFlow", "ForkFlow", "DeclareQueue", "QueueStats",
+           "FlowPage", "Scheduled", "Claim", "Command",
            "COMMAND_TYPES", "EXT_TYPES", "CODEC", "pack", "unpack", "pack_within"]
 
 # -- commands (nouns) ------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
 class ScheduleFlow:
-    """Create a flow unless flow_id exists (the idempotency key). Result: Scheduled."""
+    """Create a flow unless flow_id exists (the idempotency key). Result: Scheduled.
+
+    queue: a named queue (None: the default queue, which has no limits); priority orders its
+    flows (higher first, FIFO within); key is the flow's concurrency key in it. With dedup_id,
+    a live (not yet ended) flow of the same queue with that dedup_id is returned instead of
+    creating one (Scheduled names it, created False).
+    """
 
     flow_id: str
     flow_type: str
@@ -36,6 +43,10 @@ class ScheduleFlow:
     version: str | None = None
     ready_at: float | None = None
     parent_id: str | None = None
+    queue: str | None = None
+    priority: int = 0
+    key: str | None = None
+    dedup_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +323,22 @@ class LoadHistory:
     limit: int = 1000
 
 
+@dataclass(frozen=True, slots=True)
+class DeclareQueue:
+    """Store a queue's limits, enforced from the next claim on by every journal on the store.
+    With `replace` False, only if the queue has none yet. Result: True if written."""
+
+    limits: QueueLimits
+    replace: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """Result: a QueueState per named queue (declared or holding flows), by name."""
+
+    limit: int = 1000
+
+
 # -- results ---------------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
@@ -339,7 +366,7 @@ class Claim:
 Command = (ScheduleFlow | ClaimFlows | RenewLeases | ReleaseWorker | AppendStep | FinishFlow
            | SuspendFlow | AwaitSignal | SendSignal | InvokeChild | CancelFlow | WaitingSignals
            | GetFlow | LoadSteps | ListFlows | CountFlows | NextDue | RecordCrash | PutRecord | ScanRecords | ResetStore
-           | LoadHistory | QueryFlows | RetryFlow | ForkFlow)
+           | LoadHistory | QueryFlows | RetryFlow | ForkFlow | DeclareQueue | QueueStats)
 COMMAND_TYPES: tuple[type, ...] = get_args(Command)
 
 # The wire format: each class's ext code. Never renumber or reuse a code; give a new type a new one.
@@ -351,7 +378,7 @@ EXT_TYPES: tuple[tuple[int, type], ...] = (
     (79, CountFlows), (80, AwaitSignal), (81, SendSignal), (82, InvokeChild), (83, CancelFlow),
     (84, WaitingSignals), (85, Crash), (86, RecordCrash), (87, PutRecord), (88, ScanRecords),
     (89, ResetStore), (90, FlowEvent), (91, LoadHistory), (92, QueryFlows), (93, FlowPage), (94, RetryFlow),
-    (95, ForkFlow),
+    (95, ForkFlow), (116, QueueLimits), (117, QueueState), (118, DeclareQueue), (119, QueueStats),
 )
 CODEC = Codec(EXT_TYPES)
 pack: Callable[[str, Any], bytes] = CODEC.pack

@@ -10,6 +10,7 @@ from typing import Any
 from ..core import TERMINAL, Failure, FlowRecord, FlowStatus, StepRecord, StepStatus
 from ..errors import FencedError, FlowBusyError, FlowNotFoundError
 from .base import LogBase
+from ..core.queues import QueueLimits
 from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows, NextDue,
                        FinishFlow, FlowPage, ForkFlow, GetFlow, InvokeChild, ListFlows, LoadHistory, LoadSteps,
                        PutRecord, QueryFlows, RecordCrash, ReleaseWorker, RenewLeases, ResetStore, RetryFlow,
@@ -17,12 +18,14 @@ from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, C
 from .crashes import check, crashed, in_flight
 from .events import (Event, FlowEvent, claim_events, crash_events, dumps, fenced_event, finish_event,
                      scheduled_event, step_event, suspend_event)
+from .memory_queues import MemoryQueues
+from .queue_rules import interleave
 from .rules import REFUSALS, RETRYABLE, child_outcome, due_at, fence, invalid, matches, retried, runnable
 
 __all__ = ["InMemoryExecutionLog"]
 
 
-class InMemoryExecutionLog(LogBase):
+class InMemoryExecutionLog(MemoryQueues, LogBase):
     """Keeps flows and steps in dicts; `execute` is atomic because it never awaits."""
 
     def __init__(self) -> None:
@@ -34,6 +37,9 @@ class InMemoryExecutionLog(LogBase):
         self._records: dict[str, bytes] = {}  # PyErgon's store API (storage/pyergon.py)
         self._events: dict[str, list[FlowEvent]] = {}
         self._order: dict[str, int] = {}  # flow_id -> its place in schedule order
+        self._queued: dict[str, tuple[str | None, int, str | None, str | None]] = {}  # queue, priority, key, dedup
+        self._queues: dict[str, QueueLimits | None] = {}  # every named queue: its limits (None: undeclared)
+        self._starts: dict[str, list[float]] = {}  # a rate-limited queue's claim times, oldest first
 
     async def execute(self, commands: Sequence[Command]) -> list[object]:
         now = time.time()
@@ -68,6 +74,14 @@ class InMemoryExecutionLog(LogBase):
     def _ScheduleFlow(self, c: ScheduleFlow, now: float) -> Scheduled:
         if c.flow_id in self._flows:
             return Scheduled(c.flow_id, False)
+        if c.dedup_id is not None:
+            for other, (queue, _, _, dedup) in self._queued.items():
+                if dedup == c.dedup_id and queue == c.queue and self._flows[other].status not in TERMINAL:
+                    return Scheduled(other, False)
+        if c.queue is not None or c.dedup_id is not None:
+            self._queued[c.flow_id] = (c.queue, c.priority, c.key, c.dedup_id)
+        if c.queue is not None:
+            self._queues.setdefault(c.queue, None)
         ready = now if c.ready_at is None else c.ready_at
         self._flows[c.flow_id] = FlowRecord(
             c.flow_id, c.flow_type, c.args, FlowStatus.PENDING, c.version, ready_at=ready,
@@ -85,6 +99,7 @@ class InMemoryExecutionLog(LogBase):
         else:
             ids = self._claimable(c, now)
             for flow_id in ids:
+                self._started(flow_id, now)
                 flow = self._flows[flow_id]
                 self._flows[flow_id] = replace(
                     flow, status=FlowStatus.RUNNING, epoch=flow.epoch + 1, owner=c.worker_id,
@@ -112,8 +127,19 @@ class InMemoryExecutionLog(LogBase):
         suspects = [f for f in due if f.suspect]
         if suspects:  # they run in their groups: only a worker that runs nothing takes one, and nothing else
             size = min(c.limit, suspects[0].suspect) if c.solo else 0
-            return [f.flow_id for f in suspects if f.suspect >= suspects[0].suspect][:size]
-        return [f.flow_id for f in due[:c.limit]]
+            group = [f for f in suspects if f.suspect >= suspects[0].suspect][:size]
+            return self._admitted_group(c, now, group)  # and each waits for room in its queue
+        by_queue: dict[str, list[FlowRecord]] = {}
+        default = []
+        for flow in due:
+            queue = self._queue_of(flow.flow_id)
+            if queue is None:
+                default.append(flow.flow_id)
+            else:
+                by_queue.setdefault(queue, []).append(flow)
+        picks = [self._admitted(q, c, now, by_queue[q], c.limit) for q in sorted(by_queue)]
+        taken = interleave(picks, c.limit)
+        return taken + default[:c.limit - len(taken)]
 
     def _RenewLeases(self, c: RenewLeases, now: float) -> int:
         owned = [f for f in self._flows.values() if f.owner == c.worker_id and f.status == FlowStatus.RUNNING
@@ -354,5 +380,5 @@ class InMemoryExecutionLog(LogBase):
 
     def _ResetStore(self, c: ResetStore, now: float) -> None:
         for table in (self._flows, self._steps, self._last_claim, self._signals, self._consumed, self._records,
-                      self._events, self._order):
+                      self._events, self._order, self._queued, self._queues, self._starts):
             table.clear()

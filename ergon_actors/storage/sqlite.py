@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import sqlite3
 import time
@@ -25,6 +26,7 @@ from .pyergon_records import SqliteRecords
 from .records import dump_crashes, dump_failure
 from .rules import REFUSALS, child_outcome, fence, invalid
 from .sqlite_operate import SqliteOperations, error_type
+from .sqlite_queues import SqliteQueues
 from .sqlite_rows import FLOW_COLUMNS as _FLOW_COLUMNS
 from .sqlite_rows import STEP_COLUMNS as _STEP_COLUMNS
 from .sqlite_rows import flow_row as _flow
@@ -48,10 +50,11 @@ def _claimable(types: int | None) -> str:
 
     One branch per status and type walks the (status, flow_type, time) index in order and stops
     at :n, so a claim never scans the queue, also when it is full of types nobody here serves.
+    Flows of the default queue only: those of named queues are claimed by sqlite_queues.py.
     """
     filters = [""] if types is None else [f"AND flow_type = :t{i} " for i in range(types)]
     branches = [f"SELECT * FROM (SELECT flow_id, {column} AS due FROM flows WHERE status = '{status}' "
-                f"AND {column} <= :now {where}ORDER BY {column} LIMIT :n)"
+                f"AND {column} <= :now AND queue IS NULL {where}ORDER BY {column} LIMIT :n)"
                 for status, column in (("RUNNING", "lease_expires"), ("SUSPENDED", "ready_at"),
                                        ("PENDING", "ready_at"))
                 for where in filters]
@@ -116,7 +119,7 @@ class _Lease(NamedTuple):
     cancel_requested: bool
 
 
-class SqliteExecutionLog(SqliteOperations, SqliteRecords, LogBase):
+class SqliteExecutionLog(SqliteQueues, SqliteOperations, SqliteRecords, LogBase):
     """A store in one SQLite file.
 
     Args:
@@ -310,14 +313,20 @@ class SqliteExecutionLog(SqliteOperations, SqliteRecords, LogBase):
         return refused
 
     def _ScheduleFlow(self, db: sqlite3.Connection, c: ScheduleFlow, now: float) -> Scheduled:
+        if c.dedup_id is not None:
+            existing = self._dedup(db, c)
+            if existing is not None and existing != c.flow_id:
+                return Scheduled(existing, False)
         cursor = db.execute(
-            "INSERT INTO flows VALUES (?, ?, ?, 'PENDING', ?, 1, 0, NULL, NULL, ?, NULL, NULL, ?, ?, ?, NULL, 0, NULL, "
-            "NULL, 0, 0) "
-            "ON CONFLICT (flow_id) DO NOTHING",
+            "INSERT INTO flows (flow_id, flow_type, args, status, version, attempt, epoch, ready_at, parent_id, "
+            "created_at, updated_at, queue, priority, queue_key, dedup_id) "
+            "VALUES (?, ?, ?, 'PENDING', ?, 1, 0, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (flow_id) DO NOTHING",
             (c.flow_id, c.flow_type, c.args, c.version, now if c.ready_at is None else c.ready_at,
-             c.parent_id, now, now))
+             c.parent_id, now, now, c.queue, c.priority, c.key, c.dedup_id))
         if cursor.rowcount != 1:
             return Scheduled(c.flow_id, False)
+        if c.queue is not None:
+            self._known_queue(db, c.queue)
         self._event(db, c.flow_id, now, scheduled_event(c.flow_type, c.parent_id, c.ready_at))
         return Scheduled(c.flow_id, True)
 
@@ -342,9 +351,13 @@ class SqliteExecutionLog(SqliteOperations, SqliteRecords, LogBase):
             first = db.execute(_suspects_due(types), {**params, "size": 1, "n": 1}).fetchone()
             if first is not None:  # suspects run in their groups: only a worker that runs nothing takes one
                 size = {"size": first[1], "n": min(c.limit, first[1]) if c.solo else 0}
-                ids = [r[0] for r in db.execute(_suspects_due(types), {**params, **size})]
+                group = [r[0] for r in db.execute(_suspects_due(types), {**params, **size})]
+                ids = self._queued_suspects(db, c, now, params, group)  # each waits for room in its queue
             else:
-                ids = [r[0] for r in db.execute(_claimable(types), params)]
+                ids = self._queued_claim(db, c, now, params)  # named queues first: their limits hold them back
+                if len(ids) < c.limit:
+                    params["n"] = c.limit - len(ids)
+                    ids += [r[0] for r in db.execute(_claimable(types), params)]
         self._batch_claims[c.worker_id] = c.request_id
         if not ids:
             return []
@@ -523,8 +536,7 @@ class SqliteExecutionLog(SqliteOperations, SqliteRecords, LogBase):
             return done
         self._fence(db, c, now)
         child = c.child
-        if self._ScheduleFlow(db, ScheduleFlow(child.flow_id, child.flow_type, child.args, child.version,
-                                               child.ready_at, c.flow_id), now).created:
+        if self._ScheduleFlow(db, dataclasses.replace(child, parent_id=c.flow_id), now).created:
             self._event(db, c.flow_id, now, ("child_started", {"child": child.flow_id, "type": child.flow_type}))
         record = self._get(db, child.flow_id)
         assert record is not None  # scheduled above, in this transaction
@@ -586,7 +598,7 @@ class SqliteExecutionLog(SqliteOperations, SqliteRecords, LogBase):
         if c.limit is None:
             counts = dict(db.execute("SELECT status, count(*) FROM flows GROUP BY status").fetchall())
             due = f"SELECT count(*) FROM ({_claimable(None)})"
-            counts["due"] = db.execute(due, {"now": now, "n": -1}).fetchone()[0]
+            counts["due"] = db.execute(due, {"now": now, "n": -1}).fetchone()[0] + self._queued_due(db, now, -1)
             return self._count_quarantined(db, counts, -1)
         counts = {}  # each count walks at most `limit` index entries
         for status in FlowStatus:
@@ -594,8 +606,9 @@ class SqliteExecutionLog(SqliteOperations, SqliteRecords, LogBase):
                            (status.value, c.limit)).fetchone()[0]
             if n:
                 counts[status.value] = n
-        due = f"SELECT count(*) FROM (SELECT 1 FROM flows WHERE {_DUE} LIMIT :n)"
-        counts["due"] = db.execute(due, {"now": now, "n": c.limit}).fetchone()[0]
+        due = f"SELECT count(*) FROM ({_claimable(None)})"
+        counts["due"] = min(c.limit, db.execute(due, {"now": now, "n": c.limit}).fetchone()[0]
+                            + self._queued_due(db, now, c.limit))
         return self._count_quarantined(db, counts, c.limit)
 
     @staticmethod

@@ -11,7 +11,7 @@ from ..errors import SchemaVersionError, StoreError
 
 __all__ = ["SCHEMA_VERSION", "APPLICATION_ID", "open_schema"]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 APPLICATION_ID = 0x45524731  # "ERG1": marks a file as ours before we touch its tables
 
 # The first schema. Every later change is a migration in _MIGRATIONS, applied to new files too,
@@ -62,6 +62,28 @@ CREATE INDEX flows_status_created ON flows (status, created_at);
     3: """
 DROP INDEX flows_suspect;
 CREATE INDEX flows_suspect ON flows (flow_type) WHERE suspect > 0;
+""",
+    # 5: named queues (storage/sqlite_queues.py). The default queue's flows (queue NULL) keep
+    # their claim indexes, now partial, so a claim of them never walks flows of named queues;
+    # those have indexes of their own, by priority and due time. queues: every named queue and
+    # its limits (NULL: none); queue_starts: claims of rate-limited queues in their last period.
+    4: """
+ALTER TABLE flows ADD COLUMN queue TEXT;
+ALTER TABLE flows ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE flows ADD COLUMN queue_key TEXT;
+ALTER TABLE flows ADD COLUMN dedup_id TEXT;
+DROP INDEX flows_ready;
+DROP INDEX flows_lease;
+CREATE INDEX flows_ready ON flows (status, flow_type, ready_at) WHERE queue IS NULL;
+CREATE INDEX flows_lease ON flows (status, flow_type, lease_expires) WHERE queue IS NULL;
+CREATE INDEX flows_queued ON flows (queue, flow_type, status, priority DESC, ready_at) WHERE queue IS NOT NULL;
+CREATE INDEX flows_queue_due ON flows (queue, status, ready_at) WHERE queue IS NOT NULL;
+CREATE INDEX flows_queue_lease ON flows (queue, status, lease_expires) WHERE queue IS NOT NULL;
+CREATE INDEX flows_dedup ON flows (dedup_id) WHERE dedup_id IS NOT NULL;
+CREATE TABLE queues (name TEXT PRIMARY KEY, concurrency INTEGER, worker_concurrency INTEGER,
+    key_concurrency INTEGER, rate_limit INTEGER, rate_period REAL) WITHOUT ROWID;
+CREATE TABLE queue_starts (queue TEXT NOT NULL, at REAL NOT NULL);
+CREATE INDEX queue_starts_at ON queue_starts (queue, at);
 """,
 }
 
