@@ -20,13 +20,15 @@ from redis.exceptions import (ClusterDownError, MasterDownError, NoScriptError, 
                               ReadOnlyError, RedisError, ResponseError, TryAgainError)
 
 from ..core import Failure, FlowRecord, StepRecord
+from ..core.queues import QueueLimits, QueueState
 from ..errors import (ConfigError, FencedError, FlowBusyError, FlowCancelledError, FlowNotFoundError,
                       FlowStateError, StoreError, StoreUnavailableError)
 from .base import LogBase
-from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows, NextDue,
+from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows, DeclareQueue,
+                       NextDue,
                        FinishFlow, FlowPage, ForkFlow, GetFlow, InvokeChild, ListFlows, LoadHistory, LoadSteps,
-                       PutRecord, QueryFlows, RecordCrash, ReleaseWorker, RenewLeases, ResetStore, RetryFlow,
-                       ScanRecords, Scheduled, ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals)
+                       PutRecord, QueryFlows, QueueStats, RecordCrash, ReleaseWorker, RenewLeases, ResetStore,
+                       RetryFlow, ScanRecords, Scheduled, ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals)
 from .crashes import JITTER, SPLIT, check, poison_failure
 from .events import FlowEvent, dumps, finish_event, scheduled_event, step_event, suspend_event
 from .records import dump_failure, load_crashes, load_failure
@@ -137,6 +139,16 @@ def _step_fields(flow_id: str, epoch: int, s: StepRecord) -> list[Any]:
     base = msgpack.packb([s.position, s.name, s.args_hash, s.attempt, s.tries, s.retry_at])
     return [flow_id, epoch, s.position, base, str(s.status), s.result,
             None if s.error is None else dump_failure(s.error)]
+
+
+def _queue_state(row: list[Any]) -> QueueState:
+    """A queue's figures as the QueueStats script packs them (its limits packed as DeclareQueue stored them)."""
+    name, raw, due, running, waiting, starts = row
+    limits = None
+    if raw is not False:
+        concurrency, per_worker, per_key, rate, period = (None if v is False else v for v in msgpack.unpackb(raw))
+        limits = QueueLimits(name.decode(), concurrency, per_worker, per_key, rate, period)
+    return QueueState(name.decode(), limits, due, running, waiting, starts)
 
 
 def _redact(url: str) -> str:
@@ -307,8 +319,10 @@ class RedisExecutionLog(LogBase):
 
     def _ScheduleFlow(self, c: ScheduleFlow) -> Plan:
         fields = [c.flow_id, c.flow_type, c.args, c.version, c.ready_at, c.parent_id,
-                  dumps(scheduled_event(c.flow_type, c.parent_id, c.ready_at)[1])]
-        return self._script("ScheduleFlow", fields), lambda r: Scheduled(c.flow_id, r == 1)
+                  dumps(scheduled_event(c.flow_type, c.parent_id, c.ready_at)[1]),
+                  [c.queue, c.priority, c.key, c.dedup_id]]
+        return self._script("ScheduleFlow", fields), lambda r: (Scheduled(r.decode(), False) if isinstance(r, bytes)
+                                                                else Scheduled(c.flow_id, r == 1))
 
     def _ClaimFlows(self, c: ClaimFlows) -> Plan:
         fields = [c.worker_id, c.request_id, c.limit, c.lease_seconds, c.flow_types, c.flow_id, c.steal, c.solo]
@@ -356,8 +370,20 @@ class RedisExecutionLog(LogBase):
         fields = [*_step_fields(c.flow_id, c.epoch, c.step),
                   child.flow_id, child.flow_type, child.args, child.version, child.ready_at,
                   dump_failure(Failure.cancelled(child.flow_id)),
-                  dumps(scheduled_event(child.flow_type, c.flow_id, child.ready_at)[1]), c.ready_at]
+                  dumps(scheduled_event(child.flow_type, c.flow_id, child.ready_at)[1]), c.ready_at,
+                  [child.queue, child.priority, child.key]]
         return self._script("InvokeChild", fields), _step
+
+    def _DeclareQueue(self, c: DeclareQueue) -> Plan:
+        q = c.limits
+        fields = [q.name, q.concurrency, q.worker_concurrency, q.key_concurrency, q.rate_limit, q.rate_period,
+                  c.replace]
+        return self._script("DeclareQueue", fields), lambda r: r == 1
+
+    def _QueueStats(self, c: QueueStats) -> Plan:
+        if c.limit <= 0:
+            return None, lambda r: []
+        return self._script("QueueStats", [c.limit]), lambda r: [_queue_state(row) for row in _unpack(r)]
 
     def _CancelFlow(self, c: CancelFlow) -> Plan:
         return self._script("CancelFlow", [c.flow_id]), lambda r: r.decode()

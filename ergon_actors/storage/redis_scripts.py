@@ -18,7 +18,7 @@ local TERMINAL = {COMPLETE = true, FAILED = true, CANCELLED = true}
 local STATUSES = {'PENDING', 'RUNNING', 'SUSPENDED', 'COMPLETE', 'FAILED', 'CANCELLED'}
 local FIELDS = {'flow_id', 'flow_type', 'args', 'status', 'version', 'attempt', 'epoch', 'owner',
   'lease_expires', 'ready_at', 'result', 'error', 'parent_id', 'created_at', 'updated_at',
-  'waiting_on', 'cancel_requested', 'seq', 'crashes', 'suspect'}
+  'waiting_on', 'cancel_requested', 'seq', 'crashes', 'suspect', 'queue', 'priority', 'qkey', 'dedup'}
 local function k(kind, name) return P .. ':' .. kind .. ':' .. name end
 local function get(id)
   local raw = redis.call('HGETALL', k('flow', id))
@@ -33,8 +33,23 @@ local function signal_of(f)
     return string.sub(f.waiting_on, 8)
   end
 end
-local function queued(f)  -- in its type's ready set: waiting for ready_at
+local function queued(f)  -- in its ready set: waiting for ready_at
   return f and (f.status == 'PENDING' or f.status == 'SUSPENDED') and f.ready_at ~= nil
+end
+-- A flow of the default queue waits in its type's ready set and runs in its type's lease set; a
+-- flow of a named queue in its queue's set of its priority, and in its queue's lease set.
+local function ready_key(f)
+  if not f.queue then return k('ready', f.flow_type) end
+  return k('qready', f.queue .. ':' .. f.priority)
+end
+local function lease_key(f) return f.queue and k('qleases', f.queue) or k('leases', f.flow_type) end
+local function bump(hash, field, by)  -- a count kept in a hash field, gone at 0
+  if redis.call('HINCRBY', hash, field, by) <= 0 then redis.call('HDEL', hash, field) end
+end
+local function running_in_queue(f, by)  -- count f, RUNNING in its named queue, in (or out of) the figures
+  bump(P .. ':qrunning', f.queue, by)
+  bump(k('qowners', f.queue), f.owner, by)
+  if f.qkey then bump(k('qkeys', f.queue), f.qkey, by) end
 end
 local function suspected(f)  -- in the suspects set: runs in its group next
   return f ~= nil and f.suspect ~= nil and not TERMINAL[f.status]
@@ -63,14 +78,32 @@ local function save(f, old)  -- write flow f (old: its stored state, nil if new)
   end
   if queued(f) then
     if not queued(old) or old.ready_at ~= f.ready_at then
-      redis.call('ZADD', k('ready', f.flow_type), f.ready_at, id)
+      redis.call('ZADD', ready_key(f), f.ready_at, id)
+      if f.queue then redis.call('ZADD', k('qprios', f.queue), f.priority, f.priority) end
     end
-  elseif queued(old) then redis.call('ZREM', k('ready', f.flow_type), id) end
+  elseif queued(old) then redis.call('ZREM', ready_key(f), id) end
   if f.status == 'RUNNING' then
     if not old or old.lease_expires ~= f.lease_expires then
-      redis.call('ZADD', k('leases', f.flow_type), f.lease_expires, id)
+      redis.call('ZADD', lease_key(f), f.lease_expires, id)
     end
-  elseif old and old.status == 'RUNNING' then redis.call('ZREM', k('leases', f.flow_type), id) end
+  elseif old and old.status == 'RUNNING' then redis.call('ZREM', lease_key(f), id) end
+  if f.queue then
+    local was = old and old.status == 'RUNNING'
+    if was and (f.status ~= 'RUNNING' or old.owner ~= f.owner) then running_in_queue(old, -1) end
+    if f.status == 'RUNNING' and (not was or old.owner ~= f.owner) then running_in_queue(f, 1) end
+  end
+  if f.queue and (old == nil or TERMINAL[old.status] ~= TERMINAL[f.status]) then
+    if not TERMINAL[f.status] then bump(P .. ':qlive', f.queue, 1)
+    elseif old then bump(P .. ':qlive', f.queue, -1) end
+  end
+  if f.dedup then
+    local key = k('dedup', (f.queue or '') .. ':' .. f.dedup)
+    if TERMINAL[f.status] and not (old and TERMINAL[old.status]) then
+      if redis.call('GET', key) == id then redis.call('DEL', key) end
+    elseif not TERMINAL[f.status] and (old == nil or TERMINAL[old.status]) then
+      redis.call('SET', key, id, 'NX')
+    end
+  end
   if old and old.owner and old.owner ~= f.owner then redis.call('SREM', k('owned', old.owner), id) end
   if f.owner and f.owner ~= (old and old.owner) then redis.call('SADD', k('owned', f.owner), id) end
   member('suspects', id, suspected(old), suspected(f))
@@ -86,6 +119,13 @@ local function save(f, old)  -- write flow f (old: its stored state, nil if new)
       if redis.call('HEXISTS', P .. ':signals', now) == 0 then redis.call('ZADD', P .. ':waitnames', 0, now) end
     end
   end
+end
+local function queue_due(q)  -- a named queue's flows runnable now
+  local due = redis.call('ZCOUNT', k('qleases', q), '-inf', NOW)
+  for _, p in ipairs(redis.call('ZRANGE', k('qprios', q), 0, -1)) do
+    due = due + redis.call('ZCOUNT', k('qready', q .. ':' .. p), '-inf', NOW)
+  end
+  return due
 end
 local function event(id, kind, data)  -- append to the flow's history; data: JSON text or a table
   if type(data) ~= 'string' then data = next(data) == nil and '{}' or cjson.encode(data) end
@@ -132,12 +172,21 @@ local function child_ended(f)  -- tell its parent: in the parent's history, and 
     wake(f.parent_id, 'child:' .. f.flow_id)
   end
 end
-local function schedule(id, flow_type, args, version, ready_at, parent, scheduled)
+-- Create a flow unless it exists (-> 0) or, with a dedup id, a live flow of its queue has that id
+-- (-> that flow's id); q: nil, or {queue, priority, key, dedup id}. -> 1 when created.
+local function schedule(id, flow_type, args, version, ready_at, parent, scheduled, q)
   if redis.call('EXISTS', k('flow', id)) == 1 then return 0 end
+  q = q or {}
+  if q[4] then
+    local other = redis.call('GET', k('dedup', (q[1] or '') .. ':' .. q[4]))
+    if other then return other end
+  end
   local seq = redis.call('INCR', P .. ':seq')
   save({flow_id = id, flow_type = flow_type, args = args, status = 'PENDING', version = version,
         attempt = 1, epoch = 0, ready_at = ready_at or NOW, parent_id = parent, created_at = NOW,
-        updated_at = NOW, seq = seq}, nil)
+        updated_at = NOW, seq = seq, queue = q[1], priority = q[1] and (q[2] or 0) or nil, qkey = q[3],
+        dedup = q[4]}, nil)
+  if q[1] then redis.call('SADD', P .. ':queues', q[1]) end
   redis.call('SADD', P .. ':types', flow_type)
   redis.call('ZADD', P .. ':all', seq, id)
   if parent then redis.call('SADD', k('children', parent), id) end
@@ -165,16 +214,18 @@ end
 SCRIPTS = {
     # ScheduleFlow {id, type, args, version, ready_at, parent}: create unless it exists -> 1/0.
     # ... and the details of its scheduled event (JSON).
-    "ScheduleFlow": "return schedule(C[1], C[2], C[3], C[4], C[5], C[6], C[7])",
+    # ... then {queue, priority, key, dedup id} -> 1, 0 or the id of the live flow with that dedup id.
+    "ScheduleFlow": "return schedule(C[1], C[2], C[3], C[4], C[5], C[6], C[7], C[8])",
     # ClaimFlows {worker, request, limit, lease, types, flow_id, steal, solo}: lease runnable
     # flows, earliest due first, walking only the due head of each type's ready/lease sorted set.
     # While a suspect of the types is due, only a solo claim takes anything: the earliest due
     # suspect and the next due ones whose group size is at least its own, up to its size.
     "ClaimFlows": r"""
 local worker, request, limit, lease, types, only, steal = C[1], C[2], C[3], C[4], C[5], C[6], C[7]
+local wanted = nil
+if types then wanted = {} for _, t in ipairs(types) do wanted[t] = true end end
 local function due_suspects()  -- the due suspects of the types, earliest first (suspects are few)
-  local wanted, due_ones = nil, {}
-  if types then wanted = {} for _, t in ipairs(types) do wanted[t] = true end end
+  local due_ones = {}
   for _, id in ipairs(redis.call('SMEMBERS', P .. ':suspects')) do
     local f = get(id)
     local due = f.status == 'RUNNING' and tonumber(f.lease_expires) or tonumber(f.ready_at)
@@ -184,6 +235,93 @@ local function due_suspects()  -- the due suspects of the types, earliest first 
   end
   table.sort(due_ones, function(a, b) if a[2] ~= b[2] then return a[2] < b[2] end return a[1] < b[1] end)
   return due_ones
+end
+-- Named queues (the rules of storage/queue_rules.py): an admitter takes the flows a queue lets
+-- this claim have; its limits L = {concurrency, worker_concurrency, key_concurrency, rate_limit,
+-- rate_period}, false for none; nil for a queue never declared.
+local function admitter(q, want)
+  local raw = redis.call('HGET', P .. ':qlimits', q)
+  local L = raw and cmsgpack.unpack(raw)
+  local a = {q = q, L = L, running = 0, keys = {}, room = want, picked = {}}
+  if L then
+    if L[1] then a.running = tonumber(redis.call('HGET', P .. ':qrunning', q) or '0') end
+    if L[2] then a.room = math.min(a.room, L[2] - tonumber(redis.call('HGET', k('qowners', q), worker) or '0')) end
+    if L[4] then
+      redis.call('ZREMRANGEBYSCORE', k('qstarts', q), '-inf', NOW - L[5])
+      a.room = math.min(a.room, L[4] - redis.call('ZCARD', k('qstarts', q)))
+    end
+  end
+  return a
+end
+local function full(a) return #a.picked >= a.room end
+local function offer(a, id, key, running)  -- take the flow if its queue has room; running: lease lapsed
+  local L = a.L
+  if full(a) then return end
+  if L and not running then  -- a lapsed lease counts as running already: taking it over adds nothing
+    if L[1] and a.running >= L[1] then return end
+    if L[3] and key then
+      local n = a.keys[key] or tonumber(redis.call('HGET', k('qkeys', a.q), key) or '0')
+      a.keys[key] = n
+      if n >= L[3] then return end
+      a.keys[key] = n + 1
+    end
+    a.running = a.running + 1
+  end
+  a.picked[#a.picked + 1] = id
+end
+local function fill(a)  -- offer lapsed leases, then due flows by priority and due time (a bounded walk)
+  if a.room <= 0 then return end
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', k('qleases', a.q), '-inf', NOW, 'LIMIT', 0, a.room)) do
+    local h = redis.call('HMGET', k('flow', id), 'flow_type', 'qkey')
+    if not wanted or wanted[h[1]] then offer(a, id, h[2], true) end
+  end
+  local budget = 1000
+  for _, p in ipairs(redis.call('ZREVRANGE', k('qprios', a.q), 0, -1)) do
+    local set, offset = k('qready', a.q .. ':' .. p), 0
+    if redis.call('EXISTS', set) == 0 then redis.call('ZREM', k('qprios', a.q), p) end
+    while not full(a) and budget > 0 and not (a.L and a.L[1] and a.running >= a.L[1]) do
+      local r = redis.call('ZRANGEBYSCORE', set, '-inf', NOW, 'LIMIT', offset, 100)
+      for _, id in ipairs(r) do
+        budget = budget - 1
+        local h = redis.call('HMGET', k('flow', id), 'flow_type', 'qkey')
+        if not wanted or wanted[h[1]] then offer(a, id, h[2], false) end
+        if full(a) then break end
+      end
+      if #r < 100 then break end
+      offset = offset + #r
+    end
+    if full(a) or budget <= 0 then break end
+  end
+end
+local function started(a, taken)  -- count the claims of a rate-limited queue in its window
+  if a.L and a.L[4] then
+    for _, id in ipairs(a.picked) do
+      if taken[id] then redis.call('ZADD', k('qstarts', a.q), NOW, id .. ':' .. NOW) end
+    end
+  end
+end
+local function queued_claim()  -- round robin across the named queues' admitted flows
+  local names = redis.call('SMEMBERS', P .. ':queues')
+  if #names == 0 then return {} end
+  table.sort(names)
+  local admitted, out, taken = {}, {}, {}
+  for _, q in ipairs(names) do
+    local a = admitter(q, limit)
+    fill(a)
+    if #a.picked > 0 then admitted[#admitted + 1] = a end
+  end
+  local round = 1
+  while #out < limit do
+    local any = false
+    for _, a in ipairs(admitted) do
+      local id = a.picked[round]
+      if id and #out < limit then out[#out + 1] = id; taken[id] = true; any = true end
+    end
+    if not any then break end
+    round = round + 1
+  end
+  for _, a in ipairs(admitted) do started(a, taken) end
+  return out
 end
 local last, ids = k('lastclaim', worker), {}
 if redis.call('HGET', last, 'request') == request then  -- a re-send: answer the first claim again
@@ -202,23 +340,38 @@ else
   elseif limit > 0 then
     local suspects = due_suspects()
     if #suspects > 0 then
-      local size = suspects[1][3]
+      local size, group, admitters = suspects[1][3], {}, {}
       for _, sus in ipairs(suspects) do
-        if C[8] and #ids < math.min(limit, size) and sus[3] >= size then ids[#ids + 1] = sus[1] end
+        if C[8] and #group < math.min(limit, size) and sus[3] >= size then group[#group + 1] = sus[1] end
+      end
+      for _, id in ipairs(group) do  -- each of a named queue waits for room in its queue
+        local f = get(id)
+        if f.queue then
+          admitters[f.queue] = admitters[f.queue] or admitter(f.queue, #group)
+          offer(admitters[f.queue], id, f.qkey, f.status == 'RUNNING')
+        else ids[#ids + 1] = id end
+      end
+      for _, a in pairs(admitters) do
+        local taken = {}
+        for _, id in ipairs(a.picked) do ids[#ids + 1] = id; taken[id] = true end
+        started(a, taken)
       end
     else
-      local seen, found = {}, {}
-      for _, t in ipairs(types or redis.call('SMEMBERS', P .. ':types')) do
-        if not seen[t] then
-          seen[t] = true
-          for _, index in ipairs({'leases', 'ready'}) do
-            local r = redis.call('ZRANGEBYSCORE', k(index, t), '-inf', NOW, 'WITHSCORES', 'LIMIT', 0, limit)
-            for i = 1, #r, 2 do found[#found + 1] = {r[i], tonumber(r[i + 1])} end
+      ids = queued_claim()
+      local seen, found, room = {}, {}, limit - #ids
+      if room > 0 then
+        for _, t in ipairs(types or redis.call('SMEMBERS', P .. ':types')) do
+          if not seen[t] then
+            seen[t] = true
+            for _, index in ipairs({'leases', 'ready'}) do
+              local r = redis.call('ZRANGEBYSCORE', k(index, t), '-inf', NOW, 'WITHSCORES', 'LIMIT', 0, room)
+              for i = 1, #r, 2 do found[#found + 1] = {r[i], tonumber(r[i + 1])} end
+            end
           end
         end
+        table.sort(found, function(a, b) if a[2] ~= b[2] then return a[2] < b[2] end return a[1] < b[1] end)
+        for i = 1, math.min(room, #found) do ids[#ids + 1] = found[i][1] end
       end
-      table.sort(found, function(a, b) if a[2] ~= b[2] then return a[2] < b[2] end return a[1] < b[1] end)
-      for i = 1, math.min(limit, #found) do ids[i] = found[i][1] end
     end
   end
   for _, id in ipairs(ids) do
@@ -323,9 +476,9 @@ redis.call('ZREM', P .. ':waitnames', C[1])
 for _, id in ipairs(redis.call('SMEMBERS', k('waiting', C[1]))) do wake(id, 'signal:' .. C[1]) end
 return 1""",
     # InvokeChild {id, epoch, pos, base, status, result, error, child id, type, args, version,
-    # ready_at, its cancellation failure, details of its scheduled event, the parent's ready_at}:
-    # schedule the child, then journal its outcome if it has ended (-> the step) or suspend the
-    # parent until it ends, or until the parent's ready_at (-> nil).
+    # ready_at, its cancellation failure, details of its scheduled event, the parent's ready_at,
+    # {queue, priority, key} of the child}: schedule the child, then journal its outcome if it has
+    # ended (-> the step) or suspend the parent until it ends, or until the parent's ready_at (-> nil).
     "InvokeChild": r"""
 local id, epoch, pos, child = C[1], C[2], C[3], C[8]
 local f = get(id)
@@ -333,7 +486,7 @@ local done = recorded(f, epoch, pos)
 if done then return done end
 local refused = fence(f, epoch, false)
 if refused then return refuse(f, epoch, refused, 'InvokeChild') end
-if schedule(child, C[9], C[10], C[11], C[12], id, C[14]) == 1 then
+if schedule(child, C[9], C[10], C[11], C[12], id, C[14], C[16]) == 1 then
   event(id, 'child_started', {child = child, type = C[9]})
 end
 local c = get(child)
@@ -517,9 +670,36 @@ for _, t in ipairs(C[1] or redis.call('SMEMBERS', P .. ':types')) do
   end
 end
 return best""",
+    # DeclareQueue {name, concurrency, worker_concurrency, key_concurrency, rate_limit, rate_period,
+    # replace}: store a queue's limits (false: none) -> 1, or 0 when kept (replace false).
+    "DeclareQueue": r"""
+local limits = cmsgpack.pack({C[2] or false, C[3] or false, C[4] or false, C[5] or false, C[6]})
+redis.call('SADD', P .. ':queues', C[1])
+if C[7] then redis.call('HSET', P .. ':qlimits', C[1], limits) return 1 end
+return redis.call('HSETNX', P .. ':qlimits', C[1], limits)""",
+    # QueueStats {limit}: -> packed {{name, limits or false, due, running, waiting, recent starts}, ...}
+    # for the named queues, by name.
+    "QueueStats": r"""
+local names = redis.call('SMEMBERS', P .. ':queues')
+table.sort(names)
+local out = {}
+for i = 1, math.min(#names, C[1]) do
+  local q = names[i]
+  local raw = redis.call('HGET', P .. ':qlimits', q)
+  local L = raw and cmsgpack.unpack(raw)
+  local due = queue_due(q)
+  local running = tonumber(redis.call('HGET', P .. ':qrunning', q) or '0')
+  local live = tonumber(redis.call('HGET', P .. ':qlive', q) or '0')
+  local lapsed = redis.call('ZCOUNT', k('qleases', q), '-inf', NOW)
+  local starts = 0
+  if L and L[4] then starts = redis.call('ZCOUNT', k('qstarts', q), '(' .. (NOW - L[5]), '+inf') end
+  out[i] = {q, raw or false, due, running, live - running - (due - lapsed), starts}
+end
+return cmsgpack.pack(out)""",
     # CountFlows {}: {status, count, ..., 'due', count} -> flows per status and runnable now.
     "CountFlows": r"""
 local out, due = {}, 0
+for _, q in ipairs(redis.call('SMEMBERS', P .. ':queues')) do due = due + queue_due(q) end
 for _, s in ipairs(STATUSES) do
   local n = redis.call('ZCARD', k('status', s))
   if n > 0 then out[#out + 1] = s; out[#out + 1] = n end

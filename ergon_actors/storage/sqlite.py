@@ -313,9 +313,9 @@ class SqliteExecutionLog(SqliteQueues, SqliteOperations, SqliteRecords, LogBase)
         return refused
 
     def _ScheduleFlow(self, db: sqlite3.Connection, c: ScheduleFlow, now: float) -> Scheduled:
-        if c.dedup_id is not None:
+        if c.dedup_id is not None and self._get(db, c.flow_id) is None:
             existing = self._dedup(db, c)
-            if existing is not None and existing != c.flow_id:
+            if existing is not None:
                 return Scheduled(existing, False)
         cursor = db.execute(
             "INSERT INTO flows (flow_id, flow_type, args, status, version, attempt, epoch, ready_at, parent_id, "

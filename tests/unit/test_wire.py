@@ -12,10 +12,12 @@ import pytest
 
 from ergon_actors.core import Crash, Failure, FlowRecord, FlowStatus, StepRecord
 from ergon_actors.errors import ErgonError, FencedError, FlowNotFoundError, ProtocolError
+from ergon_actors.core.queues import QueueLimits
 from ergon_actors.storage.commands import (EXT_TYPES, AppendStep, AwaitSignal, CancelFlow, Claim,
-                                           ClaimFlows, CountFlows, FinishFlow, GetFlow, InvokeChild,
+                                           ClaimFlows, CountFlows, DeclareQueue, FinishFlow, GetFlow, InvokeChild,
                                            ListFlows, LoadSteps, PutRecord, RecordCrash, ReleaseWorker,
-                                           RenewLeases, ResetStore, ScanRecords, Scheduled, ScheduleFlow,
+                                           QueueStats, RenewLeases, ResetStore, ScanRecords, Scheduled,
+                                           ScheduleFlow,
                                            SendSignal, SuspendFlow, WaitingSignals, pack, pack_within, unpack)
 from ergon_actors.wire import ERROR_CODE, MAX_ARRAY_LEN, MAX_EXT_DEPTH, Codec
 from ergon_actors.wire import unpack as unpack_control
@@ -31,7 +33,10 @@ FLOW = FlowRecord("f", "Order", b"args", FlowStatus.RUNNING, "v1", 2, 7, "w", 1.
                    Crash(6, "w1", "exit", 1, None, 0, None, True)),
                   2)
 COMMANDS = [
-    ScheduleFlow("f", "Order", b"a", "v1", 1.0, "p"), ClaimFlows("w", "r1", 10, 5.0, ("A", "B"), None, False),
+    ScheduleFlow("f", "Order", b"a", "v1", 1.0, "p"),
+    ScheduleFlow("f", "Order", b"a", None, None, None, "q", -2, "k", "d"),
+    DeclareQueue(QueueLimits("q", 3, None, 1, 10, 0.5), False), QueueStats(5),
+    ClaimFlows("w", "r1", 10, 5.0, ("A", "B"), None, False),
     RenewLeases("w", 5.0, ("f", "g")), ReleaseWorker("w"), AppendStep("f", 7, STEP),
     FinishFlow("f", 7, FlowStatus.COMPLETE, b"r", None), SuspendFlow("f", 7, 9.0, 2, STEP.error),
     AwaitSignal("f", 7, STEP, "go", None), SendSignal("go", b"p"),
@@ -47,7 +52,7 @@ CODES = {"Failure": 64, "FlowRecord": 65, "StepRecord": 66, "Scheduled": 67, "Cl
          "AwaitSignal": 80, "SendSignal": 81, "InvokeChild": 82, "CancelFlow": 83, "WaitingSignals": 84,
          "Crash": 85, "RecordCrash": 86, "PutRecord": 87, "ScanRecords": 88, "ResetStore": 89, "FlowEvent": 90,
          "LoadHistory": 91, "QueryFlows": 92, "FlowPage": 93, "RetryFlow": 94, "ForkFlow": 95,
-         "NextDue": 62}
+         "NextDue": 62, "QueueLimits": 116, "QueueState": 117, "DeclareQueue": 118, "QueueStats": 119}
 
 
 def ext(cls: type, *fields: object) -> msgpack.ExtType:
