@@ -146,8 +146,9 @@ def _queue_state(row: list[Any]) -> QueueState:
     name, raw, due, running, waiting, starts = row
     limits = None
     if raw is not False:
-        concurrency, per_worker, per_key, rate, period = (None if v is False else v for v in msgpack.unpackb(raw))
-        limits = QueueLimits(name.decode(), concurrency, per_worker, per_key, rate, period)
+        *counts, period = msgpack.unpackb(raw)
+        concurrency, per_worker, per_key, rate = (None if v is False else v for v in counts)
+        limits = QueueLimits(name.decode(), concurrency, per_worker, per_key, rate, float(period))
     return QueueState(name.decode(), limits, due, running, waiting, starts)
 
 
