@@ -6,6 +6,7 @@ import logging
 
 from .core import (CallType, FlowStatus, FlowType, Invocation, InvocationStatus, RetryableError, RetryPolicy,
                    ScheduledFlow, TaskStatus)
+from .core.queues import Queue
 from .decorators import flow, flow_type, step
 from .errors import (ChildFlowError, ConfigError, DagExecutionError, ErgonError, FencedError,
                      FlowCancelledError, FlowDefinitionError, FlowFailedError, FlowNotFoundError,
@@ -30,7 +31,7 @@ __all__ = [
     "DeferredRegistry", "StepHandle", "DagSummary", "execute_dag", "dag",
     "ExecutionLog", "InMemoryExecutionLog", "SqliteExecutionLog", "open_store",
     "FlowStatus", "TaskStatus", "RetryPolicy", "RetryableError", "Invocation", "InvocationStatus",
-    "ScheduledFlow", "CallType", "FlowType",
+    "ScheduledFlow", "CallType", "FlowType", "Queue",
     "ErgonError", "ConfigError", "FencedError", "FlowDefinitionError", "FlowFailedError",
     "FlowNotFoundError", "NondeterminismError", "SerializationError", "StoreError",
     "TimeoutExpired", "UnknownFlowTypeError", "ChildFlowError", "FlowCancelledError",

@@ -15,7 +15,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from .errors import ConfigError
 
 __all__ = ["Settings", "DEFAULT_STORE", "DEFAULT_MAX_MESSAGE_SIZE", "DEFAULT_STEP_TIMEOUT", "check_store_url",
-           "public_store_url", "parse_duration", "parse_seconds", "unknown_variables", "OTHER_VARIABLES"]
+           "public_store_url", "parse_duration", "parse_seconds", "unknown_variables", "OTHER_VARIABLES",
+           "parse_queue_overrides", "QUEUE_NAME"]
 
 DEFAULT_STORE = "sqlite:///ergon.db"
 DEFAULT_MAX_MESSAGE_SIZE = 4 * 2**20
@@ -63,6 +64,9 @@ class Settings:
         traces: the OpenTelemetry span exporter the workers send a span per flow run and per step
             to ("otlp", "console", or any other name installed for OTEL_TRACES_EXPORTER); "" for
             none, and then nothing of OpenTelemetry is imported. docs/metrics.md says how.
+        queues: overrides of named queues' limits, e.g. "emails:concurrency=3,rate=10/1s;bulk:
+            worker_concurrency=2" (limits: concurrency, worker_concurrency, key_concurrency, rate;
+            "none" lifts one). Workers declare them for the queues of the classes they serve.
     """
 
     store: str = DEFAULT_STORE
@@ -88,6 +92,7 @@ class Settings:
     metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
     traces: str = ""
+    queues: str = ""
 
     def __post_init__(self) -> None:
         positive = ("workers", "concurrency", "lease_seconds", "heartbeat_interval", "hang_timeout",
@@ -106,6 +111,7 @@ class Settings:
         if self.synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
             raise ConfigError(f"setting synchronous must be OFF, NORMAL, FULL or EXTRA, got {self.synchronous!r}")
         check_store_url(self.store)
+        parse_queue_overrides(self.queues)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -228,3 +234,43 @@ def parse_seconds(text: str) -> float:
     if not seconds >= 0:  # inf is allowed: no bound
         raise ValueError(f"not a number of seconds >= 0: {text!r}")
     return seconds
+
+
+QUEUE_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
+_LIMIT_NAMES = ("concurrency", "worker_concurrency", "key_concurrency", "rate")
+
+
+def parse_queue_overrides(text: str) -> dict[str, dict[str, Any]]:
+    """The `queues` setting: "NAME:concurrency=3,rate=10/1s;OTHER:worker_concurrency=2".
+
+    Each value is a number, "none" (no limit) or, for rate, N/PERIOD. Returns {name: {field: value}}.
+
+    Raises:
+        ConfigError: a part that does not parse, naming it.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        name, sep, body = part.partition(":")
+        if not sep or not QUEUE_NAME.fullmatch(name.strip()):
+            raise ConfigError(f"queues setting: {part!r}: write NAME:limit=value,... (e.g. emails:concurrency=3)")
+        fields: dict[str, Any] = {}
+        for item in filter(None, (i.strip() for i in body.split(","))):
+            key, eq, value = (s.strip() for s in item.partition("="))
+            if not eq or key not in _LIMIT_NAMES:
+                raise ConfigError(f"queues setting: {item!r} in {name}: limits are {', '.join(_LIMIT_NAMES)}")
+            try:
+                if value.lower() == "none":
+                    fields.update({"rate_limit": None} if key == "rate" else {key: None})
+                elif key == "rate":
+                    count, _, period = value.partition("/")
+                    fields["rate_limit"] = int(count)
+                    fields["rate_period"] = parse_duration(period or "1s")
+                else:
+                    fields[key] = int(value)
+            except ValueError:
+                raise ConfigError(f"queues setting: {item!r} in {name}: not a number"
+                                  + (" (write N/PERIOD, e.g. 10/1s)" if key == "rate" else "")) from None
+        out[name.strip()] = fields
+    return out
+
+

@@ -12,6 +12,7 @@ from typing import Any, TypeVar, cast, overload
 
 from . import codec
 from .core import RetryPolicy
+from .core.queues import Queue
 from .executor.child import PendingChild
 from .executor.context import StepOptions, call_step
 from .executor.definition import FlowDefinition, build_flow, definition_of, encode_args
@@ -31,12 +32,13 @@ def _mark(target: object, **marks: object) -> None:
 
 @overload
 def flow_type(cls: _C, *, invokable: object = None, name: str | None = None, type_id: str | None = None,
-              retry_policy: RetryPolicy | None = None) -> _C: ...
+              retry_policy: RetryPolicy | None = None, queue: Queue | None = None) -> _C: ...
 @overload
 def flow_type(cls: None = None, *, invokable: object = None, name: str | None = None, type_id: str | None = None,
-              retry_policy: RetryPolicy | None = None) -> Callable[[_C], _C]: ...
+              retry_policy: RetryPolicy | None = None, queue: Queue | None = None) -> Callable[[_C], _C]: ...
 def flow_type(cls: _C | None = None, *, invokable: object = None, name: str | None = None,
-              type_id: str | None = None, retry_policy: RetryPolicy | None = None) -> _C | Callable[[_C], _C]:
+              type_id: str | None = None, retry_policy: RetryPolicy | None = None,
+              queue: Queue | None = None) -> _C | Callable[[_C], _C]:
     """Mark a class as a flow type. Use under @dataclass; its fields are the flow's arguments.
 
     Registers the class's module with the codec, so its dataclasses, enums and exceptions
@@ -47,12 +49,17 @@ def flow_type(cls: _C | None = None, *, invokable: object = None, name: str | No
             PyErgon's name for it.
         retry_policy: the flow's retry policy when its @flow method names none.
         invokable: the result type when the flow runs as a child flow (documentation only).
+        queue: the named queue its flows are scheduled onto (default: the default queue); a
+            worker serving the class declares the queue's limits.
     """
+    if queue is not None and not isinstance(queue, Queue):
+        raise TypeError(f"flow_type(queue=...) takes a Queue, got {type(queue).__name__}")
     def mark(cls: _C) -> _C:
         type_name = name or type_id or cls.__name__
         steps = [n for n, v in vars(cls).items() if getattr(v, "_is_ergon_step", False)]
         _mark(cls, __ergon_flow_type__=type_name, __ergon_invokable__=invokable, _is_ergon_flow=True,
-              _ergon_retry_policy=retry_policy, _ergon_steps=steps, type_id=staticmethod(lambda: type_name))
+              _ergon_retry_policy=retry_policy, _ergon_queue=queue, _ergon_steps=steps,
+              type_id=staticmethod(lambda: type_name))
         if "invoke" not in vars(cls):
             _mark(cls, invoke=_invoke)
         codec.register_module(cls.__module__)

@@ -62,8 +62,13 @@ def _json(text: str, what: str) -> Any:
 @click.option("--if-exists", type=click.Choice(("error", "keep")), default="error", show_default=True,
               help="when --id names a flow of another class or with other arguments: error (exit 7), or "
                    "keep that flow as it is")
+@click.option("--queue", metavar="NAME", help="the named queue (default: the class's queue, else the default queue)")
+@click.option("--priority", type=int, help="within the queue, higher runs first (default: the queue's)")
+@click.option("--dedup-id", metavar="ID", help="while a flow of the queue with this id has not ended, print its "
+              "flow id instead of scheduling another")
 def schedule(target: str, args_json: str | None, args_file: IO[str] | None, flow_id: str | None,
-             delay: float | None, if_exists: str) -> int:
+             delay: float | None, if_exists: str, queue: str | None, priority: int | None,
+             dedup_id: str | None) -> int:
     """Queue a flow of MODULE:Class; prints its flow id as the last line.
 
     The arguments are checked against the class's field annotations (a datetime, Decimal, UUID,
@@ -79,13 +84,16 @@ def schedule(target: str, args_json: str | None, args_file: IO[str] | None, flow
     async def go() -> ops.ScheduleOutcome:
         store = await new_store(chosen)
         try:
-            return await ops.schedule_flow(store, flow, flow_id, delay=delay, keep_other=if_exists == "keep")
+            return await ops.schedule_flow(store, flow, flow_id, delay=delay, keep_other=if_exists == "keep",
+                                           queue=queue, priority=priority, dedup_id=dedup_id)
         finally:
             await store.close()
 
     outcome = run_async(go())
     if outcome.kept:
         click.echo(f"flow {outcome.flow_id} exists with other arguments; kept as it is", err=True)
+    elif not outcome.created and dedup_id is not None and outcome.flow_id != flow_id:
+        click.echo(f"flow {outcome.flow_id} with dedup id {dedup_id!r} has not ended; no other scheduled", err=True)
     elif not outcome.created:
         click.echo(f"flow {outcome.flow_id} exists already (same class and arguments)", err=True)
     click.echo(outcome.flow_id)

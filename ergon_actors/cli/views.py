@@ -10,6 +10,7 @@ import click
 from .. import ops
 from ..config import public_store_url
 from ..core import FlowRecord, FlowStatus
+from ..core.queues import QueueState
 from ..ops import FlowDetails, StepDetails, iso
 from ..storage.crashes import how
 from ..storage.events import FlowEvent
@@ -43,23 +44,25 @@ def status(as_json: bool, limit: int, modules: tuple[str, ...]) -> int:
     ops.load_modules(modules)
     chosen = settings()
 
-    async def go() -> tuple[dict[str, int], dict[str, int], list[FlowRecord]]:
+    async def go() -> tuple[dict[str, int], dict[str, int], list[FlowRecord], list[QueueState]]:
         store = await existing_store(chosen)
         try:
             counts = await store.count_flows()
+            queues = await store.queue_stats()
             page = await ops.list_flows(store, limit=limit) if as_json and limit else None
             workers: dict[str, int] = {}
             async for flow in ops.iter_flows(store, ops.FlowFilter(statuses=(FlowStatus.RUNNING,))):
                 workers[flow.owner or "?"] = workers.get(flow.owner or "?", 0) + 1
-            return counts, workers, list(page.flows) if page else []
+            return counts, workers, list(page.flows) if page else [], queues
         finally:
             await store.close()
 
-    counts, workers, flows = run_async(go())
+    counts, workers, flows, queues = run_async(go())
     url = public_store_url(chosen.store)
     supervisors = [s for s in rundir.snapshots() if s.store == url]
     if as_json:
         echo_json(ops.to_json({"counts": counts, "workers": workers, "flows": [_legacy(f) for f in flows],
+                               "queues": [_queue(q) for q in queues],
                                "supervisors": [s.to_dict() for s in supervisors]}))
         return ExitCode.OK
     total = sum(v for k, v in counts.items() if k not in ("due", "quarantined"))
@@ -68,6 +71,12 @@ def status(as_json: bool, limit: int, modules: tuple[str, ...]) -> int:
         click.echo(f"  {name.lower():<10} {counts.get(name, 0)}")
     click.echo(f"  {'of which quarantined as poison':<10} {counts.get('quarantined', 0)}")
     click.echo(f"  {'due now':<10} {counts.get('due', 0)}")
+    click.echo(f"named queues: {len(queues)}")
+    for q in queues:
+        limits = "limits not declared" if q.limits is None else q.limits.describe()
+        starts = f", {q.recent_starts} started in the last {q.limits.rate_period:g}s" if (
+            q.limits is not None and q.limits.rate_limit is not None) else ""
+        click.echo(f"  {q.name}: {q.running} running, {q.due} due, {q.waiting} waiting{starts} ({limits})")
     click.echo(f"workers holding flows: {len(workers)}")
     for owner, n in sorted(workers.items()):
         click.echo(f"  {owner}: {n}")
@@ -75,6 +84,16 @@ def status(as_json: bool, limit: int, modules: tuple[str, ...]) -> int:
     for snap in supervisors:
         _print_supervisor(snap)
     return ExitCode.OK
+
+
+def _queue(q: QueueState) -> dict[str, Any]:
+    """A named queue as `status --json` shows it."""
+    limits = None if q.limits is None else {"concurrency": q.limits.concurrency,
+                                            "worker_concurrency": q.limits.worker_concurrency,
+                                            "key_concurrency": q.limits.key_concurrency,
+                                            "rate_limit": q.limits.rate_limit, "rate_period": q.limits.rate_period}
+    return {"name": q.name, "limits": limits, "running": q.running, "due": q.due, "waiting": q.waiting,
+            "recent_starts": q.recent_starts}
 
 
 def _print_supervisor(snap: Snapshot) -> None:

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
-from ..config import parse_duration
+from ..config import QUEUE_NAME, parse_duration, parse_queue_overrides
 from ..errors import ConfigError
 
 __all__ = ["Queue", "QueueLimits", "QueueState", "parse_queue_overrides", "overridden", "NAME_MAX"]
 
 NAME_MAX = 200  # characters in a queue name, a key or a dedup id
-_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +32,7 @@ class QueueLimits:
     rate_period: float = 1.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not _NAME.fullmatch(self.name) or len(self.name) > NAME_MAX:
+        if not isinstance(self.name, str) or not QUEUE_NAME.fullmatch(self.name) or len(self.name) > NAME_MAX:
             raise ConfigError(f"queue name {self.name!r}: use 1 to {NAME_MAX} letters, digits, '_', '.' or '-'")
         for name in ("concurrency", "worker_concurrency", "key_concurrency", "rate_limit"):
             value = getattr(self, name)
@@ -133,43 +131,6 @@ class Queue:
         if len(text) > NAME_MAX:
             raise ConfigError(f"queue {self.name}: a key is at most {NAME_MAX} characters, got {len(text)}")
         return text
-
-
-_LIMIT_NAMES = ("concurrency", "worker_concurrency", "key_concurrency", "rate")
-
-
-def parse_queue_overrides(text: str) -> dict[str, dict[str, Any]]:
-    """The `queues` setting: "NAME:concurrency=3,rate=10/1s;OTHER:worker_concurrency=2".
-
-    Each value is a number, "none" (no limit) or, for rate, N/PERIOD. Returns {name: {field: value}}.
-
-    Raises:
-        ConfigError: a part that does not parse, naming it.
-    """
-    out: dict[str, dict[str, Any]] = {}
-    for part in filter(None, (p.strip() for p in text.split(";"))):
-        name, sep, body = part.partition(":")
-        if not sep or not _NAME.fullmatch(name.strip()):
-            raise ConfigError(f"queues setting: {part!r}: write NAME:limit=value,... (e.g. emails:concurrency=3)")
-        fields: dict[str, Any] = {}
-        for item in filter(None, (i.strip() for i in body.split(","))):
-            key, eq, value = (s.strip() for s in item.partition("="))
-            if not eq or key not in _LIMIT_NAMES:
-                raise ConfigError(f"queues setting: {item!r} in {name}: limits are {', '.join(_LIMIT_NAMES)}")
-            try:
-                if value.lower() == "none":
-                    fields.update({"rate_limit": None} if key == "rate" else {key: None})
-                elif key == "rate":
-                    count, _, period = value.partition("/")
-                    fields["rate_limit"] = int(count)
-                    fields["rate_period"] = parse_duration(period or "1s")
-                else:
-                    fields[key] = int(value)
-            except ValueError:
-                raise ConfigError(f"queues setting: {item!r} in {name}: not a number"
-                                  + (" (write N/PERIOD, e.g. 10/1s)" if key == "rate" else "")) from None
-        out[name.strip()] = fields
-    return out
 
 
 def overridden(limits: QueueLimits, overrides: dict[str, dict[str, Any]]) -> QueueLimits:

@@ -13,7 +13,7 @@ from ..core import Failure, StepRecord, StepStatus
 from ..errors import ChildFlowError
 from ..storage.commands import ScheduleFlow
 from .context import FlowContext, Suspend, current, position_label
-from .definition import definition_of, encode_args
+from .definition import QueuePlacement, definition_of, encode_args, placement
 
 __all__ = ["PendingChild"]
 
@@ -31,6 +31,7 @@ class PendingChild(Generic[R]):
     def __init__(self, child_bytes: bytes, child_type: str) -> None:
         self.child_bytes = child_bytes
         self.child_type = child_type
+        self.placement = QueuePlacement(None, 0, None)  # its class's queue, for a child built by of()
         self._at: tuple[FlowContext, int] | None = None
 
     @classmethod
@@ -40,6 +41,7 @@ class PendingChild(Generic[R]):
         if ctx is None:
             raise RuntimeError("invoke() called outside execution context: it must run inside a flow")
         pending: PendingChild[Any] = cls(encode_args(child), definition_of(type(child)).name)
+        pending.placement = placement(child)
         pending._at = (ctx, ctx.next_position())
         return pending
 
@@ -69,7 +71,9 @@ class PendingChild(Generic[R]):
         recorded = ctx.replayed(position, step_name, digest)
         if recorded is None or (recorded.status == StepStatus.FAILED and recorded.attempt != ctx.attempt):
             template = StepRecord(position, step_name, digest, attempt=ctx.attempt)
-            child = ScheduleFlow(flow_id, self.child_type, self.child_bytes, parent_id=ctx.flow_id)
+            where = self.placement
+            child = ScheduleFlow(flow_id, self.child_type, self.child_bytes, parent_id=ctx.flow_id, queue=where.name,
+                                 priority=where.priority, key=where.key)
             recorded = await ctx.write(ctx.store.invoke_child(ctx.flow_id, ctx.epoch, template, child, ctx.deadline))
             if recorded is None:
                 raise Suspend(None, f"child {flow_id}", recorded=True, signal=f"child:{flow_id}")

@@ -9,10 +9,11 @@ from typing import Any
 
 from .. import codec
 from ..core import RetryPolicy
-from ..errors import DecodeError, FlowArgumentsError, FlowDefinitionError, SerializationError
+from ..core.queues import Queue
+from ..errors import ConfigError, DecodeError, FlowArgumentsError, FlowDefinitionError, SerializationError
 
 __all__ = ["FlowDefinition", "definition_of", "instance_definition", "instance_args", "encode_args",
-           "build_flow"]
+           "build_flow", "QueuePlacement", "placement"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,7 @@ class FlowDefinition:
     retry_policy: RetryPolicy | None
     timeout: float | None = None
     invokable: object = None
+    queue: Queue | None = None
 
     def entry_name(self) -> str:
         """The @flow method to run.
@@ -75,7 +77,8 @@ def definition_of(cls: type) -> FlowDefinition:
     method = getattr(cls, entries[0]) if entry is not None else None
     retry_policy = getattr(method, "_flow_retry_policy", None) or getattr(cls, "_ergon_retry_policy", None)
     definition = FlowDefinition(getattr(cls, "__ergon_flow_type__"), cls, entry, retry_policy,  # noqa: B009
-                                getattr(method, "_flow_timeout", None), getattr(cls, "__ergon_invokable__"))  # noqa: B009
+                                getattr(method, "_flow_timeout", None), getattr(cls, "__ergon_invokable__"),  # noqa: B009
+                                getattr(cls, "_ergon_queue", None))
     setattr(cls, "__ergon_definition__", definition)  # noqa: B010
     return definition
 
@@ -130,6 +133,41 @@ def _encodes(value: object) -> bool:
     except SerializationError:
         return False
     return True
+
+
+@dataclass(frozen=True, slots=True)
+class QueuePlacement:
+    """Where a flow is scheduled: its named queue (None: the default queue), priority and key."""
+
+    queue: Queue | None
+    priority: int
+    key: str | None
+
+    @property
+    def name(self) -> str | None:
+        return None if self.queue is None else self.queue.name
+
+
+PRIORITY_MAX = 2**31 - 1
+
+
+def placement(flow: object, queue: Queue | str | None = None, priority: int | None = None) -> QueuePlacement:
+    """The queue, priority and key of a flow instance: `queue` if given (a name: a queue without
+    a key), else its class's (flow_type(queue=...)); `priority` if given, else the queue's.
+
+    Raises:
+        ConfigError: a bad queue name, priority or key.
+    """
+    chosen = definition_of(type(flow)).queue if queue is None else queue
+    if isinstance(chosen, str):
+        chosen = Queue(chosen)
+    if priority is None:
+        priority = 0 if chosen is None else chosen.priority
+    if isinstance(priority, bool) or not isinstance(priority, int) or abs(priority) > PRIORITY_MAX:
+        raise ConfigError(f"priority must be an integer from {-PRIORITY_MAX} to {PRIORITY_MAX}, got {priority!r}")
+    if chosen is None:
+        return QueuePlacement(None, 0, None)
+    return QueuePlacement(chosen, priority, chosen.key_of(flow))
 
 
 def build_flow(definition: FlowDefinition, args: bytes) -> object:

@@ -14,6 +14,7 @@ from typing import Any
 from .. import codec
 from ..config import DEFAULT_STEP_TIMEOUT
 from ..core.backoff import Backoff, FailureLog
+from ..core.queues import overridden, parse_queue_overrides
 from ..errors import FencedError, FlowDefinitionError, WorkerError
 from ..storage.base import LogBase
 from ..storage.commands import Claim
@@ -123,14 +124,17 @@ class Worker(PyErgonBuilders):
             fails with StepTimeoutError (the step_timeout setting; inf: no bound).
         observer: told of every run of a flow and every step body (metrics, traces); see
             executor.observe.
+        queues: the queues setting ("NAME:concurrency=3,...", see Settings): overrides the limits
+            of the queues of the classes registered here, which register() declares in the store.
     """
 
     def __init__(self, storage: LogBase, name: str | None = None, *, enable_timers: bool = True,
                  concurrency: int = 64, lease_seconds: float = 30.0, poll_interval: float = 0.05,
                  idle_poll: float = 1.0, step_timeout: float = DEFAULT_STEP_TIMEOUT,
-                 worker_id: str | None = None, observer: Observer | None = None) -> None:
+                 worker_id: str | None = None, observer: Observer | None = None, queues: str = "") -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        self._queue_overrides = parse_queue_overrides(queues)
         self.storage = storage
         self.worker_id = name or worker_id or f"worker-{uuid.uuid4().hex[:12]}"
         self.concurrency = concurrency
@@ -154,9 +158,14 @@ class Worker(PyErgonBuilders):
         """Serve this @flow_type class. Raises FlowDefinitionError for an invalid flow class.
 
         `executor` (PyErgon's form, e.g. `lambda f: f.run()`) is what runs each flow of the
-        class; it is needed only when the class has several @flow methods.
+        class; it is needed only when the class has several @flow methods. The class's queue
+        (`@flow_type(queue=...)`) has its limits, with the queues setting's overrides, declared
+        in the store.
         """
         self._registry.register(cls, executor)
+        queue = definition_of(cls).queue
+        if queue is not None:
+            await self.storage.declare_queue(overridden(queue.limits, self._queue_overrides))
 
     def with_signals(self, source: SignalSource, poll_interval: float = 0.5) -> Worker:
         """Also deliver signals from `source` (poll_for_signal/consume_signal) to waiting flows."""

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from ..core import FlowRecord, FlowStatus
 from ..errors import ConfigError, FlowIdTakenError, FlowNotFoundError
 from ..executor.definition import definition_of, encode_args
+from ..executor.scheduler import schedule_instance
 from ..storage.base import LogBase
 from ..storage.commands import CancelFlow
 from .query import FlowFilter, iter_flows, live
@@ -27,10 +28,12 @@ class ScheduleOutcome:
 
 
 async def schedule_flow(store: LogBase, flow: object, flow_id: str | None = None, *, delay: float | None = None,
-                        keep_other: bool = False) -> ScheduleOutcome:
+                        keep_other: bool = False, queue: str | None = None, priority: int | None = None,
+                        dedup_id: str | None = None) -> ScheduleOutcome:
     """Queue a flow instance. An existing flow_id with the same class and arguments is the same
     flow (nothing is created); with another class or other arguments it is an error, unless
-    keep_other keeps the existing flow as it is.
+    keep_other keeps the existing flow as it is. queue, priority, dedup_id: as Scheduler.schedule
+    takes them; a live flow of the queue with the dedup id is the same flow.
 
     Raises:
         FlowIdTakenError: flow_id is a flow of another class or with other arguments.
@@ -40,8 +43,12 @@ async def schedule_flow(store: LogBase, flow: object, flow_id: str | None = None
     args = encode_args(flow)
     flow_id = flow_id or str(uuid.uuid4())
     ready_at = None if delay is None else time.time() + delay
-    if (await store.schedule_flow(flow_id, name, args, ready_at=ready_at)).created:
+    scheduled = await schedule_instance(store, flow, flow_id, ready_at=ready_at, queue=queue, priority=priority,
+                                        dedup_id=dedup_id)
+    if scheduled.created:
         return ScheduleOutcome(flow_id, True)
+    if scheduled.flow_id != flow_id:  # deduplicated: the live flow with that dedup id
+        return ScheduleOutcome(scheduled.flow_id, False)
     existing = await store.get_flow(flow_id)
     if existing is None or (existing.flow_type, existing.args) == (name, args):
         return ScheduleOutcome(flow_id, False)

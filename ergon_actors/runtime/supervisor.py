@@ -28,6 +28,7 @@ import zmq.asyncio
 from .. import codec
 from ..config import Settings, public_store_url
 from ..core import FlowRecord
+from ..core.queues import Queue
 from ..errors import (ActorStoppedError, BrokenActorError, BrokenStoreError, ErgonError, ProtocolError, TimeoutExpired,
                       UnknownFlowTypeError)
 from ..executor import Outcome, Scheduler
@@ -411,9 +412,12 @@ class Supervisor:
             raise ActorStoppedError("the supervisor is not started")
         return self.client
 
-    async def schedule(self, flow: object, flow_id: str | None = None, *, delay: float | None = None) -> str:
+    async def schedule(self, flow: object, flow_id: str | None = None, *, delay: float | None = None,
+                       queue: Queue | str | None = None, priority: int | None = None,
+                       dedup_id: str | None = None) -> str:
         """Queue a flow (see Scheduler.schedule); returns its flow_id."""
-        return await Scheduler(self._client()).schedule(flow, flow_id, delay=delay)
+        return await Scheduler(self._client()).schedule(flow, flow_id, delay=delay, queue=queue, priority=priority,
+                                                        dedup_id=dedup_id)
 
     async def wait_for(self, flow_id: str, timeout: float | None = None) -> FlowRecord:
         """Wait until the flow ends; returns its record."""
