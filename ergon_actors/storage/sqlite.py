@@ -255,22 +255,24 @@ class SqliteExecutionLog(SqliteQueues, SqliteOperations, SqliteRecords, LogBase)
         Such a command may have written before it failed, so the transaction is rolled back and
         applied again without it; this costs nothing while commands are sound.
         """
-        now = time.time()
         failed: dict[int, InvalidCommandError] = {}
         while True:
             try:
-                return self._transaction(db, commands, now, failed)
+                return self._transaction(db, commands, failed)
             except _CommandFailed as exc:
                 failed[exc.index] = exc.error
             except sqlite3.Error as exc:  # BEGIN or COMMIT failed, or a command met a store fault
                 raise self._fault(exc) from exc
 
-    def _transaction(self, db: sqlite3.Connection, commands: Sequence[Command], now: float,
+    def _transaction(self, db: sqlite3.Connection, commands: Sequence[Command],
                      failed: dict[int, InvalidCommandError]) -> list[object]:
         results: list[object] = []
         if db.in_transaction:  # a rollback that failed earlier left it open
             db.execute("ROLLBACK")
         db.execute("BEGIN IMMEDIATE")
+        # the time of the transaction, read under the write lock: several processes writing one
+        # file commit in the order of their times, which rate limits and event histories rely on
+        now = time.time()
         try:
             for index, command in enumerate(commands):
                 if index in failed:
