@@ -49,6 +49,15 @@ def test_feature_examples(tmp_path, example, expected):
         assert line in lines, out.stdout
 
 
+def test_the_queues_example_shows_each_limit_held(tmp_path):
+    out = run([str(ROOT / "examples" / "queues.py")], tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "dedup: scheduling the welcome email again returned welcome-zoe", "10 emails sent",
+        "at most 2 at once (limit 2)", "at most 1 per customer at once (limit 1)",
+        "priority 10 ran in the first pair: True", "at most 5 started in any second (limit 5)"]
+
+
 def test_the_embedding_example_runs_from_any_directory(tmp_path):
     site = tmp_path / "site"  # ergon_actors importable as if installed, the repository not on the path
     site.mkdir()
