@@ -15,7 +15,7 @@ from ergon_actors.core import FlowStatus
 from ergon_actors.core.queues import QueueLimits
 from ergon_actors.storage.commands import ClaimFlows, ScheduleFlow
 
-from .test_contract import LEASE, POLL_DEADLINE, ids
+from .test_contract import LEASE, POLL_DEADLINE, ids, poll_claim
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -26,15 +26,20 @@ async def put(log, flow_id: str, queue: str | None = "q", *, key: str | None = N
                                    dedup_id=dedup_id)
 
 
+async def filled(log, n: int, **limits) -> None:
+    """Declare queue q with these limits and schedule flows f0 ... f{n-1} onto it."""
+    await log.declare_queue(QueueLimits("q", **limits))
+    for i in range(n):
+        await put(log, f"f{i}")
+
+
 async def finish(log, claim) -> None:
     await log.finish_flow(claim.flow.flow_id, claim.flow.epoch, FlowStatus.COMPLETE, result=b"r")
 
 
 def test_global_concurrency_holds_across_workers_and_frees_a_slot_when_a_flow_ends(store):
     async def body(log):
-        await log.declare_queue(QueueLimits("q", concurrency=3))
-        for i in range(6):
-            await put(log, f"f{i}")
+        await filled(log, 6, concurrency=3)
         first = await log.claim("w1", 2, LEASE, flow_types=("Order",))
         second = await log.claim("w2", 10, LEASE, flow_types=("Order",))
         assert ids(first) == ["f0", "f1"] and ids(second) == ["f2"]
@@ -46,9 +51,7 @@ def test_global_concurrency_holds_across_workers_and_frees_a_slot_when_a_flow_en
 
 def test_a_released_or_crashed_worker_stops_counting_and_a_suspended_flow_does_not_count(store):
     async def body(log):
-        await log.declare_queue(QueueLimits("q", concurrency=2))
-        for i in range(5):
-            await put(log, f"f{i}")
+        await filled(log, 5, concurrency=2)
         a = sorted(await log.claim("w1", 10, LEASE), key=lambda c: c.flow.flow_id)
         assert ids(a) == ["f0", "f1"]
         await log.suspend_flow("f0", a[0].flow.epoch, None, waiting_on="signal:x")
@@ -57,19 +60,14 @@ def test_a_released_or_crashed_worker_stops_counting_and_a_suspended_flow_does_n
         assert ids(await log.claim("w3", 10, LEASE)) == ["f3"]
         assert await log.claim("w3", 10, LEASE) == []
         await log.record_crash("w1", None, 9, "signal", 3)  # f1 alone on w1: blamed, due again
-        deadline = time.monotonic() + POLL_DEADLINE
-        while not (got := await log.claim("w4", 10, LEASE, solo=True)):
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.01)
+        got = await poll_claim(log, "w4", solo=True)
         assert len(got) == 1 and got[0].flow.flow_id in ("f1", "f4")  # f1 no longer counts: room for one
     store.run(body)
 
 
 def test_worker_concurrency_limits_each_worker(store):
     async def body(log):
-        await log.declare_queue(QueueLimits("q", worker_concurrency=2))
-        for i in range(5):
-            await put(log, f"f{i}")
+        await filled(log, 5, worker_concurrency=2)
         assert sorted(ids(await log.claim("w1", 10, LEASE))) == ["f0", "f1"]
         assert await log.claim("w1", 10, LEASE) == []
         assert sorted(ids(await log.claim("w2", 10, LEASE))) == ["f2", "f3"]
@@ -91,9 +89,7 @@ def test_key_concurrency_runs_one_flow_of_a_key_at_a_time(store):
 
 def test_rate_limit_counts_claims_in_the_period(store):
     async def body(log):
-        await log.declare_queue(QueueLimits("q", rate_limit=3, rate_period=0.5))
-        for i in range(5):
-            await put(log, f"f{i}")
+        await filled(log, 5, rate_limit=3, rate_period=0.5)
         start = time.time()
         got = await log.claim("w1", 2, LEASE)
         got += await log.claim("w2", 10, LEASE)
@@ -153,10 +149,7 @@ def test_a_lapsed_lease_in_a_full_queue_is_taken_over(store):
         await put(log, "f0")
         await put(log, "f1")
         (claim,) = await log.claim("w1", 10, 0.05)
-        deadline = time.monotonic() + POLL_DEADLINE
-        while not (got := await log.claim("w2", 10, LEASE)):
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.02)
+        got = await poll_claim(log, "w2")
         assert ids(got) == ["f0"] and got[0].flow.epoch == claim.flow.epoch + 1
         assert await log.claim("w2", 10, LEASE) == []
     store.run(body)
@@ -198,9 +191,7 @@ def test_declare_without_replace_keeps_limits_and_stats_show_each_queue(store):
 
 def test_one_batch_of_claims_cannot_pass_the_limit(store):
     async def body(log):
-        await log.declare_queue(QueueLimits("q", concurrency=2, rate_limit=3))
-        for i in range(6):
-            await put(log, f"f{i}")
+        await filled(log, 6, concurrency=2, rate_limit=3)
         claims = [ClaimFlows(f"w{i}", f"r{i}", 10, LEASE) for i in range(4)]
         results = await log.execute(claims)
         assert sum(len(r) for r in results) == 2
