@@ -29,7 +29,8 @@ def _waiting(types: int | None) -> str:
     A PENDING branch per type walks the (queue, type, status, priority, due) index in order and
     stops at :m; SUSPENDED flows (few of them due at once) come from the due-time index."""
     of_types = "" if types is None else "AND flow_type IN (" + ", ".join(f":t{i}" for i in range(types)) + ") "
-    pending = [f"SELECT * FROM (SELECT flow_id, queue_key, priority, ready_at, rowid AS r FROM flows "
+    walk = "" if types is None else "INDEXED BY flows_queued "  # by priority: never sort the backlog
+    pending = [f"SELECT * FROM (SELECT flow_id, queue_key, priority, ready_at, rowid AS r FROM flows {walk}"
                f"WHERE queue = :q {where}AND status = 'PENDING' AND ready_at <= :now {_NOT_BLOCKED}"
                f"ORDER BY priority DESC, ready_at LIMIT :m)"
                for where in ([of_types] if types is None else [f"AND flow_type = :t{i} " for i in range(types)])]
