@@ -143,7 +143,9 @@ class SqliteQueues:
                    and n >= limits.key_concurrency]
         query = {**params, "q": queue, "m": m, "blocked": json.dumps(blocked)}
         candidates: list[Candidate] = [(r[0], r[1], True) for r in db.execute(_lapsed(types), query)]
-        candidates += [(r[0], r[1], False) for r in db.execute(_waiting(types), query)]
+        full = limits is not None and limits.concurrency is not None and load.running >= limits.concurrency
+        if not full:  # a full queue can only hand over lapsed leases
+            candidates += [(r[0], r[1], False) for r in db.execute(_waiting(types), query)]
         return admit(limits, load, want, candidates)
 
     @staticmethod
