@@ -13,8 +13,7 @@ from ..core import TERMINAL, Failure, FlowRecord, StepRecord
 from ..core.queues import QueueLimits, QueueState
 from ..errors import FlowNotFoundError, TimeoutExpired
 from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows, DeclareQueue,
-                       NextDue,
-                       FinishFlow, FlowPage, ForkFlow, GetFlow, InvokeChild, ListFlows, LoadHistory, LoadSteps,
+                       FinishFlow, FlowPage, ForkFlow, GetFlow, InvokeChild, ListFlows, LoadHistory, LoadSteps, NextDue,
                        QueryFlows, QueueStats, RecordCrash, ReleaseWorker, RenewLeases, RetryFlow, Scheduled,
                        ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals)
 from .events import FlowEvent

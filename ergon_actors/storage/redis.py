@@ -25,8 +25,7 @@ from ..errors import (ConfigError, FencedError, FlowBusyError, FlowCancelledErro
                       FlowStateError, StoreError, StoreUnavailableError)
 from .base import LogBase
 from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows, DeclareQueue,
-                       NextDue,
-                       FinishFlow, FlowPage, ForkFlow, GetFlow, InvokeChild, ListFlows, LoadHistory, LoadSteps,
+                       FinishFlow, FlowPage, ForkFlow, GetFlow, InvokeChild, ListFlows, LoadHistory, LoadSteps, NextDue,
                        PutRecord, QueryFlows, QueueStats, RecordCrash, ReleaseWorker, RenewLeases, ResetStore,
                        RetryFlow, ScanRecords, Scheduled, ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals)
 from .crashes import JITTER, SPLIT, check, poison_failure

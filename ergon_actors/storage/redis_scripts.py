@@ -660,14 +660,20 @@ repeat
 until cursor == '0'
 return false""",
     # NextDue {types}: the earliest score at the head of each type's ready and lease sorted
-    # sets (a string, exact), or nil when they are all empty.
+    # sets and of each named queue's (a string, exact), or nil when they are all empty.
     "NextDue": r"""
 local best
+local function consider(key)
+  local r = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  if r[2] and (not best or tonumber(r[2]) < tonumber(best)) then best = r[2] end
+end
 for _, t in ipairs(C[1] or redis.call('SMEMBERS', P .. ':types')) do
-  for _, index in ipairs({'leases', 'ready'}) do
-    local r = redis.call('ZRANGE', k(index, t), 0, 0, 'WITHSCORES')
-    if r[2] and (not best or tonumber(r[2]) < tonumber(best)) then best = r[2] end
-  end
+  consider(k('leases', t))
+  consider(k('ready', t))
+end
+for _, q in ipairs(redis.call('SMEMBERS', P .. ':queues')) do  -- named queues, of any type: a hint
+  consider(k('qleases', q))
+  for _, p in ipairs(redis.call('ZRANGE', k('qprios', q), 0, -1)) do consider(k('qready', q .. ':' .. p)) end
 end
 return best""",
     # DeclareQueue {name, concurrency, worker_concurrency, key_concurrency, rate_limit, rate_period,

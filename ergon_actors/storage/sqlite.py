@@ -64,10 +64,11 @@ def _claimable(types: int | None) -> str:
 @functools.lru_cache(maxsize=32)
 def _next_due(types: int | None) -> str:
     """SQL for the earliest time a flow of `types` (:t0, :t1, ...) or of any becomes runnable:
-    one probe of the head of each (status, flow_type, time) index range."""
+    one probe of the head of each (status, flow_type, time) index range. Flows of the default
+    queue only: sqlite_queues.py adds those of named queues."""
     filters = [""] if types is None else [f"AND flow_type = :t{i} " for i in range(types)]
     return "SELECT min(due) FROM (" + " UNION ALL ".join(
-        f"SELECT min({column}) AS due FROM flows WHERE status = '{status}' {where}"
+        f"SELECT min({column}) AS due FROM flows WHERE status = '{status}' AND queue IS NULL {where}"
         for status, column in (("RUNNING", "lease_expires"), ("SUSPENDED", "ready_at"), ("PENDING", "ready_at"))
         for where in filters) + ")"
 
@@ -594,7 +595,9 @@ class SqliteExecutionLog(SqliteQueues, SqliteOperations, SqliteRecords, LogBase)
     def _NextDue(self, db: sqlite3.Connection, c: NextDue, now: float) -> float | None:
         params = {f"t{i}": name for i, name in enumerate(c.flow_types or ())}
         due = db.execute(_next_due(None if c.flow_types is None else len(c.flow_types)), params).fetchone()[0]
-        return None if due is None else float(due)
+        queued = self._queued_next_due(db)
+        times = [float(t) for t in (due, queued) if t is not None]
+        return min(times, default=None)
 
     def _CountFlows(self, db: sqlite3.Connection, c: CountFlows, now: float) -> dict[str, int]:
         if c.limit is None:

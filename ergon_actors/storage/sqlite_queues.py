@@ -170,6 +170,17 @@ class SqliteQueues:
         return sum(sum(self._due_counts(db, name, now, limit))
                    for (name,) in db.execute("SELECT name FROM queues").fetchall())
 
+    @staticmethod
+    def _queued_next_due(db: sqlite3.Connection) -> float | None:
+        """The earliest time a flow of a named queue becomes runnable (of any type: a hint for an
+        idle worker, one probe per queue and status)."""
+        times = []
+        for (name,) in db.execute("SELECT name FROM queues").fetchall():
+            for status, column in (("RUNNING", "lease_expires"), ("PENDING", "ready_at"), ("SUSPENDED", "ready_at")):
+                times.append(db.execute(f"SELECT min({column}) FROM flows WHERE queue = ? AND status = ?",
+                                        (name, status)).fetchone()[0])
+        return min((float(t) for t in times if t is not None), default=None)
+
     def _DeclareQueue(self, db: sqlite3.Connection, c: DeclareQueue, now: float) -> bool:
         q = c.limits
         values = (q.name, q.concurrency, q.worker_concurrency, q.key_concurrency, q.rate_limit, q.rate_period)

@@ -233,3 +233,14 @@ def test_a_child_flow_goes_to_the_queue_it_was_scheduled_on(store):
         assert await log.invoke_child("parent", p.flow.epoch, StepRecord(1, "child:Order", 1), child) is None
         assert await log.claim("w3", 10, LEASE, flow_types=("Order",)) == []
     store.run(body)
+
+
+def test_next_due_sees_the_flows_of_named_queues(store):
+    async def body(log):
+        now = time.time()
+        await log.schedule_flow("later", "Order", b"x", ready_at=now + 100)
+        await log.schedule_flow("sooner", "Order", b"x", ready_at=now + 50, queue="q", priority=3)
+        assert await log.next_due(("Order",)) == pytest.approx(now + 50, abs=0.01)
+        await put(log, "now")
+        assert await log.next_due(("Order",)) <= time.time()
+    store.run(body)
