@@ -63,6 +63,8 @@ class Settings:
         traces: the OpenTelemetry span exporter the workers send a span per flow run and per step
             to ("otlp", "console", or any other name installed for OTEL_TRACES_EXPORTER); "" for
             none, and then nothing of OpenTelemetry is imported. docs/metrics.md says how.
+        retention: seconds an ended flow (COMPLETE, FAILED, CANCELLED) is kept; the journal
+            deletes older ones with their steps and history (0: keep every flow).
     """
 
     store: str = DEFAULT_STORE
@@ -88,6 +90,7 @@ class Settings:
     metrics_port: int = 0
     metrics_host: str = "127.0.0.1"
     traces: str = ""
+    retention: float = 0.0
 
     def __post_init__(self) -> None:
         positive = ("workers", "concurrency", "lease_seconds", "heartbeat_interval", "hang_timeout",
@@ -96,7 +99,7 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"setting {name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("grace", "max_rss", "max_flows"):
+        for name in ("grace", "max_rss", "max_flows", "retention"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"setting {name} must be >= 0, got {getattr(self, name)!r}")
         if not 0 <= self.metrics_port <= 65535:
