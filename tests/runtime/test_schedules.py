@@ -59,10 +59,7 @@ def started_by(host) -> set[str]:
     pytest.param("redis", 45, marks=[pytest.mark.redis, pytest.mark.timeout(240)]),
 ])
 def test_two_supervisors_start_exactly_one_flow_per_tick(tmp_path, cli_logged, request, kind, seconds):
-    if kind == "redis":
-        url = request.getfixturevalue("own_redis").url
-    else:
-        url = f"sqlite:///{tmp_path}/store.db"
+    url = request.getfixturevalue("own_redis").url if kind == "redis" else f"sqlite:///{tmp_path}/store.db"
     ledger = str(tmp_path / "ledger")
     made = cli_logged("schedule", "tests.runtime.flows:LedgerFlow", "--store", url, "--cron", "* * * * * *",
                       "--name", "every", "--args", f'{{"key": "tick", "ledger": "{ledger}"}}', name="schedule")
