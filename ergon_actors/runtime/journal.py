@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 COMMAND_TYPES = tuple(Command.__args__)
 MAX_MESSAGES = 4096  # messages folded into one transaction at most
 UPKEEP_POLL = 1.0  # the longest the journal waits before it looks at the schedules again
-PRUNE_EVERY = 60.0  # how often the journal deletes the flows past the retention setting
+PRUNE_EVERY = 60.0  # how often the journal deletes the flows past the retention setting (at most)
 Batch = list[tuple[bytes, list[tuple[Any, Any]]]]  # (client identity, [(request id, command)])
 
 
@@ -158,7 +158,7 @@ class Journal(Actor):
                     delay = min(UPKEEP_POLL, max(0.0, next_at - time.time()) + 0.001)
                 retention = self.settings.retention
                 if retention and time.monotonic() >= prune_at:
-                    prune_at = time.monotonic() + PRUNE_EVERY
+                    prune_at = time.monotonic() + min(PRUNE_EVERY, max(UPKEEP_POLL, retention / 2))
                     pruned = await prune_all(self._execute, time.time() - retention)
                     if pruned:
                         log.info("deleted %d flows that ended more than %gs ago", pruned, retention)
