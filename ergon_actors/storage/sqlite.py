@@ -586,14 +586,15 @@ class SqliteExecutionLog(SqliteOperations, SqliteUpkeep, SqliteRecords, LogBase)
     def _CountFlows(self, db: sqlite3.Connection, c: CountFlows, now: float) -> dict[str, int]:
         # the counts by status are kept by triggers on flows (sqlite_schema): no scan of the flows
         counts = dict(db.execute("SELECT status, n FROM flow_counts WHERE n > 0").fetchall())
-        if c.limit is None:
-            due = f"SELECT count(*) FROM ({_claimable(None)})"
-            counts["due"] = db.execute(due, {"now": now, "n": -1}).fetchone()[0]
-            return self._count_quarantined(db, counts, -1)
-        counts = {status: min(n, c.limit) for status, n in counts.items()}
-        due = f"SELECT count(*) FROM (SELECT 1 FROM flows WHERE {_DUE} LIMIT :n)"  # stops at limit
-        counts["due"] = db.execute(due, {"now": now, "n": c.limit}).fetchone()[0]
-        return self._count_quarantined(db, counts, c.limit)
+        limit = -1 if c.limit is None else c.limit
+        if c.limit is not None:
+            counts = {status: min(n, c.limit) for status, n in counts.items()}
+        # due: walks the live flows' index entries only (not the ended ones), stopping at limit
+        due = ("SELECT count(*) FROM (SELECT 1 FROM flows WHERE status = 'RUNNING' AND lease_expires <= :now "
+               "UNION ALL SELECT 1 FROM flows WHERE status IN ('PENDING', 'SUSPENDED') AND ready_at <= :now "
+               "LIMIT :n)")
+        counts["due"] = db.execute(due, {"now": now, "n": limit}).fetchone()[0]
+        return self._count_quarantined(db, counts, limit)
 
     @staticmethod
     def _count_quarantined(db: sqlite3.Connection, counts: dict[str, int], limit: int) -> dict[str, int]:
