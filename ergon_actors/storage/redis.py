@@ -31,7 +31,7 @@ from .crashes import JITTER, SPLIT, check, poison_failure
 from .events import FlowEvent, dumps, finish_event, scheduled_event, step_event, suspend_event
 from .records import dump_failure, load_crashes, load_failure
 from .redis_scripts import PRELUDE, SCRIPTS
-from .redis_upkeep import UPKEEP_SCRIPTS, RedisUpkeep
+from .redis_upkeep import SCHEDULE_PRELUDE, UPKEEP_SCRIPTS, RedisUpkeep
 from .rules import invalid
 
 __all__ = ["RedisExecutionLog"]
@@ -195,8 +195,8 @@ class RedisExecutionLog(RedisUpkeep, LogBase):
                                              retry=Retry(NoBackoff(), 1))
         except ValueError as exc:
             raise ConfigError(f"Redis URL {_redact(self.url)!r}: {exc}") from None
-        self._scripts = {name: client.register_script(PRELUDE + body)
-                         for name, body in {**SCRIPTS, **UPKEEP_SCRIPTS}.items()}
+        bodies = {**SCRIPTS, **{name: SCHEDULE_PRELUDE + body for name, body in UPKEEP_SCRIPTS.items()}}
+        self._scripts = {name: client.register_script(PRELUDE + body) for name, body in bodies.items()}
         try:
             await client.ping()
             await self._load_scripts(client)

@@ -16,48 +16,53 @@ import msgpack
 from .schedules import check_change, check_prune, check_put
 from .upkeep_commands import ChangeSchedule, CronSchedule, FireSchedule, ListSchedules, PruneFlows, PutSchedule
 
-__all__ = ["RedisUpkeep", "UPKEEP_SCRIPTS"]
+__all__ = ["RedisUpkeep", "UPKEEP_SCRIPTS", "SCHEDULE_PRELUDE"]
 
 Plan = tuple[tuple[Any, ...] | None, Callable[[Any], object]]
+
+# Before each script below (after storage.redis_scripts.PRELUDE): a schedule read and written
+# as the Lua array of its fields.
+SCHEDULE_PRELUDE = r"""
+local function load_schedule(name)
+  local raw = redis.call('HGET', P .. ':schedules', name)
+  return raw and cmsgpack.unpack(raw)
+end
+local function save_schedule(s)  -- -> the packed schedule
+  local raw = cmsgpack.pack(s)
+  redis.call('HSET', P .. ':schedules', s[1], raw)
+  return raw
+end
+"""
 
 UPKEEP_SCRIPTS = {
     # PutSchedule {name, cron, type, args, missed}: create, or replace as a new revision unless
     # the same -> the packed schedule.
     "PutSchedule": r"""
-local raw = redis.call('HGET', P .. ':schedules', C[1])
-local s
-if raw then
-  s = cmsgpack.unpack(raw)
-  if s[2] == C[2] and s[3] == C[3] and s[4] == C[4] and s[5] == C[5] then return raw end
+local s = load_schedule(C[1])
+if s then
+  if s[2] == C[2] and s[3] == C[3] and s[4] == C[4] and s[5] == C[5] then return cmsgpack.pack(s) end
   s[2], s[3], s[4], s[5], s[8] = C[2], C[3], C[4], C[5], s[8] + 1
 else
   s = {C[1], C[2], C[3], C[4], C[5], false, NOW, 1, NOW}
 end
-raw = cmsgpack.pack(s)
-redis.call('HSET', P .. ':schedules', C[1], raw)
-return raw""",
+return save_schedule(s)""",
     # ChangeSchedule {name, action}: pause, resume (from now) or delete -> the packed schedule,
     # or nil once deleted.
     "ChangeSchedule": r"""
-local raw = redis.call('HGET', P .. ':schedules', C[1])
-if not raw then return redis.error_reply('ERGON_NOSCHEDULE') end
+local s = load_schedule(C[1])
+if not s then return redis.error_reply('ERGON_NOSCHEDULE') end
 if C[2] == 'delete' then redis.call('HDEL', P .. ':schedules', C[1]) return false end
-local s = cmsgpack.unpack(raw)
 if C[2] == 'pause' then s[6] = true
 elseif s[6] then
   s[6] = false
   if NOW > s[7] then s[7] = NOW end
 end
-raw = cmsgpack.pack(s)
-redis.call('HSET', P .. ':schedules', C[1], raw)
-return raw""",
+return save_schedule(s)""",
     # FireSchedule {name, revision, ticks, flow ids, through}: a flow per tick after the last
     # one (unless its id exists), then the last tick moves to `through` -> the ids created, packed.
     "FireSchedule": r"""
-local raw = redis.call('HGET', P .. ':schedules', C[1])
-if not raw then return cmsgpack.pack({}) end
-local s = cmsgpack.unpack(raw)
-if s[6] or s[8] ~= C[2] then return cmsgpack.pack({}) end
+local s = load_schedule(C[1])
+if not s or s[6] or s[8] ~= C[2] then return cmsgpack.pack({}) end
 local created = {}
 for i, tick in ipairs(C[3]) do
   if tick > s[7] and schedule(C[4][i], s[3], s[4], nil, nil, nil, {type = s[3]}) == 1 then
@@ -66,7 +71,7 @@ for i, tick in ipairs(C[3]) do
 end
 if C[5] > s[7] then
   s[7] = C[5]
-  redis.call('HSET', P .. ':schedules', C[1], cmsgpack.pack(s))
+  save_schedule(s)
 end
 return cmsgpack.pack(created)""",
     # PruneFlows {before, statuses, limit}: delete up to limit ended flows of the statuses that
