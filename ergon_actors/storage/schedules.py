@@ -125,7 +125,11 @@ def plan_fires(schedules: Sequence[CronSchedule], now: float,
     """The FireSchedule commands that start every due tick of the schedules that are not paused."""
     commands = []
     for s in schedules:
-        due = None if s.paused else due_ticks(s, now, missed_after)
+        try:
+            due = None if s.paused else due_ticks(s, now, missed_after)
+        except CronSimError as exc:  # written by another version? the other schedules still fire
+            _report(s, exc)
+            continue
         if due is not None:
             ticks, through = due
             commands.append(FireSchedule(s.name, s.revision, tuple(ticks), tuple(tick_id(s.name, t) for t in ticks),
@@ -135,8 +139,23 @@ def plan_fires(schedules: Sequence[CronSchedule], now: float,
 
 def next_tick(schedules: Sequence[CronSchedule], now: float) -> float | None:
     """The earliest tick after now of the schedules that are not paused (None: there is none)."""
-    ticks = [next(_ticks(s.cron, max(s.last_tick, now)), None) for s in schedules if not s.paused]
+    ticks = []
+    for s in schedules:
+        try:
+            ticks.append(None if s.paused else next(_ticks(s.cron, max(s.last_tick, now)), None))
+        except CronSimError as exc:
+            _report(s, exc)
     return min((t for t in ticks if t is not None), default=None)
+
+
+_reported: set[tuple[str, int]] = set()
+
+
+def _report(s: CronSchedule, exc: CronSimError) -> None:
+    """Log a schedule whose expression cannot be read, once per revision of it."""
+    if (s.name, s.revision) not in _reported:
+        _reported.add((s.name, s.revision))
+        log.error("schedule %r (revision %d) is skipped: cron expression %r: %s", s.name, s.revision, s.cron, exc)
 
 
 Execute = Callable[[list[Any]], Awaitable[list[object]]]
