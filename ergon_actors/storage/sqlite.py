@@ -15,7 +15,7 @@ from ..core import TERMINAL, Failure, FlowRecord, FlowStatus, StepRecord, StepSt
 from ..errors import (ConfigError, FencedError, FlowBusyError, FlowNotFoundError, InvalidCommandError,
                       StoreError, StoreUnavailableError)
 from .base import LogBase
-from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows, NextDue,
+from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, NextDue,
                        FinishFlow, GetFlow, InvokeChild, ListFlows, LoadSteps, RecordCrash, ReleaseWorker,
                        RenewLeases, Scheduled, ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals)
 from .crashes import check, crashed, in_flight
@@ -582,24 +582,3 @@ class SqliteExecutionLog(SqliteOperations, SqliteUpkeep, SqliteRecords, LogBase)
         params = {f"t{i}": name for i, name in enumerate(c.flow_types or ())}
         due = db.execute(_next_due(None if c.flow_types is None else len(c.flow_types)), params).fetchone()[0]
         return None if due is None else float(due)
-
-    def _CountFlows(self, db: sqlite3.Connection, c: CountFlows, now: float) -> dict[str, int]:
-        # the counts by status are kept by triggers on flows (sqlite_schema): no scan of the flows
-        counts = dict(db.execute("SELECT status, n FROM flow_counts WHERE n > 0").fetchall())
-        limit = -1 if c.limit is None else c.limit
-        if c.limit is not None:
-            counts = {status: min(n, c.limit) for status, n in counts.items()}
-        # due: walks the live flows' index entries only (not the ended ones), stopping at limit
-        due = ("SELECT count(*) FROM (SELECT 1 FROM flows WHERE status = 'RUNNING' AND lease_expires <= :now "
-               "UNION ALL SELECT 1 FROM flows WHERE status IN ('PENDING', 'SUSPENDED') AND ready_at <= :now "
-               "LIMIT :n)")
-        counts["due"] = db.execute(due, {"now": now, "n": limit}).fetchone()[0]
-        return self._count_quarantined(db, counts, limit)
-
-    @staticmethod
-    def _count_quarantined(db: sqlite3.Connection, counts: dict[str, int], limit: int) -> dict[str, int]:
-        n = db.execute("SELECT count(*) FROM (SELECT 1 FROM flows WHERE quarantined = 1 LIMIT ?)",
-                       (limit,)).fetchone()[0]
-        if n:
-            counts["quarantined"] = n
-        return counts

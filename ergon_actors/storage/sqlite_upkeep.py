@@ -1,4 +1,5 @@
-"""SQLite handlers of the cron schedule and retention commands.
+"""SQLite handlers of the cron schedule and retention commands, and of CountFlows (which reads
+the counts by status that triggers keep, see sqlite_schema).
 
 Mixed into SqliteExecutionLog; each handler runs inside the batch's transaction.
 """
@@ -9,7 +10,7 @@ import sqlite3
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ScheduleNotFoundError
-from .commands import Scheduled, ScheduleFlow
+from .commands import CountFlows, Scheduled, ScheduleFlow
 from .schedules import check_change, check_prune, check_put
 from .upkeep_commands import ChangeSchedule, CronSchedule, FireSchedule, ListSchedules, PruneFlows, PutSchedule
 
@@ -30,7 +31,8 @@ def _schedule(row: tuple[Any, ...]) -> CronSchedule:
 
 
 class SqliteUpkeep:
-    """Schedules in the schedules table; prune deletes a flow with its steps and events."""
+    """Schedules in the schedules table; prune deletes a flow with its steps and events; counts
+come from the flow_counts table."""
 
     if TYPE_CHECKING:
         def _ScheduleFlow(self, db: sqlite3.Connection, c: ScheduleFlow, now: float) -> Scheduled: ...
@@ -96,3 +98,24 @@ class SqliteUpkeep:
             for _ in range(min(free, VACUUM_PAGES)):
                 db.execute("PRAGMA incremental_vacuum")
         return len(gone)
+
+    def _CountFlows(self, db: sqlite3.Connection, c: CountFlows, now: float) -> dict[str, int]:
+        # the counts by status are kept by triggers on flows (sqlite_schema): no scan of the flows
+        counts = dict(db.execute("SELECT status, n FROM flow_counts WHERE n > 0").fetchall())
+        limit = -1 if c.limit is None else c.limit
+        if c.limit is not None:
+            counts = {status: min(n, c.limit) for status, n in counts.items()}
+        # due: walks the live flows' index entries only (not the ended ones), stopping at limit
+        due = ("SELECT count(*) FROM (SELECT 1 FROM flows WHERE status = 'RUNNING' AND lease_expires <= :now "
+               "UNION ALL SELECT 1 FROM flows WHERE status IN ('PENDING', 'SUSPENDED') AND ready_at <= :now "
+               "LIMIT :n)")
+        counts["due"] = db.execute(due, {"now": now, "n": limit}).fetchone()[0]
+        return self._count_quarantined(db, counts, limit)
+
+    @staticmethod
+    def _count_quarantined(db: sqlite3.Connection, counts: dict[str, int], limit: int) -> dict[str, int]:
+        n = db.execute("SELECT count(*) FROM (SELECT 1 FROM flows WHERE quarantined = 1 LIMIT ?)",
+                       (limit,)).fetchone()[0]
+        if n:
+            counts["quarantined"] = n
+        return counts
