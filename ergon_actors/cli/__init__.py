@@ -13,8 +13,7 @@ from .dashboard import dashboard
 from .upkeep import prune, schedules
 
 for _command in (run, schedule, schedules, status, list_command, inspect, signal, cancel, retry, fork, prune, chaos,
-                 dashboard,
-                 completion):
+                 dashboard, completion):
     cli.add_command(_command)
 
 __all__ = ["main", "cli", "ExitCode"]

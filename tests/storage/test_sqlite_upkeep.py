@@ -1,4 +1,4 @@
-"""SQLite schema 4 on a file of an earlier version: counts kept by triggers from the flows it
+"""SQLite schema 5 on a file of an earlier version: counts kept by triggers from the flows it
 had, and auto_vacuum switched on by one VACUUM once nothing else holds the file."""
 
 import sqlite3
