@@ -67,6 +67,8 @@ class Settings:
         queues: overrides of named queues' limits, e.g. "emails:concurrency=3,rate=10/1s;bulk:
             worker_concurrency=2" (limits: concurrency, worker_concurrency, key_concurrency, rate;
             "none" lifts one). Workers declare them for the queues of the classes they serve.
+        retention: seconds an ended flow (COMPLETE, FAILED, CANCELLED) is kept; the journal
+            deletes older ones with their steps and history (0: keep every flow).
     """
 
     store: str = DEFAULT_STORE
@@ -93,6 +95,7 @@ class Settings:
     metrics_host: str = "127.0.0.1"
     traces: str = ""
     queues: str = ""
+    retention: float = 0.0
 
     def __post_init__(self) -> None:
         positive = ("workers", "concurrency", "lease_seconds", "heartbeat_interval", "hang_timeout",
@@ -101,7 +104,7 @@ class Settings:
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"setting {name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("grace", "max_rss", "max_flows"):
+        for name in ("grace", "max_rss", "max_flows", "retention"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"setting {name} must be >= 0, got {getattr(self, name)!r}")
         if not 0 <= self.metrics_port <= 65535:

@@ -69,6 +69,14 @@ class FlowNotFoundError(ErgonError, LookupError):
         self.flow_id = flow_id
 
 
+class ScheduleNotFoundError(ErgonError, LookupError):
+    """Raised when no cron schedule has the given name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no schedule named {name!r}")
+        self.name = name
+
+
 class FencedError(ErgonError):
     """Raised when a write carries a lease epoch the store no longer accepts (the flow moved on)."""
 

@@ -40,6 +40,10 @@ def test_demo_kills_a_worker_and_loses_nothing(tmp_path):
     ("dag.py", ["journal: 0:fetch_user, 1:check_inventory, 2:get_pricing, 3:validate"]),
     ("cancel_and_timeouts.py", ["report: FAILED: StepTimeoutError: step 'render' ran longer than 0.5s",
                                 "approval: CANCELLED"]),
+    ("schedules.py", ["at least 3 flows, one a second: True", "each returned: ['sales report for north']",
+                      "schedule 'sales' paused: True"]),
+    ("retention.py", ["complete: 20", "pruned: 20", "complete after prune: 0", "invoice 99 sent",
+                      "invoice-99 deleted by the retention setting"]),
 ])
 def test_feature_examples(tmp_path, example, expected):
     out = run([str(ROOT / "examples" / example)], tmp_path)

@@ -10,9 +10,10 @@ from .run import run
 from .views import inspect, list_command, status
 from .completion import completion
 from .dashboard import dashboard
+from .upkeep import prune, schedules
 
-for _command in (run, schedule, status, list_command, inspect, signal, cancel, retry, fork, chaos, dashboard,
-                 completion):
+for _command in (run, schedule, schedules, status, list_command, inspect, signal, cancel, retry, fork, prune, chaos,
+                 dashboard, completion):
     cli.add_command(_command)
 
 __all__ = ["main", "cli", "ExitCode"]

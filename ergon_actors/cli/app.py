@@ -10,7 +10,8 @@ import click
 
 from ..config import unknown_variables
 from ..errors import (ConfigError, ErgonError, FlowDefinitionError, FlowIdTakenError, FlowNotFoundError,
-                      FlowStateError, ModuleImportError, RestartIntensityError, StoreError, UnknownFlowTypeError)
+                      FlowStateError, ModuleImportError, RestartIntensityError, ScheduleNotFoundError, StoreError,
+                      UnknownFlowTypeError)
 from .common import ExitCode, exit_codes, global_options, style, version
 from .completion import COMPLETE_VAR
 
@@ -77,7 +78,8 @@ def _code(exc: ErgonError) -> ExitCode:
         return ExitCode.USAGE
     if isinstance(exc, StoreError):
         return ExitCode.STORE
-    if isinstance(exc, (FlowNotFoundError, FlowDefinitionError, ModuleImportError, UnknownFlowTypeError)):
+    if isinstance(exc, (FlowNotFoundError, FlowDefinitionError, ModuleImportError, UnknownFlowTypeError,
+                        ScheduleNotFoundError)):
         return ExitCode.NOT_FOUND
     if isinstance(exc, RestartIntensityError):
         return ExitCode.GAVE_UP

@@ -11,7 +11,9 @@ import click
 from .. import codec, ops
 from ..core import FlowStatus
 from ..errors import ConfigError, FlowDefinitionError
+from ..config import Settings
 from ..executor.definition import definition_of
+from ..storage.upkeep_commands import MISSED_POLICIES
 from ..ops import FlowFilter
 from .common import (ExitCode, Seconds, command, existing_store, new_store, run_async, settings, status_style,
                      style)
@@ -66,20 +68,39 @@ def _json(text: str, what: str) -> Any:
 @click.option("--priority", type=int, help="within the queue, higher runs first (default: the queue's)")
 @click.option("--dedup-id", metavar="ID", help="while a flow of the queue with this id has not ended, print its "
               "flow id instead of scheduling another")
+@click.option("--cron", metavar="EXPR",
+              help="start such a flow at every tick of EXPR instead (UTC; 5 fields, or 6 with seconds "
+                   "first), e.g. '*/5 * * * *'; see docs/schedules.md")
+@click.option("--name", metavar="NAME", help="with --cron: the schedule's name (default: the class's "
+                                             "flow type); the same name replaces that schedule")
+@click.option("--missed", type=click.Choice(MISSED_POLICIES), default="once", show_default=True,
+              help="with --cron: ticks that passed while nothing ran: skip them, run once for them "
+                   "all, or run each")
 def schedule(target: str, args_json: str | None, args_file: IO[str] | None, flow_id: str | None,
              delay: float | None, if_exists: str, queue: str | None, priority: int | None,
-             dedup_id: str | None) -> int:
-    """Queue a flow of MODULE:Class; prints its flow id as the last line.
+             dedup_id: str | None, cron: str | None, name: str | None, missed: str) -> int:
+    """Queue a flow of MODULE:Class; prints its flow id as the last line. With --cron, create a
+    schedule that starts one at every tick instead; prints its next tick.
 
     The arguments are checked against the class's field annotations (a datetime, Decimal, UUID,
     enum, set, tuple or nested dataclass field takes its JSON form).
     """
     if args_json is not None and args_file is not None:
         raise click.UsageError("give --args or --args-file, not both")
+    if cron is None and name is not None:
+        raise click.UsageError("--name names a cron schedule: give --cron too")
+    if cron is not None and (flow_id is not None or delay is not None):
+        raise click.UsageError("a cron schedule names each flow NAME@TIME and starts it at its tick: "
+                               "leave out --id and --delay")
+    if cron is not None and (queue is not None or priority is not None or dedup_id is not None):
+        raise click.UsageError("a cron schedule's flows go to the default queue: leave out --queue, "
+                               "--priority and --dedup-id")
     text = args_file.read() if args_file is not None else (args_json or "{}")
     cls = flow_class(target)
     flow = ops.flow_from_json(cls, _json(text, "--args-file" if args_file is not None else "--args"))
     chosen = settings()
+    if cron is not None:
+        return _create_schedule(chosen, flow, cron, name, missed)
 
     async def go() -> ops.ScheduleOutcome:
         store = await new_store(chosen)
@@ -97,6 +118,21 @@ def schedule(target: str, args_json: str | None, args_file: IO[str] | None, flow
     elif not outcome.created:
         click.echo(f"flow {outcome.flow_id} exists already (same class and arguments)", err=True)
     click.echo(outcome.flow_id)
+    return ExitCode.OK
+
+
+def _create_schedule(chosen: Settings, flow: object, cron: str, name: str | None, missed: str) -> int:
+    async def go() -> ops.CronSchedule:
+        store = await new_store(chosen)
+        try:
+            return await ops.create_schedule(store, flow, cron, name=name, missed=missed)
+        finally:
+            await store.close()
+
+    created = ops.schedule_json(run_async(go()))
+    click.echo(f"schedule {created['name']!r}: {created['class']} at {created['cron']!r} (UTC), missed ticks: "
+               f"{created['missed']}; a running supervisor starts each flow", err=True)
+    click.echo(f"next tick {created['next_tick']}: flow {created['next_flow_id']}")
     return ExitCode.OK
 
 

@@ -118,12 +118,15 @@ def _banner(chosen: Settings, modules: tuple[str, ...], classes: list[type]) -> 
               help="send OpenTelemetry spans of flows and steps to EXPORTER (otlp, console; needs the otel extra)")
 @click.option("--queues", envvar="ERGON_QUEUES", show_envvar=True, metavar="NAME:LIMIT=N,...;...",
               help="override queues' limits, e.g. 'emails:concurrency=3,rate=10/1s' (docs/queues.md)")
+@click.option("--retention", type=Seconds(), envvar="ERGON_RETENTION", show_envvar=True,
+              help="delete ended flows this long after they ended, e.g. 30d (default 0: keep every flow)")
 @click.option("--progress-every", type=Seconds(), default=10.0, show_default=True,
               help="how often progress is printed when stderr is not a terminal (a terminal gets a live line)")
 @click.option("--quiet", "-q", is_flag=True, help="no banner and no progress")
 def run(modules: tuple[str, ...], workers: int | None, concurrency: int | None, until_idle: bool,
         synchronous: str | None, lease_seconds: float | None, grace: float | None, metrics_port: int | None,
-        metrics_host: str | None, traces: str | None, queues: str | None, progress_every: float,
+        metrics_host: str | None, traces: str | None, queues: str | None, retention: float | None,
+        progress_every: float,
         quiet: bool) -> int:
     """Run a supervised pool of workers serving the @flow_type classes of MODULE(s).
 
@@ -133,7 +136,7 @@ def run(modules: tuple[str, ...], workers: int | None, concurrency: int | None, 
     """
     chosen = settings(workers=workers, concurrency=concurrency, synchronous=synchronous and synchronous.upper(),
                       lease_seconds=lease_seconds, grace=grace, metrics_port=metrics_port,
-                      metrics_host=metrics_host, traces=traces, queues=queues)
+                      metrics_host=metrics_host, traces=traces, queues=queues, retention=retention)
     return run_async(_run(chosen, modules, until_idle, progress_every, quiet))
 
 

@@ -21,6 +21,7 @@ from ..errors import ErgonError, FencedError, InvalidCommandError, ProtocolError
 from ..storage import open_store
 from ..storage.base import WAKING, LogBase
 from ..storage.commands import ClaimFlows, Command, pack, unpack
+from ..storage.schedules import fire_due, prune_all
 from .actor import Actor
 from .messages import JournalStats, Wake, encode
 from .stats import BATCH_COMMANDS, COMMIT_SECONDS, Histogram
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 
 COMMAND_TYPES = tuple(Command.__args__)
 MAX_MESSAGES = 4096  # messages folded into one transaction at most
+UPKEEP_POLL = 1.0  # the longest the journal waits before it looks at the schedules again
+PRUNE_EVERY = 60.0  # how often the journal deletes the flows past the retention setting (at most)
 Batch = list[tuple[bytes, list[tuple[Any, Any]]]]  # (client identity, [(request id, command)])
 
 
@@ -57,6 +60,8 @@ class Journal(Actor):
         self.sock = self.inbox = make_socket(self.ctx, zmq.ROUTER, settings.high_water_mark,
                                              max_message_size=settings.max_message_size)
         self.sock.bind(self.spec.journal)
+        upkeep = asyncio.get_running_loop().create_task(self._upkeep())
+        self.resources.callback(upkeep.cancel)
 
     async def on_message(self) -> None:
         await self._commit(await self._collect())
@@ -123,14 +128,44 @@ class Journal(Actor):
         for identity, requests in batch:
             if any(isinstance(c, ClaimFlows) for _, c in requests):
                 self.claimers[identity] = now
-        if not any(isinstance(c, WAKING) for c in commands):
-            return
+        if any(isinstance(c, WAKING) for c in commands):
+            self._wake_all()
+
+    def _wake_all(self) -> None:
+        """Tell every client that claimed lately to claim now."""
+        now = time.monotonic()
         wake = encode(Wake())
         for identity, seen in list(self.claimers.items()):
             if now - seen > 60.0:  # gone quiet: a dead or restarted client
                 del self.claimers[identity]
             else:
                 self.sock.send_multipart((identity, wake))
+
+    async def _upkeep(self) -> None:
+        """Start the flows of the cron schedules' due ticks, and delete flows past the retention
+        setting, for as long as the journal runs. Every journal on the store does so: a tick
+        starts one flow however many fire it (storage.schedules)."""
+        failures = FailureLog(log, "schedules and retention")
+        prune_at = time.monotonic()
+        while True:
+            delay = UPKEEP_POLL
+            try:
+                created, next_at = await fire_due(self._execute)
+                if created:
+                    log.info("cron schedules started %d flows: %s", len(created), ", ".join(created))
+                    self._wake_all()
+                if next_at is not None:
+                    delay = min(UPKEEP_POLL, max(0.0, next_at - time.time()) + 0.001)
+                retention = self.settings.retention
+                if retention and time.monotonic() >= prune_at:
+                    prune_at = time.monotonic() + min(PRUNE_EVERY, max(UPKEEP_POLL, retention / 2))
+                    pruned = await prune_all(self._execute, time.time() - retention)
+                    if pruned:
+                        log.info("deleted %d flows that ended more than %gs ago", pruned, retention)
+                failures.recovered()
+            except Exception as exc:  # a broken store is the commit path's to report (exit 74)
+                failures.failed(exc)
+            await asyncio.sleep(delay)
 
     async def _execute(self, commands: list[Command]) -> list[object]:
         """The commands' results, once the store took them: a batch the store cannot take right

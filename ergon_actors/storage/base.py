@@ -17,6 +17,7 @@ from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, C
                        QueryFlows, QueueStats, RecordCrash, ReleaseWorker, RenewLeases, RetryFlow, Scheduled,
                        ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals)
 from .events import FlowEvent
+from .upkeep_commands import ChangeSchedule, CronSchedule, ListSchedules, PruneFlows, PutSchedule
 from .pyergon import PyErgonLogMixin, StorageError  # noqa: F401 (PyErgon's name, at its path)
 
 __all__ = ["ExecutionLog", "LogBase"]
@@ -189,6 +190,23 @@ class LogBase(PyErgonLogMixin):
     async def fork_flow(self, flow_id: str, new_flow_id: str, from_position: int) -> Scheduled:
         """Start new_flow_id as a copy of flow_id that replays its completed steps before from_position."""
         return cast("Scheduled", await self._one(ForkFlow(flow_id, new_flow_id, from_position)))
+
+    async def put_schedule(self, name: str, cron: str, flow_type: str, args: bytes,
+                           missed: str = "once") -> CronSchedule:
+        """Create or replace the cron schedule `name` (see PutSchedule)."""
+        return cast("CronSchedule", await self._one(PutSchedule(name, cron, flow_type, args, missed)))
+
+    async def list_schedules(self) -> list[CronSchedule]:
+        return cast("list[CronSchedule]", await self._one(ListSchedules()))
+
+    async def change_schedule(self, name: str, action: str) -> CronSchedule | None:
+        """Pause, resume or delete a schedule (ScheduleNotFoundError if there is none)."""
+        return cast("CronSchedule | None", await self._one(ChangeSchedule(name, action)))
+
+    async def prune_flows(self, before: float, statuses: tuple[str, ...] = ("COMPLETE", "FAILED", "CANCELLED"),
+                          limit: int = 1000) -> int:
+        """Delete up to `limit` flows that ended before `before` (see PruneFlows); returns how many."""
+        return cast("int", await self._one(PruneFlows(before, statuses, limit)))
 
     async def wait_for_completion(self, flow_id: str, timeout: float | None = None) -> FlowRecord:
         """Wait until the flow is COMPLETE, FAILED or CANCELLED and return its record.

@@ -17,12 +17,14 @@ from ..core import Crash, Failure, FlowRecord, StepRecord
 from ..core.queues import QueueLimits, QueueState
 from ..wire import Codec
 from .events import FlowEvent
+from .upkeep_commands import ChangeSchedule, CronSchedule, FireSchedule, ListSchedules, PruneFlows, PutSchedule
 
 __all__ = ["ScheduleFlow", "ClaimFlows", "RenewLeases", "ReleaseWorker", "AppendStep", "FinishFlow",
            "SuspendFlow", "AwaitSignal", "SendSignal", "InvokeChild", "CancelFlow", "WaitingSignals",
            "GetFlow", "LoadSteps", "ListFlows", "CountFlows", "NextDue", "RecordCrash", "PutRecord", "ScanRecords",
            "ResetStore", "LoadHistory", "QueryFlows", "RetryFlow", "ForkFlow", "DeclareQueue", "QueueStats",
-           "FlowPage", "Scheduled", "Claim", "Command",
+           "FlowPage", "Scheduled", "Claim",
+           "PutSchedule", "ListSchedules", "ChangeSchedule", "FireSchedule", "PruneFlows", "CronSchedule", "Command",
            "COMMAND_TYPES", "EXT_TYPES", "CODEC", "pack", "unpack", "pack_within"]
 
 # -- commands (nouns) ------------------------------------------------------------------------
@@ -366,7 +368,9 @@ class Claim:
 Command = (ScheduleFlow | ClaimFlows | RenewLeases | ReleaseWorker | AppendStep | FinishFlow
            | SuspendFlow | AwaitSignal | SendSignal | InvokeChild | CancelFlow | WaitingSignals
            | GetFlow | LoadSteps | ListFlows | CountFlows | NextDue | RecordCrash | PutRecord | ScanRecords | ResetStore
-           | LoadHistory | QueryFlows | RetryFlow | ForkFlow | DeclareQueue | QueueStats)
+           | LoadHistory | QueryFlows | RetryFlow | ForkFlow | DeclareQueue | QueueStats | PutSchedule | ListSchedules
+           | ChangeSchedule
+           | FireSchedule | PruneFlows)
 COMMAND_TYPES: tuple[type, ...] = get_args(Command)
 
 # The wire format: each class's ext code. Never renumber or reuse a code; give a new type a new one.
@@ -379,6 +383,8 @@ EXT_TYPES: tuple[tuple[int, type], ...] = (
     (84, WaitingSignals), (85, Crash), (86, RecordCrash), (87, PutRecord), (88, ScanRecords),
     (89, ResetStore), (90, FlowEvent), (91, LoadHistory), (92, QueryFlows), (93, FlowPage), (94, RetryFlow),
     (95, ForkFlow), (116, QueueLimits), (117, QueueState), (118, DeclareQueue), (119, QueueStats),
+    (122, CronSchedule), (123, PutSchedule), (124, ListSchedules), (125, ChangeSchedule), (126, FireSchedule),
+    (127, PruneFlows),
 )
 CODEC = Codec(EXT_TYPES)
 pack: Callable[[str, Any], bytes] = CODEC.pack

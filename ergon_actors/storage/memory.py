@@ -16,6 +16,7 @@ from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, C
                        PutRecord, QueryFlows, RecordCrash, ReleaseWorker, RenewLeases, ResetStore, RetryFlow,
                        ScanRecords, Scheduled, ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals)
 from .crashes import check, crashed, in_flight
+from .memory_upkeep import MemoryUpkeep
 from .events import (Event, FlowEvent, claim_events, crash_events, dumps, fenced_event, finish_event,
                      scheduled_event, step_event, suspend_event)
 from .memory_queues import MemoryQueues
@@ -25,7 +26,7 @@ from .rules import REFUSALS, RETRYABLE, child_outcome, due_at, fence, invalid, m
 __all__ = ["InMemoryExecutionLog"]
 
 
-class InMemoryExecutionLog(MemoryQueues, LogBase):
+class InMemoryExecutionLog(MemoryQueues, MemoryUpkeep, LogBase):
     """Keeps flows and steps in dicts; `execute` is atomic because it never awaits."""
 
     def __init__(self) -> None:
@@ -40,6 +41,7 @@ class InMemoryExecutionLog(MemoryQueues, LogBase):
         self._queued: dict[str, tuple[str | None, int, str | None, str | None]] = {}  # queue, priority, key, dedup
         self._queues: dict[str, QueueLimits | None] = {}  # every named queue: its limits (None: undeclared)
         self._starts: dict[str, list[float]] = {}  # a rate-limited queue's claim times, oldest first
+        self._schedules = {}
 
     async def execute(self, commands: Sequence[Command]) -> list[object]:
         now = time.time()
@@ -94,8 +96,8 @@ class InMemoryExecutionLog(MemoryQueues, LogBase):
     def _ClaimFlows(self, c: ClaimFlows, now: float) -> list[Claim]:
         last = self._last_claim.get(c.worker_id)
         if last is not None and last[0] == c.request_id:  # a re-sent claim: answer it again
-            ids = [i for i in last[1] if self._flows[i].owner == c.worker_id
-                   and self._flows[i].status == FlowStatus.RUNNING]
+            ids = [i for i in last[1] if (f := self._flows.get(i)) is not None and f.owner == c.worker_id
+                   and f.status == FlowStatus.RUNNING]
         else:
             ids = self._claimable(c, now)
             for flow_id in ids:
@@ -380,5 +382,5 @@ class InMemoryExecutionLog(MemoryQueues, LogBase):
 
     def _ResetStore(self, c: ResetStore, now: float) -> None:
         for table in (self._flows, self._steps, self._last_claim, self._signals, self._consumed, self._records,
-                      self._events, self._order, self._queued, self._queues, self._starts):
+                      self._events, self._order, self._queued, self._queues, self._starts, self._schedules):
             table.clear()

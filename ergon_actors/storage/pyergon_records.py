@@ -40,5 +40,5 @@ class SqliteRecords:
 
     def _ResetStore(self, db: sqlite3.Connection, c: ResetStore, now: float) -> None:
         db.execute(_TABLE)
-        for table in ("flows", "steps", "signals", "events", "pyergon_records"):
+        for table in ("flows", "steps", "signals", "events", "pyergon_records", "schedules"):
             db.execute(f"DELETE FROM {table}")

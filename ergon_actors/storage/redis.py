@@ -22,7 +22,7 @@ from redis.exceptions import (ClusterDownError, MasterDownError, NoScriptError, 
 from ..core import Failure, FlowRecord, StepRecord
 from ..core.queues import QueueLimits, QueueState
 from ..errors import (ConfigError, FencedError, FlowBusyError, FlowCancelledError, FlowNotFoundError,
-                      FlowStateError, StoreError, StoreUnavailableError)
+                      FlowStateError, ScheduleNotFoundError, StoreError, StoreUnavailableError)
 from .base import LogBase
 from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows, DeclareQueue,
                        FinishFlow, FlowPage, ForkFlow, GetFlow, InvokeChild, ListFlows, LoadHistory, LoadSteps, NextDue,
@@ -32,6 +32,7 @@ from .crashes import JITTER, SPLIT, check, poison_failure
 from .events import FlowEvent, dumps, finish_event, scheduled_event, step_event, suspend_event
 from .records import dump_failure, load_crashes, load_failure
 from .redis_scripts import PRELUDE, SCRIPTS
+from .redis_upkeep import SCHEDULE_PRELUDE, UPKEEP_SCRIPTS, RedisUpkeep
 from .rules import invalid
 
 __all__ = ["RedisExecutionLog"]
@@ -163,7 +164,7 @@ def _redact(url: str) -> str:
 Plan = tuple[tuple[Any, ...] | None, Callable[[Any], object]]  # (the Redis command or None, reply decoder)
 
 
-class RedisExecutionLog(LogBase):
+class RedisExecutionLog(RedisUpkeep, LogBase):
     """A store in one Redis database (standalone or a primary with replicas; not Redis Cluster).
 
     Args:
@@ -206,7 +207,8 @@ class RedisExecutionLog(LogBase):
                                              retry=Retry(NoBackoff(), 1))
         except ValueError as exc:
             raise ConfigError(f"Redis URL {_redact(self.url)!r}: {exc}") from None
-        self._scripts = {name: client.register_script(PRELUDE + body) for name, body in SCRIPTS.items()}
+        bodies = {**SCRIPTS, **{name: SCHEDULE_PRELUDE + body for name, body in UPKEEP_SCRIPTS.items()}}
+        self._scripts = {name: client.register_script(PRELUDE + body) for name, body in bodies.items()}
         try:
             await client.ping()
             await self._load_scripts(client)
@@ -310,6 +312,8 @@ class RedisExecutionLog(LogBase):
             return FlowCancelledError(flow_id)
         if code == "ERGON_STATE":
             return FlowStateError(flow_id, reason, "retry")
+        if code == "ERGON_NOSCHEDULE":
+            return ScheduleNotFoundError(cast(str, getattr(command, "name", None)))
         return invalid(command, exc)
 
     def _script(self, name: str, fields: list[Any]) -> tuple[Any, ...]:

@@ -8,7 +8,7 @@ from typing import Protocol
 from ..core import Failure, FlowRecord, FlowStatus, StepRecord, StepStatus
 from .commands import QueryFlows
 from ..errors import (FencedError, FlowBusyError, FlowCancelledError, FlowNotFoundError, FlowStateError,
-                      InvalidCommandError)
+                      InvalidCommandError, ScheduleNotFoundError)
 
 __all__ = ["runnable", "due_at", "fence", "child_outcome", "invalid", "matches", "retried", "REFUSALS", "RETRYABLE"]
 
@@ -39,7 +39,8 @@ class Lease(Protocol):
     def cancel_requested(self) -> bool: ...
 
 
-REFUSALS = (FencedError, FlowNotFoundError, FlowBusyError, FlowCancelledError, FlowStateError)
+REFUSALS = (FencedError, FlowNotFoundError, FlowBusyError, FlowCancelledError, FlowStateError,
+            ScheduleNotFoundError)
 RETRYABLE = frozenset({FlowStatus.FAILED, FlowStatus.CANCELLED})  # what RetryFlow resumes
 
 

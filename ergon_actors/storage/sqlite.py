@@ -33,6 +33,7 @@ from .sqlite_rows import flow_row as _flow
 from .sqlite_rows import step_row as _step
 from .sqlite_schema import SCHEMA_VERSION, open_schema
 from .sqlite_thread import ConnectionThread
+from .sqlite_upkeep import SqliteUpkeep
 
 __all__ = ["SqliteExecutionLog", "SCHEMA_VERSION"]
 
@@ -120,7 +121,7 @@ class _Lease(NamedTuple):
     cancel_requested: bool
 
 
-class SqliteExecutionLog(SqliteQueues, SqliteOperations, SqliteRecords, LogBase):
+class SqliteExecutionLog(SqliteQueues, SqliteOperations, SqliteUpkeep, SqliteRecords, LogBase):
     """A store in one SQLite file.
 
     Args:
@@ -600,24 +601,15 @@ class SqliteExecutionLog(SqliteQueues, SqliteOperations, SqliteRecords, LogBase)
         return min(times, default=None)
 
     def _CountFlows(self, db: sqlite3.Connection, c: CountFlows, now: float) -> dict[str, int]:
-        if c.limit is None:
-            counts = dict(db.execute("SELECT status, count(*) FROM flows GROUP BY status").fetchall())
-            due = f"SELECT count(*) FROM ({_claimable(None)})"
-            counts["due"] = db.execute(due, {"now": now, "n": -1}).fetchone()[0] + self._queued_due(db, now, -1)
-            return self._count_quarantined(db, counts, -1)
-        counts = {}  # each count walks at most `limit` index entries
-        for status in FlowStatus:
-            n = db.execute("SELECT count(*) FROM (SELECT 1 FROM flows WHERE status = ? LIMIT ?)",
-                           (status.value, c.limit)).fetchone()[0]
-            if n:
-                counts[status.value] = n
-        due = f"SELECT count(*) FROM ({_claimable(None)})"
-        counts["due"] = min(c.limit, db.execute(due, {"now": now, "n": c.limit}).fetchone()[0]
-                            + self._queued_due(db, now, c.limit))
-        return self._count_quarantined(db, counts, c.limit)
-
-    @staticmethod
-    def _count_quarantined(db: sqlite3.Connection, counts: dict[str, int], limit: int) -> dict[str, int]:
+        # the counts by status are kept by triggers on flows (sqlite_schema): no scan of the flows
+        counts = dict(db.execute("SELECT status, n FROM flow_counts WHERE n > 0").fetchall())
+        limit = -1 if c.limit is None else c.limit
+        if c.limit is not None:
+            counts = {status: min(n, c.limit) for status, n in counts.items()}
+        # due: walks the due head of the live flows' claim indexes only, stopping at limit
+        due = db.execute(f"SELECT count(*) FROM ({_claimable(None)})", {"now": now, "n": limit}).fetchone()[0]
+        due += self._queued_due(db, now, limit)
+        counts["due"] = due if c.limit is None else min(c.limit, due)
         n = db.execute("SELECT count(*) FROM (SELECT 1 FROM flows WHERE quarantined = 1 LIMIT ?)",
                        (limit,)).fetchone()[0]
         if n:

@@ -3,6 +3,7 @@ bring a file written by an earlier version up to date."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from collections.abc import Callable
@@ -11,7 +12,9 @@ from ..errors import SchemaVersionError, StoreError
 
 __all__ = ["SCHEMA_VERSION", "APPLICATION_ID", "open_schema"]
 
-SCHEMA_VERSION = 5
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 6
 APPLICATION_ID = 0x45524731  # "ERG1": marks a file as ours before we touch its tables
 
 # The first schema. Every later change is a migration in _MIGRATIONS, applied to new files too,
@@ -85,6 +88,26 @@ CREATE TABLE queues (name TEXT PRIMARY KEY, concurrency INTEGER, worker_concurre
 CREATE TABLE queue_starts (queue TEXT NOT NULL, at REAL NOT NULL);
 CREATE INDEX queue_starts_at ON queue_starts (queue, at);
 """,
+    # 6: cron schedules (storage.schedules); the flows of each status counted by triggers, so a
+    # count never scans the flows; space freed by prune given back to the file system
+    # (auto_vacuum, switched on by _incremental_vacuum once this step ran).
+    5: """
+CREATE TABLE schedules (name TEXT PRIMARY KEY, cron TEXT NOT NULL, flow_type TEXT NOT NULL, args BLOB NOT NULL,
+    missed TEXT NOT NULL, paused INTEGER NOT NULL, last_tick REAL NOT NULL, revision INTEGER NOT NULL,
+    created_at REAL NOT NULL) WITHOUT ROWID;
+CREATE TABLE flow_counts (status TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO flow_counts VALUES ('PENDING', 0), ('RUNNING', 0), ('SUSPENDED', 0), ('COMPLETE', 0), ('FAILED', 0),
+    ('CANCELLED', 0);
+UPDATE flow_counts SET n = (SELECT count(*) FROM flows WHERE flows.status = flow_counts.status);
+CREATE TRIGGER flows_count_insert AFTER INSERT ON flows BEGIN
+    UPDATE flow_counts SET n = n + 1 WHERE status = new.status; END;
+CREATE TRIGGER flows_count_delete AFTER DELETE ON flows BEGIN
+    UPDATE flow_counts SET n = n - 1 WHERE status = old.status; END;
+CREATE TRIGGER flows_count_update AFTER UPDATE OF status ON flows WHEN old.status != new.status BEGIN
+    UPDATE flow_counts SET n = n - 1 WHERE status = old.status;
+    UPDATE flow_counts SET n = n + 1 WHERE status = new.status; END;
+INSERT INTO ergon_meta VALUES ('auto_vacuum', 'wanted') ON CONFLICT (key) DO NOTHING;
+""",
 }
 
 
@@ -104,6 +127,7 @@ def open_schema(db: sqlite3.Connection, path: str) -> None:
     finally:
         db.execute("COMMIT")
     if not tables and app_id == 0:
+        db.execute("PRAGMA auto_vacuum = INCREMENTAL")  # takes effect only before the first table
         _wal(db)
         # Another process opening the same new file may create the tables first: look again
         # under the write lock.
@@ -119,6 +143,7 @@ def open_schema(db: sqlite3.Connection, path: str) -> None:
     _wal(db)
     if found < SCHEMA_VERSION:
         _in_transaction(db, lambda: _migrations(db))
+    _incremental_vacuum(db, path)
 
 
 def _schema_version(db: sqlite3.Connection) -> int:
@@ -139,6 +164,28 @@ def _wal(db: sqlite3.Connection, timeout: float = 10.0) -> None:
             time.sleep(0.005)
 
 
+def _incremental_vacuum(db: sqlite3.Connection, path: str) -> None:
+    """Switch a file written before auto_vacuum was on to INCREMENTAL, so that pruning can give
+    space back. SQLite applies the switch to a file with tables only by rewriting it whole
+    (VACUUM), which needs the file to itself: tried once per open, without waiting, until it
+    worked (a new file has the mode from the start)."""
+    row = db.execute("SELECT value FROM ergon_meta WHERE key = 'auto_vacuum'").fetchone()
+    if row is None or row[0] != "wanted":
+        return
+    if db.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+        db.execute("PRAGMA busy_timeout = 0")
+        try:
+            db.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            db.execute("VACUUM")
+        except sqlite3.OperationalError as exc:
+            log.info("%s: auto_vacuum not switched on yet (%s); tried again when next opened", path, exc)
+            return
+        finally:
+            db.execute("PRAGMA busy_timeout = 10000")
+        log.info("%s: rewritten once (VACUUM) with auto_vacuum = INCREMENTAL", path)
+    _in_transaction(db, lambda: "UPDATE ergon_meta SET value = 'on' WHERE key = 'auto_vacuum'")
+
+
 def _tables(db: sqlite3.Connection) -> set[str]:
     return {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
@@ -151,14 +198,24 @@ def _migrations(db: sqlite3.Connection) -> str:
     return script + f"UPDATE ergon_meta SET value = '{max(found, SCHEMA_VERSION)}' WHERE key = 'schema_version'"
 
 
+def _statements(script: str) -> list[str]:
+    """The statements of a script, each whole (a trigger's body holds semicolons of its own)."""
+    statements, current = [], ""
+    for part in script.split(";"):
+        current += part + ";"
+        if sqlite3.complete_statement(current):
+            if current.strip(" \n;"):
+                statements.append(current)
+            current = ""
+    return statements + ([current] if current.strip(" \n;") else [])
+
+
 def _in_transaction(db: sqlite3.Connection, script: Callable[[], str]) -> None:
     """Run the statements `script()` returns, in one transaction: it is called under the write lock."""
     db.execute("BEGIN IMMEDIATE")
     try:
-        script_text = script()
-        for statement in script_text.split(";"):
-            if statement.strip():
-                db.execute(statement)
+        for statement in _statements(script()):
+            db.execute(statement)
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:

@@ -52,7 +52,9 @@ CODES = {"Failure": 64, "FlowRecord": 65, "StepRecord": 66, "Scheduled": 67, "Cl
          "AwaitSignal": 80, "SendSignal": 81, "InvokeChild": 82, "CancelFlow": 83, "WaitingSignals": 84,
          "Crash": 85, "RecordCrash": 86, "PutRecord": 87, "ScanRecords": 88, "ResetStore": 89, "FlowEvent": 90,
          "LoadHistory": 91, "QueryFlows": 92, "FlowPage": 93, "RetryFlow": 94, "ForkFlow": 95,
-         "NextDue": 62, "QueueLimits": 116, "QueueState": 117, "DeclareQueue": 118, "QueueStats": 119}
+         "NextDue": 62, "QueueLimits": 116, "QueueState": 117, "DeclareQueue": 118, "QueueStats": 119,
+         "CronSchedule": 122, "PutSchedule": 123, "ListSchedules": 124, "ChangeSchedule": 125,
+         "FireSchedule": 126, "PruneFlows": 127}
 
 
 def ext(cls: type, *fields: object) -> msgpack.ExtType:
@@ -261,6 +263,18 @@ def test_records_are_checked_after_others_of_known_field_types_passed():
     first, second, wrong, last = answers(request(good, good, ext(StepRecord, 1, "s", "x"), good))
     assert first == second == last == StepRecord(1, "s", 1, "COMPLETE", b"r", None, 1, 1.5)
     assert type(wrong) is ProtocolError and "StepRecord.args_hash: int expected, got str" in str(wrong)
+
+
+def test_schedule_and_retention_commands_and_their_results_round_trip():
+    from ergon_actors.storage.commands import (ChangeSchedule, CronSchedule, FireSchedule, ListSchedules,
+                                               PruneFlows, PutSchedule)
+
+    commands = [PutSchedule("s", "* * * * *", "T", b"a", "all"), ListSchedules(), ChangeSchedule("s", "pause"),
+                FireSchedule("s", 2, (60.0, 120.0), ("s@1", "s@2"), 120.0), PruneFlows(9.5, ("FAILED",), 10)]
+    _, body = unpack(pack("req", list(enumerate(commands))))
+    assert [c for _, c in body] == commands
+    answers = [(1, [CronSchedule("s", "* * * * *", "T", b"a", "once", True, 1.5, 3, 0.5)]), (2, ["s@1"]), (3, 4)]
+    assert unpack(pack("rep", answers))[1] == [list(a) for a in answers]
 
 
 def test_operators_commands_and_their_results_round_trip():
