@@ -16,8 +16,8 @@ from .errors import (ChildFlowError, ConfigError, DagExecutionError, ErgonError,
 from .executor import (Completed, DagSummary, DeferredRegistry, Executor, FlowOutcome, InMemorySignalSource,
                        Outcome, PendingChild, Scheduler, StepHandle, Suspended, SuspendReason,
                        SuspensionPayload, Worker, WorkerHandle, await_external_signal, complete_child_flow,
-                       dag, execute_dag, execute_flow, is_completed, is_suspended, schedule_timer,
-                       schedule_timer_named, sleep)
+                       dag, deprecate_patch, execute_dag, execute_flow, is_completed, is_suspended, patched,
+                       schedule_timer, schedule_timer_named, sleep)
 from .storage import ExecutionLog, InMemoryExecutionLog, SqliteExecutionLog, open_store
 
 __version__ = "0.1.0"
@@ -28,7 +28,7 @@ __all__ = [
     "is_completed", "is_suspended", "Scheduler", "Worker", "WorkerHandle",
     "sleep", "schedule_timer", "schedule_timer_named", "await_external_signal", "InMemorySignalSource",
     "PendingChild", "SuspensionPayload", "complete_child_flow",
-    "DeferredRegistry", "StepHandle", "DagSummary", "execute_dag", "dag",
+    "DeferredRegistry", "StepHandle", "DagSummary", "execute_dag", "dag", "patched", "deprecate_patch",
     "ExecutionLog", "InMemoryExecutionLog", "SqliteExecutionLog", "open_store",
     "FlowStatus", "TaskStatus", "RetryPolicy", "RetryableError", "Invocation", "InvocationStatus",
     "ScheduledFlow", "CallType", "FlowType", "Queue",

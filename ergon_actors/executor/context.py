@@ -135,8 +135,10 @@ class FlowContext:
         """The journal entry at this position, checked against what the code calls now."""
         recorded = self.steps.get(position)
         if recorded is not None and (recorded.name != name or recorded.args_hash != digest):
-            raise NondeterminismError(self.flow_id, position, f"{recorded.name}(args #{recorded.args_hash:x})",
-                                      f"{name}(args #{digest:x})")
+            marker = recorded.name.startswith(PATCH_MARK)
+            raise NondeterminismError(
+                self.flow_id, position, f"{recorded.name}(args #{recorded.args_hash:x})", f"{name}(args #{digest:x})",
+                patch=recorded.name[len(PATCH_MARK):] if marker else name, missing=marker)
         return recorded
 
     async def write(self, awaitable: Awaitable[T]) -> T:
@@ -168,6 +170,7 @@ class _StepFrame:
 # replayed from its journaled result (its body skipped) leaves the positions after it unchanged,
 # and steps running in parallel cannot interleave their calls' positions.
 NESTED = 1 << 32
+PATCH_MARK = "patch:"  # the step name of a patch marker starts with it (executor/patch.py)
 
 _current: ContextVar[FlowContext | None] = ContextVar("ergon_flow", default=None)
 _in_step: ContextVar[_StepFrame | None] = ContextVar("ergon_in_step", default=None)
