@@ -21,8 +21,8 @@ from .events import FlowEvent
 __all__ = ["ScheduleFlow", "ClaimFlows", "RenewLeases", "ReleaseWorker", "AppendStep", "FinishFlow",
            "SuspendFlow", "AwaitSignal", "SendSignal", "InvokeChild", "CancelFlow", "WaitingSignals",
            "GetFlow", "LoadSteps", "ListFlows", "CountFlows", "NextDue", "RecordCrash", "PutRecord", "ScanRecords",
-           "ResetStore", "LoadHistory", "QueryFlows", "RetryFlow", "ForkFlow", "DeclareQueue", "QueueStats",
-           "FlowPage", "Scheduled", "Claim", "Command",
+           "ResetStore", "LoadHistory", "QueryFlows", "RetryFlow", "ForkFlow", "MigrateFlows", "DeclareQueue",
+           "QueueStats", "FlowPage", "Scheduled", "Claim", "Command",
            "COMMAND_TYPES", "EXT_TYPES", "CODEC", "pack", "unpack", "pack_within"]
 
 # -- commands (nouns) ------------------------------------------------------------------------
@@ -62,6 +62,11 @@ class ClaimFlows:
     take no new flows until one is idle; a solo claim takes the earliest due suspect and the next
     due suspects whose group size is at least its own, up to its group size, and nothing else. A
     claim by flow_id takes its flow either way.
+
+    With `version` set (the code version the worker serves) only flows of that version or of
+    none are claimed, and a flow of none takes that version as it is claimed: it is pinned to
+    the code it started on. Without it every flow is claimed and none is pinned. A claim by
+    flow_id ignores it.
     """
 
     worker_id: str
@@ -72,6 +77,7 @@ class ClaimFlows:
     flow_id: str | None = None
     steal: bool = False
     solo: bool = False
+    version: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,6 +321,17 @@ class ForkFlow:
 
 
 @dataclass(frozen=True, slots=True)
+class MigrateFlows:
+    """Move the live flows (PENDING, RUNNING or SUSPENDED) of `from_version`, or those among
+    `flow_ids`, or those matching both, to `to_version` (None: any worker's), so that workers of
+    that version claim them. A RUNNING flow moves for its next claim. Result: the number moved."""
+
+    to_version: str | None
+    from_version: str | None = None
+    flow_ids: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class LoadHistory:
     """Result: the flow's events (storage.events) with seq > after, oldest first, at most limit."""
 
@@ -366,7 +383,7 @@ class Claim:
 Command = (ScheduleFlow | ClaimFlows | RenewLeases | ReleaseWorker | AppendStep | FinishFlow
            | SuspendFlow | AwaitSignal | SendSignal | InvokeChild | CancelFlow | WaitingSignals
            | GetFlow | LoadSteps | ListFlows | CountFlows | NextDue | RecordCrash | PutRecord | ScanRecords | ResetStore
-           | LoadHistory | QueryFlows | RetryFlow | ForkFlow | DeclareQueue | QueueStats)
+           | LoadHistory | QueryFlows | RetryFlow | ForkFlow | MigrateFlows | DeclareQueue | QueueStats)
 COMMAND_TYPES: tuple[type, ...] = get_args(Command)
 
 # The wire format: each class's ext code. Never renumber or reuse a code; give a new type a new one.
@@ -378,7 +395,8 @@ EXT_TYPES: tuple[tuple[int, type], ...] = (
     (79, CountFlows), (80, AwaitSignal), (81, SendSignal), (82, InvokeChild), (83, CancelFlow),
     (84, WaitingSignals), (85, Crash), (86, RecordCrash), (87, PutRecord), (88, ScanRecords),
     (89, ResetStore), (90, FlowEvent), (91, LoadHistory), (92, QueryFlows), (93, FlowPage), (94, RetryFlow),
-    (95, ForkFlow), (116, QueueLimits), (117, QueueState), (118, DeclareQueue), (119, QueueStats),
+    (95, ForkFlow), (112, MigrateFlows), (116, QueueLimits), (117, QueueState), (118, DeclareQueue),
+    (119, QueueStats),
 )
 CODEC = Codec(EXT_TYPES)
 pack: Callable[[str, Any], bytes] = CODEC.pack
