@@ -6,12 +6,13 @@ from .app import cli, main
 from .chaos import chaos
 from .common import ExitCode
 from .flows import cancel, fork, retry, schedule, signal
+from .migrate import migrate
 from .run import run
 from .views import inspect, list_command, status
 from .completion import completion
 from .dashboard import dashboard
 
-for _command in (run, schedule, status, list_command, inspect, signal, cancel, retry, fork, chaos, dashboard,
+for _command in (run, schedule, status, list_command, inspect, signal, cancel, retry, fork, migrate, chaos, dashboard,
                  completion):
     cli.add_command(_command)
 

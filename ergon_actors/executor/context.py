@@ -76,11 +76,11 @@ class FlowContext:
     """
 
     __slots__ = ("flow_id", "flow_type", "epoch", "attempt", "store", "steps", "position", "refused",
-                 "halt", "step_timeout", "watch", "deadline", "_floor", "_past")
+                 "halt", "step_timeout", "watch", "deadline", "version", "_floor", "_past")
 
     def __init__(self, flow_id: str, flow_type: str, epoch: int, attempt: int, store: LogBase,
                  steps: dict[int, StepRecord], step_timeout: float, halt: asyncio.Event | None = None,
-                 watch: FlowWatch | None = None) -> None:
+                 watch: FlowWatch | None = None, version: str | None = None) -> None:
         self.flow_id = flow_id
         self.flow_type = flow_type
         self.epoch = epoch
@@ -93,6 +93,7 @@ class FlowContext:
         self.step_timeout = step_timeout
         self.watch = watch  # told of each step body run here (metrics, traces), if any
         self.deadline: float | None = None  # the flow's own timeout, as a wall-clock time: a wait ends there too
+        self.version = version  # the code version the flow is pinned to; its children get it too
         self._floor = 0              # every position below it was got past
         self._past: set[int] = set()  # positions at or above the floor that were got past
 
