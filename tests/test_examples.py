@@ -40,6 +40,9 @@ def test_demo_kills_a_worker_and_loses_nothing(tmp_path):
     ("dag.py", ["journal: 0:fetch_user, 1:check_inventory, 2:get_pricing, 3:validate"]),
     ("cancel_and_timeouts.py", ["report: FAILED: StepTimeoutError: step 'render' ran longer than 0.5s",
                                 "approval: CANCELLED"]),
+    ("versioning.py", ["A: v1: packed, shipped", "B: v2: checked, packed, shipped",
+                       "migrated 1 flow from version 1 to version 2", "C: v2: packed, shipped",
+                       "journal of C: pack, signal:truck-C, ship"]),
 ])
 def test_feature_examples(tmp_path, example, expected):
     out = run([str(ROOT / "examples" / example)], tmp_path)

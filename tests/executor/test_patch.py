@@ -27,31 +27,8 @@ def close_stores() -> Iterator[None]:
 
 
 @dataclass
-@flow_type(name="Order")
-class OrderV1:
-    """The old code: charge, wait for approval, ship."""
-
-    order: str
-
-    @step
-    async def charge(self) -> str:
-        return f"charged {self.order}"
-
-    @step
-    async def ship(self) -> str:
-        return "shipped by post"
-
-    @flow
-    async def run(self) -> str:
-        charged = await self.charge()
-        await await_external_signal(f"go-{self.order}")
-        return f"{charged}; {await self.ship()}"
-
-
-@dataclass
-@flow_type(name="Order")
-class OrderV2:
-    """The new code: a fraud check before charging, courier shipping, each behind a patch."""
+class OrderSteps:
+    """The steps every version of the Order flow below has."""
 
     order: str
 
@@ -70,6 +47,24 @@ class OrderV2:
     @step
     async def courier(self) -> str:
         return "sent by courier"
+
+
+@dataclass
+@flow_type(name="Order")
+class OrderV1(OrderSteps):
+    """The old code: charge, wait for approval, ship."""
+
+    @flow
+    async def run(self) -> str:
+        charged = await self.charge()
+        await await_external_signal(f"go-{self.order}")
+        return f"{charged}; {await self.ship()}"
+
+
+@dataclass
+@flow_type(name="Order")
+class OrderV2(OrderSteps):
+    """The new code: a fraud check before charging, courier shipping, each behind a patch."""
 
     @flow
     async def run(self) -> str:
@@ -84,26 +79,8 @@ class OrderV2:
 
 @dataclass
 @flow_type(name="Order")
-class OrderV3:
+class OrderV3(OrderSteps):
     """The fraud check for every flow left: its patch deprecated; courier still patched."""
-
-    order: str
-
-    @step
-    async def check_fraud(self) -> str:
-        return "checked"
-
-    @step
-    async def charge(self) -> str:
-        return f"charged {self.order}"
-
-    @step
-    async def ship(self) -> str:
-        return "shipped by post"
-
-    @step
-    async def courier(self) -> str:
-        return "sent by courier"
 
     @flow
     async def run(self) -> str:
@@ -116,18 +93,8 @@ class OrderV3:
 
 @dataclass
 @flow_type(name="Order")
-class OrderUnpatched:
+class OrderUnpatched(OrderSteps):
     """OrderV2's change without its patches: replaying an old flow must fail, naming a patch."""
-
-    order: str
-
-    @step
-    async def check_fraud(self) -> str:
-        return "checked"
-
-    @step
-    async def charge(self) -> str:
-        return f"charged {self.order}"
 
     @flow
     async def run(self) -> str:
