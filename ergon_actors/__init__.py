@@ -12,7 +12,7 @@ from .errors import (ChildFlowError, ConfigError, DagExecutionError, ErgonError,
                      FlowCancelledError, FlowDefinitionError, FlowFailedError, FlowNotFoundError,
                      FlowTimeoutError, NondeterminismError, PoisonFlowError, SchedulerError, SerializationError,
                      SignalTimeoutError, StepTimeoutError, StoreError, TimeoutExpired, UnknownFlowTypeError,
-                     WorkerError)
+                     UnservedVersionError, WorkerError)
 from .executor import (Completed, DagSummary, DeferredRegistry, Executor, FlowOutcome, InMemorySignalSource,
                        Outcome, PendingChild, Scheduler, StepHandle, Suspended, SuspendReason,
                        SuspensionPayload, Worker, WorkerHandle, await_external_signal, complete_child_flow,
@@ -34,7 +34,7 @@ __all__ = [
     "ScheduledFlow", "CallType", "FlowType", "Queue",
     "ErgonError", "ConfigError", "FencedError", "FlowDefinitionError", "FlowFailedError",
     "FlowNotFoundError", "NondeterminismError", "SerializationError", "StoreError",
-    "TimeoutExpired", "UnknownFlowTypeError", "ChildFlowError", "FlowCancelledError",
+    "TimeoutExpired", "UnknownFlowTypeError", "UnservedVersionError", "ChildFlowError", "FlowCancelledError",
     "FlowTimeoutError", "SignalTimeoutError", "StepTimeoutError", "PoisonFlowError", "SchedulerError",
     "WorkerError", "DagExecutionError",
 ]

@@ -97,6 +97,17 @@ class UnknownFlowTypeError(ErgonError, LookupError):
         self.known = known
 
 
+class UnservedVersionError(ErgonError, LookupError):
+    """Raised when flows are due of a code version that no worker here serves."""
+
+    def __init__(self, versions: tuple[str, ...], served: str) -> None:
+        names = ", ".join(versions)
+        super().__init__(f"flows of version {names} are due but the workers here serve version {served}: run "
+                         f"that version's code, or move them with `migrate --from {versions[0]} --to {served}`")
+        self.versions = versions
+        self.served = served
+
+
 class FlowDefinitionError(ErgonError, TypeError):
     """Raised when a class used as a flow is not a valid flow (not a dataclass, no @flow, ...)."""
 

@@ -30,7 +30,7 @@ from ..config import Settings, public_store_url
 from ..core import FlowRecord
 from ..core.queues import Queue
 from ..errors import (ActorStoppedError, BrokenActorError, BrokenStoreError, ErgonError, ProtocolError, TimeoutExpired,
-                      UnknownFlowTypeError)
+                      UnknownFlowTypeError, UnservedVersionError)
 from ..executor import Outcome, Scheduler
 from ..storage.crashes import JITTER
 from . import rundir
@@ -441,6 +441,7 @@ class Supervisor:
 
         Raises:
             UnknownFlowTypeError: flows are due that no worker here serves (they would wait forever).
+            UnservedVersionError: flows are due of a code version the workers here do not serve.
             TimeoutExpired: still busy after `timeout` seconds.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -470,6 +471,10 @@ class Supervisor:
         unserved = sorted({f.flow_type for f in waiting} - served)
         if unserved:
             raise UnknownFlowTypeError(", ".join(unserved), tuple(sorted(served)))
+        version = self.settings.version
+        others = sorted({f.version for f in waiting if f.version is not None and version is not None} - {version})
+        if version is not None and others:
+            raise UnservedVersionError(tuple(others), version)
 
     @property
     def metrics_url(self) -> str | None:

@@ -214,3 +214,35 @@ def test_two_versions_on_one_store_never_run_each_others_flows(deploy: Deploy) -
         (served[order],) = versions
         assert flows[order].status == "COMPLETE" and flows[order].version == served[order]
         assert flows[order].value.startswith(served[order] + ":")
+
+
+def test_an_idle_run_of_another_version_says_how_to_move_the_flows_it_leaves(cli: Cli, tmp_path: Path) -> None:
+    deploy = Deploy(cli, tmp_path, f"sqlite:///{tmp_path}/flows.db")
+    deploy.schedule("old")
+    pinned = cli("migrate", "old", "--to", "1", "--store", deploy.store)
+    assert pinned.returncode == 0 and "moved 1 live flow to version 1" in pinned.stdout, pinned
+    out = cli("run", "shipflows", "--store", deploy.store, "--version", "2", "--until-idle", "-q",
+              env=deploy.env("v2"))
+    assert out.returncode == 4, out.stderr
+    assert "flows of version 1 are due but the workers here serve version 2" in out.stderr
+    assert "migrate --from 1 --to 2" in out.stderr
+    assert deploy.steps("old") == []
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--to", "2"], "name the flows to move: --from A, or their FLOW_IDs"),
+    (["--from", "1"], "give --to B, or --unpin"),
+    (["--from", "1", "--to", "2", "--unpin"], "give --to B, or --unpin"),
+    (["--from", " ", "--to", "2"], "a version is a non-empty string"),
+])
+def test_migrate_refuses_what_names_no_flows_or_no_target(cli: Cli, tmp_path: Path, args: list[str],
+                                                          message: str) -> None:
+    store = f"sqlite:///{tmp_path}/flows.db"
+    assert cli("schedule", "tests.cli.flows:Story", "--args", '{"key": "k"}', "--store", store).returncode == 0
+    out = cli("migrate", *args, "--store", store)
+    assert out.returncode == 2 and message in out.stderr, out
+
+
+def test_a_version_setting_must_not_be_empty(cli: Cli, tmp_path: Path) -> None:
+    out = cli("run", "tests.cli.flows", "--version", "", "--store", f"sqlite:///{tmp_path}/unused.db")
+    assert out.returncode == 2 and "setting version must be 1 to 128 characters" in out.stderr, out
