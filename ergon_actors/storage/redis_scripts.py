@@ -669,7 +669,6 @@ local keys = redis.call('ZRANGEBYLEX', P .. ':recordkeys', '[' .. C[1], '[' .. C
 local out = {}
 for i, key in ipairs(keys) do out[i] = {key, redis.call('HGET', P .. ':records', key)} end
 return cmsgpack.pack(out)""",
-    # ResetStore {}: delete every key of this store (every key under the prefix).
     # MigrateFlows {to, from, ids}: move the live flows of version `from`, or among ids -> count.
     "MigrateFlows": r"""
 local to, from, n = C[1], C[2], 0
@@ -682,6 +681,7 @@ for _, id in ipairs(C[3] or redis.call('SMEMBERS', k('version', from))) do
   end
 end
 return n""",
+    # ResetStore {}: delete every key of this store (every key under the prefix).
     "ResetStore": r"""
 local pattern = string.gsub(P, '[%*%?%[%]\\]', '\\%0') .. ':*'
 local cursor = '0'
