@@ -97,9 +97,9 @@ class Deploy:
     def env(self, code: str) -> dict[str, str]:
         return {"PYTHONPATH": f"{self.code[code]}:{ROOT}", "VERSION_TEST_DIR": str(self.dir)}
 
-    def start(self, code: str, version: str, name: str) -> Any:
+    def start(self, code: str, version: str, name: str, lease: str = "15s") -> Any:
         return self.cli.start("run", "shipflows", "--store", self.store, "--version", version, "--workers", "1",
-                              "--lease", "2s", "-q", env=self.env(code), name=name)
+                              "--lease", lease, "-q", env=self.env(code), name=name)
 
     def schedule(self, *orders: str) -> None:
         for order in orders:
@@ -146,7 +146,7 @@ class Deploy:
 
     def start_old_flow_and_kill_its_run(self, order: str) -> None:
         """Run `order` on version 1 until it waits for its truck, then SIGKILL that run."""
-        v1 = self.start("v1", "1", "v1")
+        v1 = self.start("v1", "1", "v1", lease="2s")  # killed: its flow is free again 2 s later
         self.schedule(order)
         poll(lambda: ("wait_truck", "1") in self.steps(order), f"{order} waiting on version 1")
         self.kill(v1)
@@ -172,6 +172,10 @@ def test_a_flow_started_on_version_1_resumes_on_version_2_after_a_migration(depl
     assert deploy.steps("old") == [("pack", "1"), ("wait_truck", "1"), ("wait_truck", "2"), ("ship", "2")]
     assert [v for _, v in deploy.steps("new")] == ["2"] * 4
     assert (flows["old"].version, flows["new"].version) == ("2", "2")
+    shown = deploy.cli("inspect", "old", "--history", "--store", deploy.store)
+    first = shown.stdout.splitlines()[0]
+    assert "COMPLETE, attempt 1, epoch" in first and first.endswith(", version 2"), shown
+    assert "migrated from=1 to=2" in shown.stdout
 
 
 def test_migrating_to_code_without_the_patch_fails_the_flow_naming_it(deploy: Deploy) -> None:
