@@ -175,7 +175,8 @@ def test_a_flow_started_on_version_1_resumes_on_version_2_after_a_migration(depl
     shown = deploy.cli("inspect", "old", "--history", "--store", deploy.store)
     first = shown.stdout.splitlines()[0]
     assert "COMPLETE, attempt 1, epoch" in first and first.endswith(", version 2"), shown
-    assert "migrated from=1 to=2" in shown.stdout
+    (migrated,) = [line for line in shown.stdout.splitlines() if " migrated " in line]
+    assert "from=1" in migrated and "to=2" in migrated  # (Redis keeps an event's details in another order)
 
 
 def test_migrating_to_code_without_the_patch_fails_the_flow_naming_it(deploy: Deploy) -> None:
