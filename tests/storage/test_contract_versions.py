@@ -8,6 +8,7 @@ import time
 import pytest
 
 from ergon_actors.core import FlowStatus
+from ergon_actors.core.queues import QueueLimits
 from ergon_actors.errors import InvalidCommandError
 from ergon_actors.storage.commands import MigrateFlows
 
@@ -135,4 +136,26 @@ def test_migrate_naming_no_flows_is_refused_on_its_own(store):
         refused, moved = await log.execute([MigrateFlows("2"), MigrateFlows("2", "1")])
         assert isinstance(refused, InvalidCommandError) and "name the flows to migrate" in str(refused)
         assert moved == 1
+    store.run(body)
+
+
+def test_a_named_queue_gives_a_worker_only_the_flows_of_its_version(store):
+    async def body(log):
+        await log.declare_queue(QueueLimits("q", concurrency=5))
+        await log.schedule_flow("q1", "T", b"a", version="1", queue="q", priority=5)
+        await log.schedule_flow("q2", "T", b"a", version="2", queue="q")
+        await log.schedule_flow("qn", "T", b"a", queue="q")
+        await log.schedule_flow("d1", "T", b"a", version="1")
+        assert await claimed(log, "w2", "2", flow_types=("T",)) == {"q2", "qn"}
+        assert (await log.get_flow("qn")).version == "2"
+        lapsing = await log.claim("w1", 10, 0.05, version="1")
+        assert {c.flow.flow_id for c in lapsing} == {"q1", "d1"}
+        lapsed = max(c.flow.lease_expires for c in lapsing)
+        deadline = time.monotonic() + 10
+        while time.time() <= lapsed:  # the store's clock is the wall clock
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        assert await claimed(log, "w2b", "2") == set()  # lapsed leases of version 1, in a queue or not
+        assert await claimed(log, "w2c", "2", flow_types=("T",)) == set()
+        assert await claimed(log, "w1b", "1") == {"q1", "d1"}
     store.run(body)
