@@ -12,12 +12,12 @@ from .errors import (ChildFlowError, ConfigError, DagExecutionError, ErgonError,
                      FlowCancelledError, FlowDefinitionError, FlowFailedError, FlowNotFoundError,
                      FlowTimeoutError, NondeterminismError, PoisonFlowError, SchedulerError, SerializationError,
                      SignalTimeoutError, StepTimeoutError, StoreError, TimeoutExpired, UnknownFlowTypeError,
-                     WorkerError)
+                     UnservedVersionError, WorkerError)
 from .executor import (Completed, DagSummary, DeferredRegistry, Executor, FlowOutcome, InMemorySignalSource,
                        Outcome, PendingChild, Scheduler, StepHandle, Suspended, SuspendReason,
                        SuspensionPayload, Worker, WorkerHandle, await_external_signal, complete_child_flow,
-                       dag, execute_dag, execute_flow, is_completed, is_suspended, schedule_timer,
-                       schedule_timer_named, sleep)
+                       dag, deprecate_patch, execute_dag, execute_flow, is_completed, is_suspended, patched,
+                       schedule_timer, schedule_timer_named, sleep)
 from .storage import ExecutionLog, InMemoryExecutionLog, SqliteExecutionLog, open_store
 
 __version__ = "0.1.0"
@@ -28,13 +28,13 @@ __all__ = [
     "is_completed", "is_suspended", "Scheduler", "Worker", "WorkerHandle",
     "sleep", "schedule_timer", "schedule_timer_named", "await_external_signal", "InMemorySignalSource",
     "PendingChild", "SuspensionPayload", "complete_child_flow",
-    "DeferredRegistry", "StepHandle", "DagSummary", "execute_dag", "dag",
+    "DeferredRegistry", "StepHandle", "DagSummary", "execute_dag", "dag", "patched", "deprecate_patch",
     "ExecutionLog", "InMemoryExecutionLog", "SqliteExecutionLog", "open_store",
     "FlowStatus", "TaskStatus", "RetryPolicy", "RetryableError", "Invocation", "InvocationStatus",
     "ScheduledFlow", "CallType", "FlowType", "Queue",
     "ErgonError", "ConfigError", "FencedError", "FlowDefinitionError", "FlowFailedError",
     "FlowNotFoundError", "NondeterminismError", "SerializationError", "StoreError",
-    "TimeoutExpired", "UnknownFlowTypeError", "ChildFlowError", "FlowCancelledError",
+    "TimeoutExpired", "UnknownFlowTypeError", "UnservedVersionError", "ChildFlowError", "FlowCancelledError",
     "FlowTimeoutError", "SignalTimeoutError", "StepTimeoutError", "PoisonFlowError", "SchedulerError",
     "WorkerError", "DagExecutionError",
 ]

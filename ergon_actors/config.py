@@ -69,6 +69,9 @@ class Settings:
             "none" lifts one). Workers declare them for the queues of the classes they serve.
         retention: seconds an ended flow (COMPLETE, FAILED, CANCELLED) is kept; the journal
             deletes older ones with their steps and history (0: keep every flow).
+        version: the code version the workers serve (docs/versioning.md): they claim only flows
+            of it or of none, and a flow of none they claim is pinned to it. "auto": derived
+            from the source of the modules served. None: every flow, none pinned (as before).
     """
 
     store: str = DEFAULT_STORE
@@ -96,6 +99,7 @@ class Settings:
     traces: str = ""
     queues: str = ""
     retention: float = 0.0
+    version: str | None = None
 
     def __post_init__(self) -> None:
         positive = ("workers", "concurrency", "lease_seconds", "heartbeat_interval", "hang_timeout",
@@ -115,6 +119,8 @@ class Settings:
             raise ConfigError(f"setting synchronous must be OFF, NORMAL, FULL or EXTRA, got {self.synchronous!r}")
         check_store_url(self.store)
         parse_queue_overrides(self.queues)
+        if self.version is not None and (not self.version.strip() or len(self.version) > 128):
+            raise ConfigError(f"setting version must be 1 to 128 characters (or 'auto'), got {self.version!r}")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -105,6 +105,17 @@ class UnknownFlowTypeError(ErgonError, LookupError):
         self.known = known
 
 
+class UnservedVersionError(ErgonError, LookupError):
+    """Raised when flows are due of a code version that no worker here serves."""
+
+    def __init__(self, versions: tuple[str, ...], served: str) -> None:
+        names = ", ".join(versions)
+        super().__init__(f"flows of version {names} are due but the workers here serve version {served}: run "
+                         f"that version's code, or move them with `migrate --from {versions[0]} --to {served}`")
+        self.versions = versions
+        self.served = served
+
+
 class FlowDefinitionError(ErgonError, TypeError):
     """Raised when a class used as a flow is not a valid flow (not a dataclass, no @flow, ...)."""
 
@@ -119,16 +130,32 @@ class ModuleImportError(ErgonError, ImportError):
 
 
 class NondeterminismError(ErgonError):
-    """Raised when replay calls a different step (or arguments) than the journal recorded."""
+    """Raised when replay calls a different step (or arguments) than the journal recorded.
 
-    def __init__(self, flow_id: str, position: int, recorded: str, called: str) -> None:
+    `patch` names the change: the journaled patch marker the code no longer calls (`missing`),
+    or the change id to guard the new code with (`patched(patch)`).
+    """
+
+    def __init__(self, flow_id: str, position: int, recorded: str, called: str, patch: str | None = None,
+                 missing: bool = False) -> None:
+        if patch is None:
+            advice = ""
+        elif missing:
+            advice = (f"; this flow took the new branch of patched({patch!r}) here: keep "
+                      f"`await patched({patch!r})` or `deprecate_patch({patch!r})` at this point while such "
+                      "flows run")
+        else:
+            advice = (f"; if the flow's code changed, put the new code under `if await patched({patch!r}):` "
+                      "and keep the old code in its else branch, so flows started before the change replay it")
         super().__init__(
             f"flow {flow_id!r} diverged from its journal at step position {position}: "
-            f"recorded {recorded}, called {called}")
+            f"recorded {recorded}, called {called}{advice}")
         self.flow_id = flow_id
         self.position = position
         self.recorded = recorded
         self.called = called
+        self.patch = patch
+        self.missing = missing
 
 
 class FlowFailedError(ErgonError):

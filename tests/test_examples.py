@@ -44,6 +44,9 @@ def test_demo_kills_a_worker_and_loses_nothing(tmp_path):
                       "schedule 'sales' paused: True"]),
     ("retention.py", ["complete: 20", "pruned: 20", "complete after prune: 0", "invoice 99 sent",
                       "invoice-99 deleted by the retention setting"]),
+    ("versioning.py", ["A: v1: packed, shipped", "B: v2: checked, packed, shipped",
+                       "migrated 1 flow from version 1 to version 2", "C: v2: packed, shipped",
+                       "journal of C: pack, signal:truck-C, ship"]),
 ])
 def test_feature_examples(tmp_path, example, expected):
     out = run([str(ROOT / "examples" / example)], tmp_path)

@@ -11,7 +11,7 @@ import click
 from ..config import unknown_variables
 from ..errors import (ConfigError, ErgonError, FlowDefinitionError, FlowIdTakenError, FlowNotFoundError,
                       FlowStateError, ModuleImportError, RestartIntensityError, ScheduleNotFoundError, StoreError,
-                      UnknownFlowTypeError)
+                      UnknownFlowTypeError, UnservedVersionError)
 from .common import ExitCode, exit_codes, global_options, style, version
 from .completion import COMPLETE_VAR
 
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
             cli.main(args, prog_name="ergon-actors", complete_var=COMPLETE_VAR)
         except SystemExit as exc:
             return int(exc.code or 0)
-    if not any(a in ("-h", "--help", "--version") for a in args):
+    if not any(a in ("-h", "--help") for a in args) and args[:1] != ["--version"]:
         _warn_unknown_variables()
     try:
         with cli.make_context(PROG, list(args)) as ctx:
@@ -79,7 +79,7 @@ def _code(exc: ErgonError) -> ExitCode:
     if isinstance(exc, StoreError):
         return ExitCode.STORE
     if isinstance(exc, (FlowNotFoundError, FlowDefinitionError, ModuleImportError, UnknownFlowTypeError,
-                        ScheduleNotFoundError)):
+                        ScheduleNotFoundError, UnservedVersionError)):
         return ExitCode.NOT_FOUND
     if isinstance(exc, RestartIntensityError):
         return ExitCode.GAVE_UP

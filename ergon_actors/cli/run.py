@@ -87,14 +87,15 @@ class Reporter:
             sys.stderr.flush()
 
 
-def _banner(chosen: Settings, modules: tuple[str, ...], classes: list[type]) -> str:
+def _banner(chosen: Settings, modules: tuple[str, ...], classes: list[type], served: str | None) -> str:
     types = ", ".join(sorted(definition_of(c).name for c in classes))
+    code = f" · version {served}" if served is not None else ""
     return (style(f"ergon_actors {version()}", bold=True, err=True)
             + f" · store {public_store_url(chosen.store)} · {_count(chosen.workers, 'worker')}"
             + f" x {chosen.concurrency} flows"
             + f" · pid {os.getpid()}"
             + (f" · metrics http://{chosen.metrics_host}:{chosen.metrics_port}/metrics" if chosen.metrics_port else "")
-            + f"\nserving {types} (from {', '.join(modules)}) · Ctrl-C drains")
+            + f"\nserving {types} (from {', '.join(modules)}){code} · Ctrl-C drains")
 
 
 @command(ExitCode.USAGE, ExitCode.GAVE_UP, ExitCode.NOT_FOUND, ExitCode.STORE, ExitCode.INTERRUPTED)
@@ -122,11 +123,14 @@ def _banner(chosen: Settings, modules: tuple[str, ...], classes: list[type]) -> 
               help="delete ended flows this long after they ended, e.g. 30d (default 0: keep every flow)")
 @click.option("--progress-every", type=Seconds(), default=10.0, show_default=True,
               help="how often progress is printed when stderr is not a terminal (a terminal gets a live line)")
+@click.option("--version", "code_version", metavar="V", envvar="ERGON_VERSION", show_envvar=True,
+              help="the code version served: only flows of V (or of none, then pinned to V) are run; "
+                   "'auto': derived from the modules' source (default: every flow, none pinned)")
 @click.option("--quiet", "-q", is_flag=True, help="no banner and no progress")
 def run(modules: tuple[str, ...], workers: int | None, concurrency: int | None, until_idle: bool,
         synchronous: str | None, lease_seconds: float | None, grace: float | None, metrics_port: int | None,
         metrics_host: str | None, traces: str | None, queues: str | None, retention: float | None,
-        progress_every: float,
+        progress_every: float, code_version: str | None,
         quiet: bool) -> int:
     """Run a supervised pool of workers serving the @flow_type classes of MODULE(s).
 
@@ -136,12 +140,14 @@ def run(modules: tuple[str, ...], workers: int | None, concurrency: int | None, 
     """
     chosen = settings(workers=workers, concurrency=concurrency, synchronous=synchronous and synchronous.upper(),
                       lease_seconds=lease_seconds, grace=grace, metrics_port=metrics_port,
-                      metrics_host=metrics_host, traces=traces, queues=queues, retention=retention)
+                      metrics_host=metrics_host, traces=traces, queues=queues, retention=retention,
+                      version=code_version)
     return run_async(_run(chosen, modules, until_idle, progress_every, quiet))
 
 
 async def _run(chosen: Settings, modules: tuple[str, ...], until_idle: bool, every: float, quiet: bool) -> int:
     from ..runtime import Supervisor, serve
+    from ..runtime.version import resolve_version
     from .flows import discover
 
     opened: list[tuple[LogBase, Reporter]] = []
@@ -149,11 +155,12 @@ async def _run(chosen: Settings, modules: tuple[str, ...], until_idle: bool, eve
 
     async def prepare() -> None:
         classes = discover(modules)  # fail here, with one clear message, rather than in every worker
+        served = resolve_version(chosen, modules).version
         store = await new_store(chosen)  # likewise for a store that cannot be opened
         reporter = Reporter(store, Progress(await store.count_flows()), every)
         opened.append((store, reporter))
         if not quiet:
-            click.echo(_banner(chosen, modules, classes), err=True)
+            click.echo(_banner(chosen, modules, classes, served), err=True)
             tasks.append(asyncio.ensure_future(reporter.run()))
 
     def notify(line: str) -> None:

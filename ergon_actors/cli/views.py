@@ -221,8 +221,9 @@ def _event(event: FlowEvent, as_json: bool) -> None:
 
 def _show(d: FlowDetails, history: bool) -> None:
     flow = d.flow
+    pinned = "" if flow.version is None else f", version {flow.version}"
     click.echo(f"flow {style(flow.flow_id, bold=True)} ({flow.flow_type}) {status_style(flow.status)}, "
-               f"attempt {flow.attempt}, epoch {flow.epoch}")
+               f"attempt {flow.attempt}, epoch {flow.epoch}{pinned}")
     click.echo(f"  created  {_when(flow.created_at)}")
     if d.started_at is not None:
         click.echo(f"  started  {_when(d.started_at)}  (queued {d.queued:.3f}s)")

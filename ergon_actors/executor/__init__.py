@@ -10,6 +10,7 @@ from .execution import Executor, run_claim
 from .instance import execute_flow
 from .outcome import (Completed, FlowOutcome, Outcome, Suspended, SuspendReason, is_completed,
                       is_suspended)
+from .patch import deprecate_patch, patched
 from .pyergon_handlers import complete_child_flow
 from .scheduler import Scheduler
 from .signal import InMemorySignalSource, SignalSource, await_external_signal
@@ -23,4 +24,5 @@ __all__ = ["Executor", "execute_flow", "Outcome", "Completed", "Suspended", "Sus
            "sleep", "schedule_timer", "schedule_timer_named", "parse_duration",
            "await_external_signal", "SignalSource", "InMemorySignalSource",
            "PendingChild", "SuspensionPayload", "complete_child_flow",
-           "DeferredRegistry", "DeferredStep", "StepHandle", "DagSummary", "execute_dag", "dag"]
+           "DeferredRegistry", "DeferredStep", "StepHandle", "DagSummary", "execute_dag", "dag",
+           "patched", "deprecate_patch"]

@@ -72,8 +72,8 @@ class PendingChild(Generic[R]):
         if recorded is None or (recorded.status == StepStatus.FAILED and recorded.attempt != ctx.attempt):
             template = StepRecord(position, step_name, digest, attempt=ctx.attempt)
             where = self.placement
-            child = ScheduleFlow(flow_id, self.child_type, self.child_bytes, parent_id=ctx.flow_id, queue=where.name,
-                                 priority=where.priority, key=where.key)
+            child = ScheduleFlow(flow_id, self.child_type, self.child_bytes, ctx.version, parent_id=ctx.flow_id,
+                                 queue=where.name, priority=where.priority, key=where.key)
             recorded = await ctx.write(ctx.store.invoke_child(ctx.flow_id, ctx.epoch, template, child, ctx.deadline))
             if recorded is None:
                 raise Suspend(None, f"child {flow_id}", recorded=True, signal=f"child:{flow_id}")

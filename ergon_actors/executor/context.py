@@ -76,11 +76,11 @@ class FlowContext:
     """
 
     __slots__ = ("flow_id", "flow_type", "epoch", "attempt", "store", "steps", "position", "refused",
-                 "halt", "step_timeout", "watch", "deadline", "_floor", "_past")
+                 "halt", "step_timeout", "watch", "deadline", "version", "_floor", "_past")
 
     def __init__(self, flow_id: str, flow_type: str, epoch: int, attempt: int, store: LogBase,
                  steps: dict[int, StepRecord], step_timeout: float, halt: asyncio.Event | None = None,
-                 watch: FlowWatch | None = None) -> None:
+                 watch: FlowWatch | None = None, version: str | None = None) -> None:
         self.flow_id = flow_id
         self.flow_type = flow_type
         self.epoch = epoch
@@ -93,6 +93,7 @@ class FlowContext:
         self.step_timeout = step_timeout
         self.watch = watch  # told of each step body run here (metrics, traces), if any
         self.deadline: float | None = None  # the flow's own timeout, as a wall-clock time: a wait ends there too
+        self.version = version  # the code version the flow is pinned to; its children get it too
         self._floor = 0              # every position below it was got past
         self._past: set[int] = set()  # positions at or above the floor that were got past
 
@@ -135,8 +136,10 @@ class FlowContext:
         """The journal entry at this position, checked against what the code calls now."""
         recorded = self.steps.get(position)
         if recorded is not None and (recorded.name != name or recorded.args_hash != digest):
-            raise NondeterminismError(self.flow_id, position, f"{recorded.name}(args #{recorded.args_hash:x})",
-                                      f"{name}(args #{digest:x})")
+            marker = recorded.name.startswith(PATCH_MARK)
+            raise NondeterminismError(
+                self.flow_id, position, f"{recorded.name}(args #{recorded.args_hash:x})", f"{name}(args #{digest:x})",
+                patch=recorded.name[len(PATCH_MARK):] if marker else name, missing=marker)
         return recorded
 
     async def write(self, awaitable: Awaitable[T]) -> T:
@@ -168,6 +171,7 @@ class _StepFrame:
 # replayed from its journaled result (its body skipped) leaves the positions after it unchanged,
 # and steps running in parallel cannot interleave their calls' positions.
 NESTED = 1 << 32
+PATCH_MARK = "patch:"  # the step name of a patch marker starts with it (executor/patch.py)
 
 _current: ContextVar[FlowContext | None] = ContextVar("ergon_flow", default=None)
 _in_step: ContextVar[_StepFrame | None] = ContextVar("ergon_in_step", default=None)

@@ -67,7 +67,7 @@ async def _run_claim(store: LogBase, claim: Claim, definition: FlowDefinition, i
                      step_timeout: float, watch: FlowWatch | None) -> Outcome:
     flow = claim.flow
     ctx = FlowContext(flow.flow_id, flow.flow_type, flow.epoch, flow.attempt, store,
-                      {s.position: s for s in claim.steps}, step_timeout, halt, watch)
+                      {s.position: s for s in claim.steps}, step_timeout, halt, watch, flow.version)
     deadline = None if definition.timeout is None else flow.created_at + definition.timeout
     ctx.deadline = deadline
     token = enter(ctx)

@@ -126,12 +126,15 @@ class Worker(PyErgonBuilders):
             executor.observe.
         queues: the queues setting ("NAME:concurrency=3,...", see Settings): overrides the limits
             of the queues of the classes registered here, which register() declares in the store.
+        version: the code version served: only flows of it or of none are claimed, and those of
+            none are pinned to it (None: every flow, none pinned).
     """
 
     def __init__(self, storage: LogBase, name: str | None = None, *, enable_timers: bool = True,
                  concurrency: int = 64, lease_seconds: float = 30.0, poll_interval: float = 0.05,
                  idle_poll: float = 1.0, step_timeout: float = DEFAULT_STEP_TIMEOUT,
-                 worker_id: str | None = None, observer: Observer | None = None, queues: str = "") -> None:
+                 worker_id: str | None = None, observer: Observer | None = None, queues: str = "",
+                 version: str | None = None) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
         self._queue_overrides = parse_queue_overrides(queues)
@@ -143,6 +146,7 @@ class Worker(PyErgonBuilders):
         self.idle_poll = max(idle_poll, poll_interval)
         self.step_timeout = step_timeout
         self.observer = observer
+        self.version = version
         self._registry = Registry()
         self._running: dict[str, asyncio.Task[None]] = {}
         self._suspects: set[str] = set()  # the group of suspect flows running here, with nothing else
@@ -223,7 +227,8 @@ class Worker(PyErgonBuilders):
             try:
                 if free >= batch or (free > 0 and len(self._running) < batch):
                     claims = await self.storage.claim(self.worker_id, free, self.lease_seconds,
-                                                      flow_types=self.flow_types, solo=not self._running)
+                                                      flow_types=self.flow_types, solo=not self._running,
+                                                      version=self.version)
                     for claim in claims:
                         self._spawn(claim)
                     got = len(claims)

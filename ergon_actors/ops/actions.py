@@ -1,4 +1,4 @@
-"""What operators do to flows: schedule, signal, retry, fork, and cancel many by a filter."""
+"""What operators do to flows: schedule, signal, retry, fork, migrate, and cancel many by a filter."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from ..storage.base import LogBase
 from ..storage.commands import CancelFlow
 from .query import FlowFilter, iter_flows, live
 
-__all__ = ["schedule_flow", "send_signal", "retry_flow", "fork_flow", "matching_live_flows", "cancel_flows",
-           "Cancelled", "ScheduleOutcome", "SignalSent"]
+__all__ = ["schedule_flow", "send_signal", "retry_flow", "fork_flow", "migrate_flows", "matching_live_flows",
+           "cancel_flows", "Cancelled", "ScheduleOutcome", "SignalSent"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +106,23 @@ async def fork_flow(store: LogBase, flow_id: str, from_step: int, new_flow_id: s
     if not (await store.fork_flow(flow_id, new_flow_id, from_step)).created:
         raise FlowIdTakenError(new_flow_id, "a flow has it; choose another id or leave it out")
     return new_flow_id
+
+
+async def migrate_flows(store: LogBase, to_version: str | None, *, from_version: str | None = None,
+                        flow_ids: list[str] | None = None) -> int:
+    """Move the live flows of from_version, or those among flow_ids (or both filters), to to_version
+    (None: any worker's), so that workers serving that version run them. Returns how many moved.
+
+    Raises:
+        ConfigError: neither from_version nor flow_ids given, or an empty version.
+    """
+    if from_version is None and flow_ids is None:
+        raise ConfigError("name the flows to migrate: a version to move them from, or their ids")
+    for version in (to_version, from_version):
+        if version is not None and not version.strip():
+            raise ConfigError("a version is a non-empty string")
+    ids = None if flow_ids is None else tuple(flow_ids)
+    return await store.migrate_flows(to_version, from_version=from_version, flow_ids=ids)
 
 
 async def matching_live_flows(store: LogBase, flow_filter: FlowFilter) -> list[str]:

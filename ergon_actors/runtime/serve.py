@@ -38,6 +38,7 @@ async def serve(sup: Supervisor, *, until_idle: bool = False, notify: Callable[[
         BrokenActorError: an actor failed to start.
         RestartIntensityError: the supervisor gave up.
         UnknownFlowTypeError: with until_idle, flows are due that no worker here serves.
+        UnservedVersionError: with until_idle, flows are due of a code version not served here.
     """
     loop = asyncio.get_running_loop()
     interrupts = 0

@@ -30,7 +30,7 @@ from ..config import Settings, public_store_url
 from ..core import FlowRecord
 from ..core.queues import Queue
 from ..errors import (ActorStoppedError, BrokenActorError, BrokenStoreError, ErgonError, ProtocolError, TimeoutExpired,
-                      UnknownFlowTypeError)
+                      UnknownFlowTypeError, UnservedVersionError)
 from ..executor import Outcome, Scheduler
 from ..storage.crashes import JITTER
 from . import rundir
@@ -42,6 +42,7 @@ from .limits import RECYCLE_MARGIN, RestartWindow, hang, limit_action, record_cr
 from .messages import Drain, Drained, Failed, Heartbeat, Message, Ready, Stop, decode, encode
 from .snapshot import Snapshot
 from .transport import endpoint, make_socket
+from .version import resolve_version
 
 if TYPE_CHECKING:
     from .metrics import MetricsServer
@@ -110,7 +111,7 @@ class Supervisor:
             BrokenActorError: an actor failed to start, exited before READY or sent none within
                 `ready_timeout`; every actor started so far is killed first.
         """
-        s = self.settings
+        s = self.settings = resolve_version(self.settings, self.modules)
         self._started = time.time()
         if s.metrics_port:  # first: a port in use fails the start before any process exists
             from .metrics import MetricsServer  # prometheus_client is imported only when asked for
@@ -415,9 +416,9 @@ class Supervisor:
     async def schedule(self, flow: object, flow_id: str | None = None, *, delay: float | None = None,
                        queue: Queue | str | None = None, priority: int | None = None,
                        dedup_id: str | None = None) -> str:
-        """Queue a flow (see Scheduler.schedule); returns its flow_id."""
-        return await Scheduler(self._client()).schedule(flow, flow_id, delay=delay, queue=queue, priority=priority,
-                                                        dedup_id=dedup_id)
+        """Queue a flow (see Scheduler.schedule), of the code version served; returns its flow_id."""
+        return await Scheduler(self._client(), self.settings.version).schedule(
+            flow, flow_id, delay=delay, queue=queue, priority=priority, dedup_id=dedup_id)
 
     async def wait_for(self, flow_id: str, timeout: float | None = None) -> FlowRecord:
         """Wait until the flow ends; returns its record."""
@@ -440,6 +441,7 @@ class Supervisor:
 
         Raises:
             UnknownFlowTypeError: flows are due that no worker here serves (they would wait forever).
+            UnservedVersionError: flows are due of a code version the workers here do not serve.
             TimeoutExpired: still busy after `timeout` seconds.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -469,6 +471,10 @@ class Supervisor:
         unserved = sorted({f.flow_type for f in waiting} - served)
         if unserved:
             raise UnknownFlowTypeError(", ".join(unserved), tuple(sorted(served)))
+        version = self.settings.version
+        others = sorted({f.version for f in waiting if f.version is not None and version is not None} - {version})
+        if version is not None and others:
+            raise UnservedVersionError(tuple(others), version)
 
     @property
     def metrics_url(self) -> str | None:

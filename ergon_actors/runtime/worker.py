@@ -58,7 +58,8 @@ class WorkerActor(Actor):
         self.counts = WorkerCounts()
         self.worker = Worker(self.client, self.spec.worker_id, concurrency=settings.concurrency,
                              lease_seconds=settings.lease_seconds, step_timeout=settings.step_timeout,
-                             observer=combine([self.counts, self._tracer()]), queues=settings.queues)
+                             observer=combine([self.counts, self._tracer()]), queues=settings.queues,
+                             version=settings.version)
         for cls in classes:
             await self.worker.register(cls)
         self.running = asyncio.get_running_loop().create_task(self.worker.run())

@@ -13,9 +13,9 @@ from ..core import TERMINAL, Failure, FlowRecord, StepRecord
 from ..core.queues import QueueLimits, QueueState
 from ..errors import FlowNotFoundError, TimeoutExpired
 from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows, DeclareQueue,
-                       FinishFlow, FlowPage, ForkFlow, GetFlow, InvokeChild, ListFlows, LoadHistory, LoadSteps, NextDue,
-                       QueryFlows, QueueStats, RecordCrash, ReleaseWorker, RenewLeases, RetryFlow, Scheduled,
-                       ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals)
+                       FinishFlow, FlowPage, ForkFlow, GetFlow, InvokeChild, ListFlows, LoadHistory, LoadSteps,
+                       MigrateFlows, NextDue, QueryFlows, QueueStats, RecordCrash, ReleaseWorker, RenewLeases,
+                       RetryFlow, Scheduled, ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals)
 from .events import FlowEvent
 from .upkeep_commands import ChangeSchedule, CronSchedule, ListSchedules, PruneFlows, PutSchedule
 from .pyergon import PyErgonLogMixin, StorageError  # noqa: F401 (PyErgon's name, at its path)
@@ -42,7 +42,7 @@ class ExecutionLog(Protocol):
 
 
 WAKING = (ScheduleFlow, ReleaseWorker, SendSignal, FinishFlow, CancelFlow, InvokeChild, RecordCrash, RetryFlow,
-          ForkFlow)
+          ForkFlow, MigrateFlows)
 """Commands after which a flow may be runnable at once: workers are told to look."""
 
 
@@ -106,8 +106,9 @@ class LogBase(PyErgonLogMixin):
 
     async def claim(self, worker_id: str, limit: int, lease_seconds: float, *,
                     flow_types: tuple[str, ...] | None = None, flow_id: str | None = None,
-                    steal: bool = False, solo: bool = False) -> list[Claim]:
-        command = ClaimFlows(worker_id, uuid.uuid4().hex, limit, lease_seconds, flow_types, flow_id, steal, solo)
+                    steal: bool = False, solo: bool = False, version: str | None = None) -> list[Claim]:
+        command = ClaimFlows(worker_id, uuid.uuid4().hex, limit, lease_seconds, flow_types, flow_id, steal, solo,
+                             version)
         return cast("list[Claim]", await self._one(command))
 
     async def renew_leases(self, worker_id: str, lease_seconds: float,
@@ -207,6 +208,11 @@ class LogBase(PyErgonLogMixin):
                           limit: int = 1000) -> int:
         """Delete up to `limit` flows that ended before `before` (see PruneFlows); returns how many."""
         return cast("int", await self._one(PruneFlows(before, statuses, limit)))
+
+    async def migrate_flows(self, to_version: str | None, *, from_version: str | None = None,
+                            flow_ids: tuple[str, ...] | None = None) -> int:
+        """Move live flows of from_version, or among flow_ids, to to_version; returns how many moved."""
+        return cast("int", await self._one(MigrateFlows(to_version, from_version, flow_ids)))
 
     async def wait_for_completion(self, flow_id: str, timeout: float | None = None) -> FlowRecord:
         """Wait until the flow is COMPLETE, FAILED or CANCELLED and return its record.

@@ -22,8 +22,8 @@ from .upkeep_commands import ChangeSchedule, CronSchedule, FireSchedule, ListSch
 __all__ = ["ScheduleFlow", "ClaimFlows", "RenewLeases", "ReleaseWorker", "AppendStep", "FinishFlow",
            "SuspendFlow", "AwaitSignal", "SendSignal", "InvokeChild", "CancelFlow", "WaitingSignals",
            "GetFlow", "LoadSteps", "ListFlows", "CountFlows", "NextDue", "RecordCrash", "PutRecord", "ScanRecords",
-           "ResetStore", "LoadHistory", "QueryFlows", "RetryFlow", "ForkFlow", "DeclareQueue", "QueueStats",
-           "FlowPage", "Scheduled", "Claim",
+           "ResetStore", "LoadHistory", "QueryFlows", "RetryFlow", "ForkFlow", "MigrateFlows", "DeclareQueue",
+           "QueueStats", "FlowPage", "Scheduled", "Claim",
            "PutSchedule", "ListSchedules", "ChangeSchedule", "FireSchedule", "PruneFlows", "CronSchedule", "Command",
            "COMMAND_TYPES", "EXT_TYPES", "CODEC", "pack", "unpack", "pack_within"]
 
@@ -64,6 +64,11 @@ class ClaimFlows:
     take no new flows until one is idle; a solo claim takes the earliest due suspect and the next
     due suspects whose group size is at least its own, up to its group size, and nothing else. A
     claim by flow_id takes its flow either way.
+
+    With `version` set (the code version the worker serves) only flows of that version or of
+    none are claimed, and a flow of none takes that version as it is claimed: it is pinned to
+    the code it started on. Without it every flow is claimed and none is pinned. A claim by
+    flow_id ignores it.
     """
 
     worker_id: str
@@ -74,6 +79,7 @@ class ClaimFlows:
     flow_id: str | None = None
     steal: bool = False
     solo: bool = False
+    version: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,6 +323,17 @@ class ForkFlow:
 
 
 @dataclass(frozen=True, slots=True)
+class MigrateFlows:
+    """Move the live flows (PENDING, RUNNING or SUSPENDED) of `from_version`, or those among
+    `flow_ids`, or those matching both, to `to_version` (None: any worker's), so that workers of
+    that version claim them. A RUNNING flow moves for its next claim. Result: the number moved."""
+
+    to_version: str | None
+    from_version: str | None = None
+    flow_ids: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class LoadHistory:
     """Result: the flow's events (storage.events) with seq > after, oldest first, at most limit."""
 
@@ -368,9 +385,8 @@ class Claim:
 Command = (ScheduleFlow | ClaimFlows | RenewLeases | ReleaseWorker | AppendStep | FinishFlow
            | SuspendFlow | AwaitSignal | SendSignal | InvokeChild | CancelFlow | WaitingSignals
            | GetFlow | LoadSteps | ListFlows | CountFlows | NextDue | RecordCrash | PutRecord | ScanRecords | ResetStore
-           | LoadHistory | QueryFlows | RetryFlow | ForkFlow | DeclareQueue | QueueStats | PutSchedule | ListSchedules
-           | ChangeSchedule
-           | FireSchedule | PruneFlows)
+           | LoadHistory | QueryFlows | RetryFlow | ForkFlow | MigrateFlows | DeclareQueue | QueueStats | PutSchedule
+           | ListSchedules | ChangeSchedule | FireSchedule | PruneFlows)
 COMMAND_TYPES: tuple[type, ...] = get_args(Command)
 
 # The wire format: each class's ext code. Never renumber or reuse a code; give a new type a new one.
@@ -382,7 +398,8 @@ EXT_TYPES: tuple[tuple[int, type], ...] = (
     (79, CountFlows), (80, AwaitSignal), (81, SendSignal), (82, InvokeChild), (83, CancelFlow),
     (84, WaitingSignals), (85, Crash), (86, RecordCrash), (87, PutRecord), (88, ScanRecords),
     (89, ResetStore), (90, FlowEvent), (91, LoadHistory), (92, QueryFlows), (93, FlowPage), (94, RetryFlow),
-    (95, ForkFlow), (116, QueueLimits), (117, QueueState), (118, DeclareQueue), (119, QueueStats),
+    (95, ForkFlow), (112, MigrateFlows), (116, QueueLimits), (117, QueueState), (118, DeclareQueue),
+    (119, QueueStats),
     (122, CronSchedule), (123, PutSchedule), (124, ListSchedules), (125, ChangeSchedule), (126, FireSchedule),
     (127, PruneFlows),
 )

@@ -29,6 +29,7 @@ never claims what did not commit and never misses what did. Events are numbered 
     retried           attempt: an operator resumed a FAILED or CANCELLED flow
     forked            into, from_step (the original) or from, from_step (the copy): an operator
                       started a copy of the flow that replays its steps before from_step
+    migrated          from, to: an operator moved the flow to another code version
 """
 
 from __future__ import annotations

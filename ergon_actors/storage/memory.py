@@ -13,15 +13,16 @@ from .base import LogBase
 from ..core.queues import QueueLimits
 from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows, NextDue,
                        FinishFlow, FlowPage, ForkFlow, GetFlow, InvokeChild, ListFlows, LoadHistory, LoadSteps,
-                       PutRecord, QueryFlows, RecordCrash, ReleaseWorker, RenewLeases, ResetStore, RetryFlow,
-                       ScanRecords, Scheduled, ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals)
+                       MigrateFlows, PutRecord, QueryFlows, RecordCrash, ReleaseWorker, RenewLeases, ResetStore,
+                       RetryFlow, ScanRecords, Scheduled, ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals)
 from .crashes import check, crashed, in_flight
 from .memory_upkeep import MemoryUpkeep
 from .events import (Event, FlowEvent, claim_events, crash_events, dumps, fenced_event, finish_event,
                      scheduled_event, step_event, suspend_event)
 from .memory_queues import MemoryQueues
 from .queue_rules import interleave
-from .rules import REFUSALS, RETRYABLE, child_outcome, due_at, fence, invalid, matches, retried, runnable
+from .rules import (REFUSALS, RETRYABLE, check_migration, child_outcome, due_at, fence, invalid, matches,
+                    migrated_event, migrates, retried, runnable, serves)
 
 __all__ = ["InMemoryExecutionLog"]
 
@@ -103,9 +104,10 @@ class InMemoryExecutionLog(MemoryQueues, MemoryUpkeep, LogBase):
             for flow_id in ids:
                 self._started(flow_id, now)
                 flow = self._flows[flow_id]
+                pinned = flow.version if c.flow_id is not None or flow.version is not None else c.version
                 self._flows[flow_id] = replace(
                     flow, status=FlowStatus.RUNNING, epoch=flow.epoch + 1, owner=c.worker_id,
-                    lease_expires=now + c.lease_seconds, waiting_on=None, updated_at=now)
+                    lease_expires=now + c.lease_seconds, waiting_on=None, updated_at=now, version=pinned)
                 for event in claim_events(flow.status, flow.owner, flow.epoch, flow.lease_expires,
                                           flow.waiting_on, c.worker_id, now):
                     self._event(flow_id, now, event)
@@ -124,7 +126,8 @@ class InMemoryExecutionLog(MemoryQueues, MemoryUpkeep, LogBase):
                 raise FlowBusyError(c.flow_id)
             return [c.flow_id]
         types = None if c.flow_types is None else set(c.flow_types)
-        due = [f for f in self._flows.values() if runnable(f, now) and (types is None or f.flow_type in types)]
+        due = [f for f in self._flows.values() if runnable(f, now) and (types is None or f.flow_type in types)
+               and serves(c.version, f.version)]
         due.sort(key=lambda f: (f.ready_at or 0.0, f.created_at))
         suspects = [f for f in due if f.suspect]
         if suspects:  # they run in their groups: only a worker that runs nothing takes one, and nothing else
@@ -348,6 +351,14 @@ class InMemoryExecutionLog(MemoryQueues, MemoryUpkeep, LogBase):
         self._event(c.flow_id, now, ("forked", details))
         self._event(c.new_flow_id, now, ("forked", {"from": c.flow_id, "from_step": c.from_position}))
         return Scheduled(c.new_flow_id, True)
+
+    def _MigrateFlows(self, c: MigrateFlows, now: float) -> int:
+        check_migration(c)
+        moving = [f for f in self._flows.values() if migrates(c, f)]
+        for flow in moving:
+            self._flows[flow.flow_id] = replace(flow, version=c.to_version, updated_at=now)
+            self._event(flow.flow_id, now, migrated_event(flow.version, c.to_version))
+        return len(moving)
 
     def _ListFlows(self, c: ListFlows, now: float) -> list[FlowRecord]:
         flows = [f for f in self._flows.values() if c.status is None or f.status == c.status]

@@ -25,15 +25,16 @@ from ..errors import (ConfigError, FencedError, FlowBusyError, FlowCancelledErro
                       FlowStateError, ScheduleNotFoundError, StoreError, StoreUnavailableError)
 from .base import LogBase
 from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, Command, CountFlows, DeclareQueue,
-                       FinishFlow, FlowPage, ForkFlow, GetFlow, InvokeChild, ListFlows, LoadHistory, LoadSteps, NextDue,
-                       PutRecord, QueryFlows, QueueStats, RecordCrash, ReleaseWorker, RenewLeases, ResetStore,
-                       RetryFlow, ScanRecords, Scheduled, ScheduleFlow, SendSignal, SuspendFlow, WaitingSignals)
+                       FinishFlow, FlowPage, ForkFlow, GetFlow, InvokeChild, ListFlows, LoadHistory, LoadSteps,
+                       MigrateFlows, NextDue, PutRecord, QueryFlows, QueueStats, RecordCrash, ReleaseWorker,
+                       RenewLeases, ResetStore, RetryFlow, ScanRecords, Scheduled, ScheduleFlow, SendSignal,
+                       SuspendFlow, WaitingSignals)
 from .crashes import JITTER, SPLIT, check, poison_failure
 from .events import FlowEvent, dumps, finish_event, scheduled_event, step_event, suspend_event
 from .records import dump_failure, load_crashes, load_failure
 from .redis_scripts import PRELUDE, SCRIPTS
 from .redis_upkeep import SCHEDULE_PRELUDE, UPKEEP_SCRIPTS, RedisUpkeep
-from .rules import invalid
+from .rules import check_migration, invalid
 
 __all__ = ["RedisExecutionLog"]
 
@@ -329,7 +330,8 @@ class RedisExecutionLog(RedisUpkeep, LogBase):
                                                                 else Scheduled(c.flow_id, r == 1))
 
     def _ClaimFlows(self, c: ClaimFlows) -> Plan:
-        fields = [c.worker_id, c.request_id, c.limit, c.lease_seconds, c.flow_types, c.flow_id, c.steal, c.solo]
+        fields = [c.worker_id, c.request_id, c.limit, c.lease_seconds, c.flow_types, c.flow_id, c.steal, c.solo,
+                  c.version]
         return (self._script("ClaimFlows", fields),
                 lambda r: [Claim(_record(flow), tuple(_steps(steps))) for flow, steps in _unpack(r)])
 
@@ -421,6 +423,10 @@ class RedisExecutionLog(RedisUpkeep, LogBase):
     def _ForkFlow(self, c: ForkFlow) -> Plan:
         fields = [c.flow_id, c.new_flow_id, c.from_position]
         return self._script("ForkFlow", fields), lambda r: Scheduled(c.new_flow_id, r == 1)
+
+    def _MigrateFlows(self, c: MigrateFlows) -> Plan:
+        check_migration(c)
+        return self._script("MigrateFlows", [c.to_version, c.from_version, c.flow_ids]), int
 
     def _LoadHistory(self, c: LoadHistory) -> Plan:
         after = max(c.after, 0)

@@ -57,6 +57,7 @@ end
 local function poisoned(f)  -- in the quarantined set
   return f ~= nil and f.status == 'FAILED' and f.error ~= nil and string.sub(f.error, 1, #POISON) == POISON
 end
+local function pinned(f) return f ~= nil and not TERMINAL[f.status] and f.version or nil end  -- its version set
 local function member(set, id, was, is)
   if was ~= is then redis.call(is and 'SADD' or 'SREM', P .. ':' .. set, id) end
 end
@@ -106,6 +107,11 @@ local function save(f, old)  -- write flow f (old: its stored state, nil if new)
   end
   if old and old.owner and old.owner ~= f.owner then redis.call('SREM', k('owned', old.owner), id) end
   if f.owner and f.owner ~= (old and old.owner) then redis.call('SADD', k('owned', f.owner), id) end
+  local was_v, is_v = pinned(old), pinned(f)
+  if was_v ~= is_v then
+    if was_v then redis.call('SREM', k('version', was_v), id) end
+    if is_v then redis.call('SADD', k('version', is_v), id) end
+  end
   member('suspects', id, suspected(old), suspected(f))
   member('quarantined', id, poisoned(old), poisoned(f))
   local was, now = signal_of(old), signal_of(f)
@@ -216,20 +222,34 @@ SCRIPTS = {
     # ... and the details of its scheduled event (JSON).
     # ... then {queue, priority, key, dedup id} -> 1, 0 or the id of the live flow with that dedup id.
     "ScheduleFlow": "return schedule(C[1], C[2], C[3], C[4], C[5], C[6], C[7], C[8])",
-    # ClaimFlows {worker, request, limit, lease, types, flow_id, steal, solo}: lease runnable
-    # flows, earliest due first, walking only the due head of each type's ready/lease sorted set.
-    # While a suspect of the types is due, only a solo claim takes anything: the earliest due
-    # suspect and the next due ones whose group size is at least its own, up to its size.
+    # ClaimFlows {worker, request, limit, lease, types, flow_id, steal, solo, version}: lease runnable flows,
+    # earliest due first, from the due head of each type's ready/lease sets (past other versions'; a flow of
+    # none is pinned). While a suspect of the types is due, only a solo claim takes anything: the earliest
+    # due suspect and the next due ones whose group size is at least its own, up to its size.
     "ClaimFlows": r"""
 local worker, request, limit, lease, types, only, steal = C[1], C[2], C[3], C[4], C[5], C[6], C[7]
+local version = C[9]
 local wanted = nil
 if types then wanted = {} for _, t in ipairs(types) do wanted[t] = true end end
+local function serves(v) return not version or not v or v == version end
+local function due_head(key, room)  -- up to room due flows of a ready/lease set that this claim serves
+  local out, offset, size = {}, 0, room
+  repeat  -- pages that double in size: stepping over n flows of other versions costs O(n)
+    local r = redis.call('ZRANGEBYSCORE', key, '-inf', NOW, 'WITHSCORES', 'LIMIT', offset, size)
+    for i = 1, #r, 2 do
+      if serves(redis.call('HGET', k('flow', r[i]), 'version')) then out[#out + 1] = {r[i], tonumber(r[i + 1])} end
+    end
+    local full = #r == 2 * size
+    offset, size = offset + size, size * 2
+  until not version or #out >= room or not full
+  return out
+end
 local function due_suspects()  -- the due suspects of the types, earliest first (suspects are few)
   local due_ones = {}
   for _, id in ipairs(redis.call('SMEMBERS', P .. ':suspects')) do
     local f = get(id)
     local due = f.status == 'RUNNING' and tonumber(f.lease_expires) or tonumber(f.ready_at)
-    if due and due <= NOW and (not wanted or wanted[f.flow_type]) then
+    if due and due <= NOW and (not wanted or wanted[f.flow_type]) and serves(f.version) then
       due_ones[#due_ones + 1] = {id, due, tonumber(f.suspect)}
     end
   end
@@ -272,8 +292,8 @@ end
 local function fill(a)  -- offer lapsed leases, then due flows by priority and due time (a bounded walk)
   if a.room <= 0 then return end
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', k('qleases', a.q), '-inf', NOW, 'LIMIT', 0, a.room)) do
-    local h = redis.call('HMGET', k('flow', id), 'flow_type', 'qkey')
-    if not wanted or wanted[h[1]] then offer(a, id, h[2], true) end
+    local h = redis.call('HMGET', k('flow', id), 'flow_type', 'qkey', 'version')
+    if (not wanted or wanted[h[1]]) and serves(h[3]) then offer(a, id, h[2], true) end
   end
   local budget = 1000
   for _, p in ipairs(redis.call('ZREVRANGE', k('qprios', a.q), 0, -1)) do
@@ -283,8 +303,8 @@ local function fill(a)  -- offer lapsed leases, then due flows by priority and d
       local r = redis.call('ZRANGEBYSCORE', set, '-inf', NOW, 'LIMIT', offset, 100)
       for _, id in ipairs(r) do
         budget = budget - 1
-        local h = redis.call('HMGET', k('flow', id), 'flow_type', 'qkey')
-        if not wanted or wanted[h[1]] then offer(a, id, h[2], false) end
+        local h = redis.call('HMGET', k('flow', id), 'flow_type', 'qkey', 'version')
+        if (not wanted or wanted[h[1]]) and serves(h[3]) then offer(a, id, h[2], false) end
         if full(a) then break end
       end
       if #r < 100 then break end
@@ -364,8 +384,7 @@ else
           if not seen[t] then
             seen[t] = true
             for _, index in ipairs({'leases', 'ready'}) do
-              local r = redis.call('ZRANGEBYSCORE', k(index, t), '-inf', NOW, 'WITHSCORES', 'LIMIT', 0, room)
-              for i = 1, #r, 2 do found[#found + 1] = {r[i], tonumber(r[i + 1])} end
+              for _, due in ipairs(due_head(k(index, t), room)) do found[#found + 1] = due end
             end
           end
         end
@@ -379,6 +398,7 @@ else
     local new = copy(f)
     new.status, new.epoch, new.owner = 'RUNNING', tonumber(f.epoch) + 1, worker
     new.lease_expires, new.waiting_on, new.updated_at = NOW + lease, nil, NOW
+    if not only and not f.version then new.version = version end
     save(new, f)
     if f.status == 'RUNNING' then  -- its lease lapsed (or, with steal, was taken)
       local lost = {worker = f.owner, epoch = tonumber(f.epoch)}
@@ -649,6 +669,18 @@ local keys = redis.call('ZRANGEBYLEX', P .. ':recordkeys', '[' .. C[1], '[' .. C
 local out = {}
 for i, key in ipairs(keys) do out[i] = {key, redis.call('HGET', P .. ':records', key)} end
 return cmsgpack.pack(out)""",
+    # MigrateFlows {to, from, ids}: move the live flows of version `from`, or among ids -> count.
+    "MigrateFlows": r"""
+local to, from, n = C[1], C[2], 0
+for _, id in ipairs(C[3] or redis.call('SMEMBERS', k('version', from))) do
+  local f = get(id)
+  if f and not TERMINAL[f.status] and f.version ~= to and (not from or f.version == from) then
+    local new = copy(f); new.version, new.updated_at = to, NOW; save(new, f)
+    event(id, 'migrated', {from = f.version or cjson.null, to = to or cjson.null})
+    n = n + 1
+  end
+end
+return n""",
     # ResetStore {}: delete every key of this store (every key under the prefix).
     "ResetStore": r"""
 local pattern = string.gsub(P, '[%*%?%[%]\\]', '\\%0') .. ':*'

@@ -6,11 +6,12 @@ from dataclasses import replace
 from typing import Protocol
 
 from ..core import Failure, FlowRecord, FlowStatus, StepRecord, StepStatus
-from .commands import QueryFlows
+from .commands import MigrateFlows, QueryFlows
 from ..errors import (FencedError, FlowBusyError, FlowCancelledError, FlowNotFoundError, FlowStateError,
                       InvalidCommandError, ScheduleNotFoundError)
 
-__all__ = ["runnable", "due_at", "fence", "child_outcome", "invalid", "matches", "retried", "REFUSALS", "RETRYABLE"]
+__all__ = ["runnable", "due_at", "fence", "child_outcome", "invalid", "matches", "retried", "serves",
+           "check_migration", "migrates", "migrated_event", "REFUSALS", "RETRYABLE", "LIVE"]
 
 
 def runnable(flow: FlowRecord, now: float) -> bool:
@@ -42,6 +43,30 @@ class Lease(Protocol):
 REFUSALS = (FencedError, FlowNotFoundError, FlowBusyError, FlowCancelledError, FlowStateError,
             ScheduleNotFoundError)
 RETRYABLE = frozenset({FlowStatus.FAILED, FlowStatus.CANCELLED})  # what RetryFlow resumes
+LIVE = (FlowStatus.PENDING, FlowStatus.RUNNING, FlowStatus.SUSPENDED)  # what MigrateFlows moves
+
+
+def serves(version: str | None, flow_version: str | None) -> bool:
+    """True when a worker serving `version` (None: every flow) may claim a flow of `flow_version`."""
+    return version is None or flow_version is None or flow_version == version
+
+
+def check_migration(c: MigrateFlows) -> None:
+    """Raise ValueError if MigrateFlows `c` names no flows to move."""
+    if c.from_version is None and c.flow_ids is None:
+        raise ValueError("name the flows to migrate: a version to move them from, or their ids")
+
+
+def migrates(c: MigrateFlows, flow: FlowRecord) -> bool:
+    """True when MigrateFlows `c` moves this flow."""
+    return (flow.status in LIVE and flow.version != c.to_version
+            and (c.from_version is None or flow.version == c.from_version)
+            and (c.flow_ids is None or flow.flow_id in c.flow_ids))
+
+
+def migrated_event(old: str | None, new: str | None) -> tuple[str, dict[str, str | None]]:
+    """The event of a flow moved from version `old` to `new`."""
+    return "migrated", {"from": old, "to": new}
 
 
 def matches(flow: FlowRecord, q: QueryFlows) -> bool:

@@ -26,6 +26,7 @@ from .pyergon_records import SqliteRecords
 from .records import dump_crashes, dump_failure
 from .rules import REFUSALS, child_outcome, fence, invalid
 from .sqlite_operate import SqliteOperations, error_type
+from .sqlite_queues import SERVES as _SERVES
 from .sqlite_queues import SqliteQueues
 from .sqlite_rows import FLOW_COLUMNS as _FLOW_COLUMNS
 from .sqlite_rows import STEP_COLUMNS as _STEP_COLUMNS
@@ -46,14 +47,17 @@ _EVENT = ("INSERT INTO events VALUES (?, coalesce((SELECT seq FROM events WHERE 
 
 
 @functools.lru_cache(maxsize=32)
-def _claimable(types: int | None) -> str:
-    """SQL for runnable flows (due first), of `types` named types (:t0, :t1, ...) or of any.
+def _claimable(types: int | None, versioned: bool = False) -> str:
+    """SQL for runnable flows (due first), of `types` named types (:t0, :t1, ...) or of any;
+    `versioned`: only of version :v or of none.
 
     One branch per status and type walks the (status, flow_type, time) index in order and stops
     at :n, so a claim never scans the queue, also when it is full of types nobody here serves.
     Flows of the default queue only: those of named queues are claimed by sqlite_queues.py.
+    (Due flows of other versions are stepped over: they are few while their version is served.)
     """
     filters = [""] if types is None else [f"AND flow_type = :t{i} " for i in range(types)]
+    filters = [f + _SERVES for f in filters] if versioned else filters
     branches = [f"SELECT * FROM (SELECT flow_id, {column} AS due FROM flows WHERE status = '{status}' "
                 f"AND {column} <= :now AND queue IS NULL {where}ORDER BY {column} LIMIT :n)"
                 for status, column in (("RUNNING", "lease_expires"), ("SUSPENDED", "ready_at"),
@@ -75,11 +79,12 @@ def _next_due(types: int | None) -> str:
 
 
 @functools.lru_cache(maxsize=32)
-def _suspects_due(types: int | None) -> str:
-    """SQL for the earliest due suspects of `types` named types (:t0, :t1, ...) or of any, whose
-    group size is at least :size, at most :n of them; suspects are few, and the partial index on
-    them makes this one probe while there are none."""
+def _suspects_due(types: int | None, versioned: bool = False) -> str:
+    """SQL for the earliest due suspects of `types` named types (:t0, :t1, ...) or of any (`versioned`:
+    of version :v or none), whose group size is at least :size, at most :n of them; suspects are
+    few, and the partial index on them makes this one probe while there are none."""
     where = "" if types is None else "AND flow_type IN (" + ", ".join(f":t{i}" for i in range(types)) + ") "
+    where += _SERVES if versioned else ""
     return (f"SELECT flow_id, suspect FROM flows INDEXED BY flows_suspect WHERE suspect > 0 AND suspect >= :size "
             f"{where}AND {_DUE} ORDER BY CASE status WHEN 'RUNNING' THEN lease_expires ELSE ready_at END, "
             "flow_id LIMIT :n")
@@ -349,19 +354,20 @@ class SqliteExecutionLog(SqliteQueues, SqliteOperations, SqliteUpkeep, SqliteRec
                 raise FlowBusyError(c.flow_id)
             ids = [] if flow.status in TERMINAL else [c.flow_id]
         else:
-            params: dict[str, object] = {"now": now, "n": c.limit}
+            params: dict[str, object] = {"now": now, "n": c.limit, "v": c.version}
             types = None if c.flow_types is None else len(c.flow_types)
             params.update({f"t{i}": name for i, name in enumerate(c.flow_types or ())})
-            first = db.execute(_suspects_due(types), {**params, "size": 1, "n": 1}).fetchone()
+            versioned = c.version is not None
+            first = db.execute(_suspects_due(types, versioned), {**params, "size": 1, "n": 1}).fetchone()
             if first is not None:  # suspects run in their groups: only a worker that runs nothing takes one
                 size = {"size": first[1], "n": min(c.limit, first[1]) if c.solo else 0}
-                group = [r[0] for r in db.execute(_suspects_due(types), {**params, **size})]
+                group = [r[0] for r in db.execute(_suspects_due(types, versioned), {**params, **size})]
                 ids = self._queued_suspects(db, c, now, params, group)  # each waits for room in its queue
             else:
                 ids = self._queued_claim(db, c, now, params)  # named queues first: their limits hold them back
                 if len(ids) < c.limit:
                     params["n"] = c.limit - len(ids)
-                    ids += [r[0] for r in db.execute(_claimable(types), params)]
+                    ids += [r[0] for r in db.execute(_claimable(types, versioned), params)]
         self._batch_claims[c.worker_id] = c.request_id
         if not ids:
             return []
@@ -373,9 +379,10 @@ class SqliteExecutionLog(SqliteQueues, SqliteOperations, SqliteUpkeep, SqliteRec
                 self._event(db, flow_id, now, event)
         rows = db.execute(
             f"UPDATE flows SET status = 'RUNNING', epoch = epoch + 1, owner = ?, lease_expires = ?, "
-            f"updated_at = ?, claim_request = ?, waiting_on = NULL WHERE flow_id IN ({marks}) "
-            f"RETURNING {_FLOW_COLUMNS}",
-            (c.worker_id, now + c.lease_seconds, now, c.request_id, *ids)).fetchall()
+            f"updated_at = ?, claim_request = ?, waiting_on = NULL, version = coalesce(version, ?) "
+            f"WHERE flow_id IN ({marks}) RETURNING {_FLOW_COLUMNS}",
+            (c.worker_id, now + c.lease_seconds, now, c.request_id, c.version if c.flow_id is None else None,
+             *ids)).fetchall()
         return self._with_steps(db, [_flow(r) for r in rows])
 
     @staticmethod

@@ -1,18 +1,19 @@
-"""SQLite handlers of the operators' commands: a flow's history, pages of flows, retry and fork.
+"""SQLite handlers of the operators' commands: a flow's history, pages of flows, retry, fork, migrate.
 
 Mixed into SqliteExecutionLog; each handler runs inside the batch's transaction.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from typing import TYPE_CHECKING
 
 from ..errors import DecodeError, FlowNotFoundError
-from .commands import FlowPage, ForkFlow, LoadHistory, QueryFlows, RetryFlow, Scheduled, ScheduleFlow
+from .commands import FlowPage, ForkFlow, LoadHistory, MigrateFlows, QueryFlows, RetryFlow, Scheduled, ScheduleFlow
 from .events import Event, FlowEvent
 from .records import load_failure
-from .rules import retried
+from .rules import check_migration, migrated_event, retried
 from .sqlite_rows import FLOW_COLUMNS, STEP_COLUMNS, flow_row
 
 if TYPE_CHECKING:
@@ -116,3 +117,19 @@ class SqliteOperations:
         self._event(db, c.flow_id, now, ("forked", {"into": c.new_flow_id, "from_step": c.from_position}))
         self._event(db, c.new_flow_id, now, ("forked", {"from": c.flow_id, "from_step": c.from_position}))
         return Scheduled(c.new_flow_id, True)
+
+    def _MigrateFlows(self, db: sqlite3.Connection, c: MigrateFlows, now: float) -> int:
+        check_migration(c)
+        where, params = ["status IN ('PENDING', 'RUNNING', 'SUSPENDED')", "version IS NOT ?"], [c.to_version]
+        if c.from_version is not None:
+            where.append("version = ?")
+            params.append(c.from_version)
+        if c.flow_ids is not None:
+            where.append("flow_id IN (SELECT value FROM json_each(?))")
+            params.append(json.dumps(list(c.flow_ids)))
+        moving = db.execute(f"SELECT flow_id, version FROM flows WHERE {' AND '.join(where)}", params).fetchall()
+        db.executemany("UPDATE flows SET version = ?, updated_at = ? WHERE flow_id = ?",
+                       [(c.to_version, now, flow_id) for flow_id, _ in moving])
+        for flow_id, old in moving:
+            self._event(db, flow_id, now, migrated_event(old, c.to_version))
+        return len(moving)

@@ -19,33 +19,38 @@ __all__ = ["SqliteQueues"]
 
 _LIMITS = "name, concurrency, worker_concurrency, key_concurrency, rate_limit, rate_period"
 _NOT_BLOCKED = "AND (queue_key IS NULL OR queue_key NOT IN (SELECT value FROM json_each(:blocked))) "
+SERVES = "AND (version IS NULL OR version = :v) "  # a claim of a worker serving version :v (rules.serves)
 
 
 @functools.lru_cache(maxsize=32)
-def _waiting(types: int | None) -> str:
-    """SQL for a queue's due PENDING and SUSPENDED flows of `types` named types (:t0, ...) or of any,
-    by priority (higher first), due time and schedule order, leaving out keys at their limit.
+def _waiting(types: int | None, versioned: bool = False) -> str:
+    """SQL for a queue's due PENDING and SUSPENDED flows of `types` named types (:t0, ...) or of any
+    (`versioned`: of version :v or none), by priority (higher first), due time and schedule order,
+    leaving out keys at their limit.
 
     A PENDING branch per type walks the (queue, type, status, priority, due) index in order and
     stops at :m; SUSPENDED flows (few of them due at once) come from the due-time index."""
     of_types = "" if types is None else "AND flow_type IN (" + ", ".join(f":t{i}" for i in range(types)) + ") "
+    serves = SERVES if versioned else ""
     walk = "" if types is None else "INDEXED BY flows_queued "  # by priority: never sort the backlog
     pending = [f"SELECT * FROM (SELECT flow_id, queue_key, priority, ready_at, rowid AS r FROM flows {walk}"
-               f"WHERE queue = :q {where}AND status = 'PENDING' AND ready_at <= :now {_NOT_BLOCKED}"
+               f"WHERE queue = :q {where}AND status = 'PENDING' AND ready_at <= :now {serves}{_NOT_BLOCKED}"
                f"ORDER BY priority DESC, ready_at LIMIT :m)"
                for where in ([of_types] if types is None else [f"AND flow_type = :t{i} " for i in range(types)])]
     suspended = (f"SELECT * FROM (SELECT flow_id, queue_key, priority, ready_at, rowid AS r FROM flows "
-                 f"WHERE queue = :q AND status = 'SUSPENDED' AND ready_at <= :now {of_types}{_NOT_BLOCKED}"
+                 f"WHERE queue = :q AND status = 'SUSPENDED' AND ready_at <= :now {of_types}{serves}{_NOT_BLOCKED}"
                  f"ORDER BY ready_at LIMIT :m)")
     return " UNION ALL ".join([*pending, suspended]) + " ORDER BY priority DESC, ready_at, r LIMIT :m"
 
 
 @functools.lru_cache(maxsize=32)
-def _lapsed(types: int | None) -> str:
-    """SQL for a queue's RUNNING flows whose lease lapsed, of `types` named types or of any."""
+def _lapsed(types: int | None, versioned: bool = False) -> str:
+    """SQL for a queue's RUNNING flows whose lease lapsed, of `types` named types or of any
+    (`versioned`: of version :v or none)."""
     of_types = "" if types is None else "AND flow_type IN (" + ", ".join(f":t{i}" for i in range(types)) + ") "
+    serves = SERVES if versioned else ""
     return ("SELECT flow_id, queue_key FROM flows WHERE queue = :q AND status = 'RUNNING' "
-            f"AND lease_expires <= :now {of_types}ORDER BY lease_expires LIMIT :m")
+            f"AND lease_expires <= :now {of_types}{serves}ORDER BY lease_expires LIMIT :m")
 
 
 def _limits(row: tuple[object, ...]) -> QueueLimits | None:
@@ -142,10 +147,11 @@ class SqliteQueues:
         blocked = [k for k, n in load.keys.items() if limits is not None and limits.key_concurrency is not None
                    and n >= limits.key_concurrency]
         query = {**params, "q": queue, "m": m, "blocked": json.dumps(blocked)}
-        candidates: list[Candidate] = [(r[0], r[1], True) for r in db.execute(_lapsed(types), query)]
+        versioned = c.version is not None
+        candidates: list[Candidate] = [(r[0], r[1], True) for r in db.execute(_lapsed(types, versioned), query)]
         full = limits is not None and limits.concurrency is not None and load.running >= limits.concurrency
         if not full:  # a full queue can only hand over lapsed leases
-            candidates += [(r[0], r[1], False) for r in db.execute(_waiting(types), query)]
+            candidates += [(r[0], r[1], False) for r in db.execute(_waiting(types, versioned), query)]
         return admit(limits, load, want, candidates)
 
     @staticmethod

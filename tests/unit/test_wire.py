@@ -15,7 +15,7 @@ from ergon_actors.errors import ErgonError, FencedError, FlowNotFoundError, Prot
 from ergon_actors.core.queues import QueueLimits
 from ergon_actors.storage.commands import (EXT_TYPES, AppendStep, AwaitSignal, CancelFlow, Claim,
                                            ClaimFlows, CountFlows, DeclareQueue, FinishFlow, GetFlow, InvokeChild,
-                                           ListFlows, LoadSteps, PutRecord, RecordCrash, ReleaseWorker,
+                                           ListFlows, LoadSteps, MigrateFlows, PutRecord, RecordCrash, ReleaseWorker,
                                            QueueStats, RenewLeases, ResetStore, ScanRecords, Scheduled,
                                            ScheduleFlow,
                                            SendSignal, SuspendFlow, WaitingSignals, pack, pack_within, unpack)
@@ -44,6 +44,8 @@ COMMANDS = [
     CancelFlow("f"), WaitingSignals(10), GetFlow("f"), LoadSteps("f"), ListFlows("PENDING", 5), CountFlows(),
     RecordCrash("w", None, 9, "hang", 3), ClaimFlows("w", "r2", 1, 5.0, None, None, False, True),
     PutRecord("inv/f", b"v", True, None), ScanRecords("inv/"), ResetStore(),
+    ClaimFlows("w", "r3", 4, 5.0, ("A",), None, False, False, "v2"), MigrateFlows("v2", "v1", ("f", "g")),
+    MigrateFlows(None, None, ("f",)),
 ]
 # The ext code of every class is the wire format: pinned here so a renumbering fails a test.
 CODES = {"Failure": 64, "FlowRecord": 65, "StepRecord": 66, "Scheduled": 67, "Claim": 68, "ScheduleFlow": 69,
@@ -52,8 +54,8 @@ CODES = {"Failure": 64, "FlowRecord": 65, "StepRecord": 66, "Scheduled": 67, "Cl
          "AwaitSignal": 80, "SendSignal": 81, "InvokeChild": 82, "CancelFlow": 83, "WaitingSignals": 84,
          "Crash": 85, "RecordCrash": 86, "PutRecord": 87, "ScanRecords": 88, "ResetStore": 89, "FlowEvent": 90,
          "LoadHistory": 91, "QueryFlows": 92, "FlowPage": 93, "RetryFlow": 94, "ForkFlow": 95,
-         "NextDue": 62, "QueueLimits": 116, "QueueState": 117, "DeclareQueue": 118, "QueueStats": 119,
-         "CronSchedule": 122, "PutSchedule": 123, "ListSchedules": 124, "ChangeSchedule": 125,
+         "NextDue": 62, "MigrateFlows": 112, "QueueLimits": 116, "QueueState": 117, "DeclareQueue": 118,
+         "QueueStats": 119, "CronSchedule": 122, "PutSchedule": 123, "ListSchedules": 124, "ChangeSchedule": 125,
          "FireSchedule": 126, "PruneFlows": 127}
 
 
