@@ -26,7 +26,9 @@ def test_overview_shows_every_status_the_supervisor_its_workers_and_the_chart(wo
     actors = page.locator("table.actors tbody tr")
     assert actors.count() == 3  # the journal and two workers
     restarts = [row.locator("td").nth(3).inner_text() for row in actors.all()]
-    assert any(cell.endswith("(exit 1)") or cell.endswith("(exit 2)") for cell in restarts), restarts  # Crasher
+    # the Crasher's worker exited once per crash until its flow was quarantined (how many times
+    # depends on whether its first crash was shared, in a group, before it ran alone)
+    assert any(re.fullmatch(r"[1-9]\d* \(exit [1-9]\d*\)", cell) for cell in restarts), restarts
     for row in actors.all():
         cells = row.locator("td").all_inner_texts()
         assert cells[2] == "ready" and cells[5].endswith("MB") and cells[6].endswith("%"), cells
