@@ -46,6 +46,12 @@ _EVENT = ("INSERT INTO events VALUES (?, coalesce((SELECT seq FROM events WHERE 
           "LIMIT 1), 0) + 1, ?, ?, ?)")
 
 
+# runnable flows of the default queue, counted on its partial claim indexes without sorting them
+_DUE_COUNT = ("SELECT count(*) FROM (SELECT 1 FROM flows WHERE status = 'RUNNING' AND lease_expires <= :now "
+              "AND queue IS NULL UNION ALL SELECT 1 FROM flows WHERE status IN ('PENDING', 'SUSPENDED') "
+              "AND ready_at <= :now AND queue IS NULL LIMIT :n)")
+
+
 @functools.lru_cache(maxsize=32)
 def _claimable(types: int | None, versioned: bool = False) -> str:
     """SQL for runnable flows (due first), of `types` named types (:t0, :t1, ...) or of any;
@@ -613,8 +619,8 @@ class SqliteExecutionLog(SqliteQueues, SqliteOperations, SqliteUpkeep, SqliteRec
         limit = -1 if c.limit is None else c.limit
         if c.limit is not None:
             counts = {status: min(n, c.limit) for status, n in counts.items()}
-        # due: walks the due head of the live flows' claim indexes only, stopping at limit
-        due = db.execute(f"SELECT count(*) FROM ({_claimable(None)})", {"now": now, "n": limit}).fetchone()[0]
+        # due: walks the due entries of the default queue's claim indexes (unsorted), stopping at limit
+        due = db.execute(_DUE_COUNT, {"now": now, "n": limit}).fetchone()[0]
         due += self._queued_due(db, now, limit)
         counts["due"] = due if c.limit is None else min(c.limit, due)
         n = db.execute("SELECT count(*) FROM (SELECT 1 FROM flows WHERE quarantined = 1 LIMIT ?)",
