@@ -46,18 +46,6 @@ def _children_before():
     BEFORE.update(p.pid for p in psutil.Process().children(recursive=True))
 
 
-def test_every_fault_on_sqlite_and_no_violation():
-    report = run(chaos_run(MODULE, 16, duration=10, seed=3), 110)
-    assert report.ok, report.format()
-    assert set(report.faults_by_kind) == SQLITE_FAULTS
-    assert report.statuses == {"COMPLETE": 16}
-    assert report.steps_journaled > 0 and report.step_runs >= report.steps_journaled
-    assert report.recovery.samples > 0
-    assert report.supervisors == report.faults_by_kind["kill-supervisor"] + 1
-    assert report.work_dir is None  # removed: nothing to look at
-    no_actor_left()
-
-
 def check_every_feature(report, faults: set[str]) -> None:
     assert report.ok, report.format()
     assert set(report.faults_by_kind) == faults
@@ -72,6 +60,10 @@ def check_every_feature(report, faults: set[str]) -> None:
 def test_every_feature_under_every_fault_on_sqlite():
     report = run(chaos_run(FEATURES, 15, duration=10, seed=7), 110)
     check_every_feature(report, SQLITE_FAULTS)
+    assert report.steps_journaled > 0 and report.step_runs > 0  # waits and markers are journaled, not run
+    assert report.recovery.samples > 0
+    assert report.supervisors == report.faults_by_kind["kill-supervisor"] + 1
+    assert report.work_dir is None  # removed: nothing to look at
     disk_notes = [n for n in report.notes if n.startswith("disk-full")]
     if ROOT_USER:  # each fill took the disk, and says whether the journal had to wait it out
         fills = [f for f in report.faults if f.kind == "disk-full"]
@@ -86,21 +78,6 @@ def test_every_feature_under_every_fault_on_redis():
         pytest.fail("redis-server is not on PATH: run ./scripts/test.sh or apt-get install redis-server")
     report = run(chaos_run(FEATURES, 15, store="redis", duration=10, seed=8), 110)
     check_every_feature(report, REDIS_FAULTS)
-
-
-def test_a_journal_that_lets_stale_writes_through_is_caught(tmp_path):
-    # A frozen host's workers wake after their flows moved to the other host: their late writes
-    # go through this journal. (A stopped worker alone is killed by its supervisor before its
-    # lease lapses, so it never writes late.)
-    out = cli("--flows", "16", "--duration", "8", "--hosts", "2", "--faults", "stop-host", "--seed", "2",
-              "--fault-plan", "journal:skip_fencing", "--json")
-    assert out.returncode == 6, out.stdout + out.stderr  # VIOLATIONS
-    report = json.loads(out.stdout)
-    assert report["ok"] is False and report["faults_by_kind"]["stop-host"] >= 1
-    caught = [v for v in report["violations"] if v["kind"] == RAN_AGAIN]
-    assert caught, report["violations"]
-    assert all(v["flow_id"].startswith("chaos-2-") and isinstance(v["position"], int) for v in caught)
-    shutil.rmtree(report["work_dir"])
 
 
 @pytest.mark.timeout(170)
@@ -118,13 +95,15 @@ def test_stale_writes_let_through_are_caught_in_flows_of_parallel_steps_and_wait
 
 
 def test_a_journal_that_answers_before_committing_is_caught():
-    report = run(chaos_run(MODULE, 12, faults=[], seed=4, fault_plan="journal:ack_before_commit=15"), 110)
-    assert not report.ok
-    caught = [v for v in report.violations if v.kind in (STEP_LOST, RAN_AGAIN)]
-    assert caught, report.format()
-    assert all(v.flow_id.startswith("chaos-4-") and v.position is not None for v in caught)
-    assert report.work_dir is not None and os.path.exists(os.path.join(report.work_dir, "ledger.jsonl"))
-    shutil.rmtree(report.work_dir)
+    out = cli("--flows", "12", "--faults", "", "--seed", "4", "--fault-plan", "journal:ack_before_commit=15", "--json")
+    assert out.returncode == 6, out.stdout + out.stderr  # VIOLATIONS
+    report = json.loads(out.stdout)
+    assert report["ok"] is False
+    caught = [v for v in report["violations"] if v["kind"] in (STEP_LOST, RAN_AGAIN)]
+    assert caught, report["violations"]
+    assert all(v["flow_id"].startswith("chaos-4-") and isinstance(v["position"], int) for v in caught)
+    assert os.path.exists(os.path.join(report["work_dir"], "ledger.jsonl"))
+    shutil.rmtree(report["work_dir"])
     no_actor_left()
 
 
@@ -145,16 +124,6 @@ def test_cli_usage_errors(args, message):
     out = cli(*args)
     assert out.returncode == 2, out.stderr
     assert message in out.stderr
-
-
-@pytest.mark.redis
-def test_kill_redis_on_a_redis_of_its_own():
-    if shutil.which("redis-server") is None:
-        pytest.fail("redis-server is not on PATH: run ./scripts/test.sh or apt-get install redis-server")
-    report = run(chaos_run(MODULE, 8, store="redis", duration=5, faults=["kill-redis", "kill-worker"], seed=5), 110)
-    assert report.ok, report.format()
-    assert report.faults_by_kind.get("kill-redis", 0) >= 1
-    no_actor_left()
 
 
 def check_two_hosts(report, faults: set[str]) -> None:

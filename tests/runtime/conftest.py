@@ -9,6 +9,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+
+# A suite started in the background of a non-interactive shell inherits SIGINT ignored, and so
+# would every process it starts: the tests that press Ctrl-C on a run could not. A handler of
+# this process's own is reset to the default in its children when they exec.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 FLOWS = "tests.runtime.flows"
 
 

@@ -56,7 +56,7 @@ def started_by(host) -> set[str]:
 
 @pytest.mark.parametrize("kind, seconds", [
     pytest.param("sqlite", 120, marks=pytest.mark.timeout(300)),
-    pytest.param("redis", 30, marks=[pytest.mark.redis, pytest.mark.timeout(240)]),
+    pytest.param("redis", 16, marks=[pytest.mark.redis, pytest.mark.timeout(240)]),
 ])
 def test_two_supervisors_start_exactly_one_flow_per_tick(tmp_path, cli_logged, request, kind, seconds):
     url = request.getfixturevalue("own_redis").url if kind == "redis" else f"sqlite:///{tmp_path}/store.db"
