@@ -1,8 +1,8 @@
-"""Redis store (redis.asyncio): one Lua script per command, a batch as one MULTI/EXEC round trip.
+"""Redis store (redis.asyncio): a batch of commands as one Lua script call, in one round trip.
 
-Every check-and-write runs inside a Lua script, which Redis runs atomically; a batch of commands
-is one MULTI/EXEC transaction sent in one round trip. Times come from the Redis server's clock
-(TIME inside the scripts), the one clock all hosts sharing the Redis agree on. The key layout
+Every check-and-write runs inside one Lua script, which Redis runs atomically: the script runs
+each command's body in turn and answers each in its place. Times come from the Redis server's
+clock (TIME inside the script), the one clock all hosts sharing the Redis agree on. The key layout
 and the durability settings Redis needs are in docs/redis.md.
 """
 
@@ -32,7 +32,7 @@ from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, C
 from .crashes import JITTER, SPLIT, check, poison_failure
 from .events import FlowEvent, dumps, finish_event, scheduled_event, step_event, suspend_event
 from .records import dump_failure, load_crashes, load_failure
-from .redis_scripts import PRELUDE, SCRIPTS
+from .redis_scripts import SCRIPTS, batch_script
 from .redis_upkeep import SCHEDULE_PRELUDE, UPKEEP_SCRIPTS, RedisUpkeep
 from .rules import check_migration, invalid
 
@@ -45,6 +45,7 @@ _TRANSIENT = ("LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "BUSY", "OOM", "N
               "CLUSTERDOWN", "NOSCRIPT", "MISCONF")
 _TRANSIENT_REPLIES = (ReadOnlyError, OutOfMemoryError, TryAgainError, MasterDownError, ClusterDownError,
                       NoScriptError)
+_HEADER = msgpack.Packer()  # writes the array header before a batch's packed commands
 _ANNOTATION = "of pipeline caused error: "  # redis-py's prefix to a queued command's error reply
 
 
@@ -162,7 +163,7 @@ def _redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user.partition(':')[0]}:***@{host}"))
 
 
-Plan = tuple[tuple[Any, ...] | None, Callable[[Any], object]]  # (the Redis command or None, reply decoder)
+Plan = tuple[bytes | None, Callable[[Any], object]]  # (the command packed for the script or None, reply decoder)
 
 
 class RedisExecutionLog(RedisUpkeep, LogBase):
@@ -191,7 +192,7 @@ class RedisExecutionLog(RedisUpkeep, LogBase):
         self.timeout = timeout
         self.query_budget = query_budget
         self._client: aioredis.Redis | None = None
-        self._scripts: dict[str, Any] = {}
+        self._batch: Any = None
 
     async def connect(self) -> RedisExecutionLog:
         """Connect, check Redis answers and load the scripts.
@@ -208,12 +209,13 @@ class RedisExecutionLog(RedisUpkeep, LogBase):
                                              retry=Retry(NoBackoff(), 1))
         except ValueError as exc:
             raise ConfigError(f"Redis URL {_redact(self.url)!r}: {exc}") from None
-        bodies = {**SCRIPTS, **{name: SCHEDULE_PRELUDE + body for name, body in UPKEEP_SCRIPTS.items()}}
-        self._scripts = {name: client.register_script(PRELUDE + body) for name, body in bodies.items()}
+        self._batch = client.register_script(batch_script(SCHEDULE_PRELUDE, {**SCRIPTS, **UPKEEP_SCRIPTS}))
         try:
             await client.ping()
             await self._load_scripts(client)
-            await client.evalsha(self._scripts["IndexAll"].sha, 0, self.prefix, msgpack.packb([]))
+            (indexed,) = await self._call(client, [self._script("IndexAll", [])])
+            if isinstance(indexed, Exception):
+                raise indexed
         except RedisError as exc:
             await client.aclose()
             raise self._unavailable(exc) from exc
@@ -226,10 +228,13 @@ class RedisExecutionLog(RedisUpkeep, LogBase):
             await client.aclose()
 
     async def _load_scripts(self, client: aioredis.Redis) -> None:
-        async with client.pipeline(transaction=False) as pipe:
-            for script in self._scripts.values():
-                pipe.script_load(script.script)
-            await pipe.execute()
+        await client.script_load(self._batch.script)
+
+    async def _call(self, client: aioredis.Redis, packed: list[bytes]) -> list[object]:
+        """One call of the batch script with the packed commands: one reply (or error) per command."""
+        batch = _HEADER.pack_array_header(2 * len(packed)) + b"".join(packed)
+        replies = await client.evalsha(self._batch.sha, 0, self.prefix, batch, len(packed))
+        return cast(list[object], replies)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}({_redact(self.url)!r}, prefix={self.prefix!r}, "
@@ -239,7 +244,7 @@ class RedisExecutionLog(RedisUpkeep, LogBase):
         return StoreUnavailableError(f"Redis at {_redact(self.url)} is unavailable: {_server_text(exc)}")
 
     async def execute(self, commands: Sequence[Command]) -> list[object]:
-        """Apply the commands as one MULTI/EXEC transaction.
+        """Apply the commands in order as one script call (atomic: no other client's command runs between them).
 
         Raises:
             StoreUnavailableError: Redis is down, slow past `timeout`, loading, busy or out of
@@ -272,25 +277,23 @@ class RedisExecutionLog(RedisUpkeep, LogBase):
             error = invalid(command, exc)
             return None, lambda r: error
 
-    async def _transaction(self, client: aioredis.Redis, redis_commands: list[tuple[Any, ...]]) -> list[object]:
-        """Run the commands as one MULTI/EXEC in one round trip, reloading scripts once if needed."""
-        if not redis_commands:
+    async def _transaction(self, client: aioredis.Redis, packed: list[bytes]) -> list[object]:
+        """Run the packed commands as one script call in one round trip, loading the script again if needed."""
+        if not packed:
             return []
         for attempt in (1, 2):
             try:
-                async with client.pipeline(transaction=True) as pipe:
-                    for args in redis_commands:
-                        pipe.execute_command(*args)
-                    replies = await pipe.execute(raise_on_error=False)
-                if attempt == 1 and any(isinstance(r, NoScriptError) for r in replies):
+                if attempt == 2:
                     await self._load_scripts(client)  # Redis restarted: its script cache is empty
-                    continue
-                return replies
+                return await self._call(client, packed)
+            except NoScriptError as exc:
+                if attempt == 2:
+                    raise self._unavailable(exc) from exc
             except (RedisError, OSError) as exc:
                 if _transient(exc):
                     raise self._unavailable(exc) from exc
-                raise StoreError(f"Redis at {_redact(self.url)} failed a transaction: {_server_text(exc)}") from exc
-        return replies
+                raise StoreError(f"Redis at {_redact(self.url)} failed a batch: {_server_text(exc)}") from exc
+        raise AssertionError("unreachable")
 
     def _refusal(self, command: Command, exc: Exception) -> Exception:
         """The refusal or error a script's error reply stands for (raised if Redis itself failed).
@@ -317,8 +320,9 @@ class RedisExecutionLog(RedisUpkeep, LogBase):
             return ScheduleNotFoundError(cast(str, getattr(command, "name", None)))
         return invalid(command, exc)
 
-    def _script(self, name: str, fields: list[Any]) -> tuple[Any, ...]:
-        return ("EVALSHA", self._scripts[name].sha, 0, self.prefix, msgpack.packb(fields, use_bin_type=False))
+    def _script(self, name: str, fields: list[Any]) -> bytes:
+        """The command as the batch script reads it: its body's name, then its fields (a msgpack array)."""
+        return msgpack.packb(name) + msgpack.packb(fields, use_bin_type=False)
 
     # -- one plan per command: (the Redis command, how to decode its reply) ----------------------
 
@@ -397,8 +401,7 @@ class RedisExecutionLog(RedisUpkeep, LogBase):
     def _WaitingSignals(self, c: WaitingSignals) -> Plan:
         if c.limit <= 0:
             return None, lambda r: []
-        command = ("ZRANGE", f"{self.prefix}:waitnames", 0, c.limit - 1)
-        return command, lambda r: [name.decode() for name in r]
+        return self._script("WaitingSignals", [c.limit]), lambda r: [name.decode() for name in r]
 
     def _GetFlow(self, c: GetFlow) -> Plan:
         return self._script("GetFlow", [c.flow_id]), lambda r: r and _flow(_unpack(r))

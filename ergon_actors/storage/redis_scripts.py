@@ -1,15 +1,14 @@
-"""The Redis store's Lua scripts: one per command, each run atomically by Redis (see docs/redis.md)."""
+"""The Redis store's Lua: one body per command, all run by one script per batch (see docs/redis.md)."""
 
 from __future__ import annotations
 
-__all__ = ["PRELUDE", "SCRIPTS"]
+__all__ = ["PRELUDE", "SCRIPTS", "batch_script"]
 
-# Shared by every script. ARGV[1] is the key prefix, ARGV[2] the command's fields (msgpack array).
-# A flow is a Lua table of its hash fields (strings; numbers when just computed; nil when None);
+# Shared by every command's body. ARGV[1] is the key prefix; NOW is the Redis server's time, read
+# once per batch. A flow is a Lua table of its hash fields (strings; numbers when just computed; nil when None);
 # save() writes the changed fields and keeps every index in step with the flow's state.
 PRELUDE = r"""
 local P = ARGV[1]
-local C = cmsgpack.unpack(ARGV[2])
 local T = redis.call('TIME')
 local NOW = tonumber(T[1]) + tonumber(T[2]) / 1000000
 local CANCELLED = '!cancelled'  -- error field of a cancelled flow: the standard cancellation failure
@@ -681,6 +680,8 @@ for _, id in ipairs(C[3] or redis.call('SMEMBERS', k('version', from))) do
   end
 end
 return n""",
+    # WaitingSignals {limit}: -> the first `limit` signal names some flow waits for, by name.
+    "WaitingSignals": "return redis.call('ZRANGE', P .. ':waitnames', 0, C[1] - 1)",
     # ResetStore {}: delete every key of this store (every key under the prefix).
     "ResetStore": r"""
 local pattern = string.gsub(P, '[%*%?%[%]\\]', '\\%0') .. ':*'
@@ -802,3 +803,27 @@ for i, f in ipairs(held) do
 end
 return cmsgpack.pack(out)""",
 }
+
+
+# After the bodies: ARGV[2] is the batch, a msgpack array {name, fields, name, fields, ...}, and
+# ARGV[3] its number of commands. Each command runs in its place in a protected call: its error
+# (a refusal, or a failure on its own content) is its reply alone and the commands after it still
+# run, as they would in a MULTI/EXEC of one script per command. -> one reply per command.
+_DISPATCH = r"""
+local B, out = cmsgpack.unpack(ARGV[2]), {}
+for i = 1, tonumber(ARGV[3]) do
+  local ok, r = pcall(RUN[B[2 * i - 1]], B[2 * i])
+  if not ok then  -- a Redis error keeps its code (OOM, MISCONF, ...); a Lua error gets ERR
+    local text = type(r) == 'table' and r.err or tostring(r)
+    if not string.find(text, '^%u[%u_]* ') then text = 'ERR ' .. text end
+    r = {err = text}
+  elseif r == nil then r = false end
+  out[i] = r
+end
+return out"""
+
+
+def batch_script(preludes: str, bodies: dict[str, str]) -> str:
+    """The one script of a batch: the preludes, each command's body as a function of its fields C, the dispatch."""
+    functions = "".join(f"RUN['{name}'] = function(C)\n{body}\nend\n" for name, body in bodies.items())
+    return f"{PRELUDE}{preludes}\nlocal RUN = {{}}\n{functions}{_DISPATCH}"

@@ -18,9 +18,9 @@ from .upkeep_commands import ChangeSchedule, CronSchedule, FireSchedule, ListSch
 
 __all__ = ["RedisUpkeep", "UPKEEP_SCRIPTS", "SCHEDULE_PRELUDE"]
 
-Plan = tuple[tuple[Any, ...] | None, Callable[[Any], object]]
+Plan = tuple[bytes | None, Callable[[Any], object]]
 
-# Before each script below (after storage.redis_scripts.PRELUDE): a schedule read and written
+# Before the bodies below (after storage.redis_scripts.PRELUDE): a schedule read and written
 # as the Lua array of its fields.
 SCHEDULE_PRELUDE = r"""
 local function load_schedule(name)
@@ -74,6 +74,8 @@ if C[5] > s[7] then
   save_schedule(s)
 end
 return cmsgpack.pack(created)""",
+    # ListSchedules {}: -> every packed schedule.
+    "ListSchedules": "return redis.call('HVALS', P .. ':schedules')",
     # PruneFlows {before, statuses, limit}: delete up to limit ended flows of the statuses that
     # ended before `before` and whose parent (if any) ended, with their steps, events and index
     # entries -> the number deleted. Walks each status's set in schedule order and stops at the
@@ -121,14 +123,14 @@ class RedisUpkeep:
 
     prefix: str
     if TYPE_CHECKING:
-        def _script(self, name: str, fields: list[Any]) -> tuple[Any, ...]: ...
+        def _script(self, name: str, fields: list[Any]) -> bytes: ...
 
     def _PutSchedule(self, c: PutSchedule) -> Plan:
         check_put(c)
         return self._script("PutSchedule", [c.name, c.cron, c.flow_type, c.args, c.missed]), _schedule
 
     def _ListSchedules(self, c: ListSchedules) -> Plan:
-        return ("HVALS", f"{self.prefix}:schedules"), lambda r: sorted((_schedule(v) for v in r), key=lambda s: s.name)
+        return self._script("ListSchedules", []), lambda r: sorted((_schedule(v) for v in r), key=lambda s: s.name)
 
     def _ChangeSchedule(self, c: ChangeSchedule) -> Plan:
         check_change(c)

@@ -17,9 +17,9 @@ import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
 from ergon_actors.core import FlowStatus, StepRecord
-from ergon_actors.errors import ConfigError, StoreUnavailableError
+from ergon_actors.errors import ConfigError, FlowNotFoundError, InvalidCommandError, StoreUnavailableError
 from ergon_actors.storage import open_store
-from ergon_actors.storage.commands import CancelFlow, ClaimFlows, QueryFlows, ScheduleFlow
+from ergon_actors.storage.commands import CancelFlow, ClaimFlows, QueryFlows, Scheduled, ScheduleFlow
 from ergon_actors.storage.redis import RedisExecutionLog
 
 from ..redis_server import RedisServer, empty_store, free_port
@@ -241,7 +241,7 @@ def test_open_store_opens_a_redis_url(redis_server):
     asyncio.run(body())
 
 
-def test_a_batch_is_one_transaction_of_one_script_call_per_command(redis_server):
+def test_a_batch_is_one_script_call_answering_each_command_in_its_place(redis_server):
     async def body():
         log = await empty_store(redis_server.url, "batch")
         raw = aioredis.Redis.from_url(redis_server.url)
@@ -250,14 +250,52 @@ def test_a_batch_is_one_transaction_of_one_script_call_per_command(redis_server)
             await raw.config_resetstat()
             results = await log.execute([ScheduleFlow("a", "Order", b"x"), ScheduleFlow("b", "Order", b"x"),
                                          ClaimFlows("w1", "req-1", 1, LEASE, flow_id="a"),
-                                         ScheduleFlow("a", "Order", b"x")])
-            assert [r.created for r in (results[0], results[1], results[3])] == [True, True, False]
+                                         CancelFlow("nobody"), ScheduleFlow("a", "Order", b"x"),
+                                         CancelFlow("b")])
+            assert [r.created for r in (results[0], results[1], results[4])] == [True, True, False]
+            assert [c.flow.flow_id for c in results[2]] == ["a"]
+            assert isinstance(results[3], FlowNotFoundError) and results[5] == FlowStatus.CANCELLED
             stats = await raw.info("commandstats")
             calls = {name[8:]: s["calls"] for name, s in stats.items()}
-            assert (calls["multi"], calls["exec"], calls["evalsha"]) == (1, 1, 4)
-            # no preflight round trip (SCRIPT EXISTS / LOAD) and no plain command outside the scripts
+            assert calls["evalsha"] == 1 and "multi" not in calls and "exec" not in calls, calls
+            # no preflight round trip (SCRIPT EXISTS / LOAD) and no plain command outside the script
             assert not [name for name in calls if name.startswith(("script", "eval|", "client"))], calls
             assert calls.get("eval", 0) == 0
+        finally:
+            await raw.aclose()
+            await log.close()
+
+    asyncio.run(body())
+
+
+def test_a_lua_error_in_one_command_leaves_the_batch_around_it_applied(redis_server):
+    async def body():
+        log = await empty_store(redis_server.url, "luaerror")
+        raw = aioredis.Redis.from_url(redis_server.url)
+        try:
+            # a flow hash without its seq: cancelling it fails inside Lua, after it may have written
+            await raw.hset("luaerror:flow:broken", mapping={"flow_id": "broken", "status": "PENDING"})
+            results = await log.execute([ScheduleFlow("a", "Order", b"x"), CancelFlow("broken"),
+                                         ScheduleFlow("b", "Order", b"x")])
+            assert results[0] == Scheduled("a", True) and results[2] == Scheduled("b", True)
+            assert isinstance(results[1], InvalidCommandError) and "CancelFlow" in str(results[1])
+            assert [f.flow_id for f in await log.list_flows()] == ["a", "b"]
+        finally:
+            await raw.aclose()
+            await log.close()
+
+    asyncio.run(body())
+
+
+def test_a_redis_that_lost_its_script_cache_gets_it_again_and_the_batch_applies(redis_server):
+    async def body():
+        log = await empty_store(redis_server.url, "flushed")
+        raw = aioredis.Redis.from_url(redis_server.url)
+        try:
+            await log.schedule_flow("a", "Order", b"x")
+            await raw.script_flush()  # as after a restart: the first call gets NOSCRIPT
+            assert (await log.schedule_flow("b", "Order", b"x")).created is True
+            assert [f.flow_id for f in await log.list_flows()] == ["a", "b"]
         finally:
             await raw.aclose()
             await log.close()
