@@ -26,6 +26,11 @@ local function get(id)
   for i = 1, #raw, 2 do f[raw[i]] = raw[i + 1] end
   return f
 end
+local function lease_of(id)  -- only what fence() reads of a flow, or nil for no flow
+  local h = redis.call('HMGET', k('flow', id), 'epoch', 'status', 'cancel_requested')
+  if not h[2] then return nil end
+  return {flow_id = id, epoch = h[1], status = h[2], cancel_requested = h[3] or nil}
+end
 local function copy(f) local c = {} for n, v in pairs(f) do c[n] = v end return c end
 local function signal_of(f)
   if f and f.status == 'SUSPENDED' and f.waiting_on and string.sub(f.waiting_on, 1, 7) == 'signal:' then
@@ -236,7 +241,9 @@ local function due_head(key, room)  -- up to room due flows of a ready/lease set
   repeat  -- pages that double in size: stepping over n flows of other versions costs O(n)
     local r = redis.call('ZRANGEBYSCORE', key, '-inf', NOW, 'WITHSCORES', 'LIMIT', offset, size)
     for i = 1, #r, 2 do
-      if serves(redis.call('HGET', k('flow', r[i]), 'version')) then out[#out + 1] = {r[i], tonumber(r[i + 1])} end
+      if not version or serves(redis.call('HGET', k('flow', r[i]), 'version')) then
+        out[#out + 1] = {r[i], tonumber(r[i + 1])}
+      end
     end
     local full = #r == 2 * size
     offset, size = offset + size, size * 2
@@ -445,7 +452,7 @@ return n""",
     # a step; a COMPLETE step is never overwritten (re-sent by its epoch: a no-op even after
     # the flow ended).
     "AppendStep": r"""
-local f = get(C[1])
+local f = lease_of(C[1])
 local done = f and redis.call('HGET', k('steps', C[1]), C[3])
 local complete = done and cmsgpack.unpack(done)[2] == 'COMPLETE'
 if complete and tonumber(f.epoch) == C[2] then return false end
