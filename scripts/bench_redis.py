@@ -33,13 +33,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import redis.asyncio as aioredis
 
 from ergon_actors.core import StepRecord
-from ergon_actors.storage.commands import (AppendStep, ClaimFlows, Command, FinishFlow, RenewLeases,
+from ergon_actors.storage.commands import (AppendStep, ClaimFlows, Command, FinishFlow, NextDue, RenewLeases,
                                            ScheduleFlow)
 from ergon_actors.storage.redis import RedisExecutionLog
 from ergon_actors.testing import RedisServer
 
 LEASE = 30.0
 CLAIM = 256  # flows one claim takes, as a worker of concurrency 256 asks
+IDLE = "idle poll (per poll)"  # an empty claim and a NextDue, as an idle worker sends them
 
 
 async def cpu_and_script(raw: aioredis.Redis) -> tuple[float, float, float, int]:
@@ -114,6 +115,11 @@ async def measure(url: str, a: argparse.Namespace) -> dict[str, dict[str, float]
         rows["AppendStep"] = await phase("steps", log, raw, chunks(steps, a.batch), a.steps)
         rows["FinishFlow"] = await phase("finish", log, raw, chunks(
             [FinishFlow(i, epochs[i], "COMPLETE", result=b"\xc0") for i in ids], a.batch), 1)
+        idle = [[ClaimFlows("idle", f"idle-{n}", CLAIM, LEASE, flow_types=["Noop"]), NextDue(("Noop",))]
+                for n in range(1000)]  # what an idle worker sends about once a second: not part of a flow
+        rows[IDLE] = await phase("idle", log, raw, idle, 0)
+        for key in ("cpu_us_per_command", "script_us_per_command"):
+            rows[IDLE][key] *= 2  # per idle poll (a batch of the two)
     finally:
         await raw.aclose()
         await log.close()
@@ -159,11 +165,15 @@ def main() -> int:
           f"{'system CPU':>12}")
     total_cpu = total_script = 0.0
     for name, row in rows.items():
+        if name == IDLE:
+            continue
         total_cpu += row["cpu_us_per_flow"]
         total_script += row["script_us_per_flow"]
         print(f"{name:<24}{row['cpu_us_per_command']:>18.1f}{row['script_us_per_command']:>15.1f}"
               f"{row['cpu_us_per_flow']:>13.1f}{row['script_us_per_flow']:>16.1f}{row['sys_share']:>12.0%}")
     print(f"{'a flow in all':<24}{'':>18}{'':>15}{total_cpu:>13.1f}{total_script:>16.1f}")
+    idle = rows[IDLE]
+    print(f"{IDLE:<24}{idle['cpu_us_per_command']:>18.1f}{idle['script_us_per_command']:>15.1f}")
     print(f"ceiling on one Redis core: {1e6 / total_cpu:,.0f} flows/s by Redis CPU, "
           f"{1e6 / total_script:,.0f} flows/s by script time alone")
     if plain:

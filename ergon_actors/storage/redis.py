@@ -46,14 +46,11 @@ _TRANSIENT = ("LOADING", "READONLY", "MASTERDOWN", "TRYAGAIN", "BUSY", "OOM", "N
 _TRANSIENT_REPLIES = (ReadOnlyError, OutOfMemoryError, TryAgainError, MasterDownError, ClusterDownError,
                       NoScriptError)
 _HEADER = msgpack.Packer()  # writes the array header before a batch's packed commands
-_ANNOTATION = "of pipeline caused error: "  # redis-py's prefix to a queued command's error reply
 
 
 def _server_text(exc: BaseException) -> str:
-    """What Redis said, without the command redis-py put in front of it (it holds raw payloads)."""
+    """What Redis said, with the code redis-py took off the message of the classes it has for some codes."""
     text = str(exc)
-    if _ANNOTATION in text:
-        text = text.split(_ANNOTATION, 1)[1].strip("(),'\" ")
     code = getattr(exc, "status_code", None)
     return f"{code} {text}" if code and not text.startswith(code) else text
 
@@ -324,7 +321,7 @@ class RedisExecutionLog(RedisUpkeep, LogBase):
         """The command as the batch script reads it: its body's name, then its fields (a msgpack array)."""
         return msgpack.packb(name) + msgpack.packb(fields, use_bin_type=False)
 
-    # -- one plan per command: (the Redis command, how to decode its reply) ----------------------
+    # -- one plan per command: (the command packed for the batch script, how to decode its reply) --
 
     def _ScheduleFlow(self, c: ScheduleFlow) -> Plan:
         fields = [c.flow_id, c.flow_type, c.args, c.version, c.ready_at, c.parent_id,

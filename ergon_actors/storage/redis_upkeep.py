@@ -119,7 +119,7 @@ def _schedule(raw: bytes) -> CronSchedule:
 
 
 class RedisUpkeep:
-    """One plan per command: (the Redis command, how to decode its reply)."""
+    """One plan per command: (the command packed for the batch script, how to decode its reply)."""
 
     prefix: str
     if TYPE_CHECKING:
