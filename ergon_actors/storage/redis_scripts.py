@@ -819,7 +819,7 @@ return cmsgpack.pack(out)""",
 _DISPATCH = r"""
 local B, out = cmsgpack.unpack(ARGV[2]), {}
 for i = 1, tonumber(ARGV[3]) do
-  local ok, r = pcall(RUN[B[2 * i - 1]], B[2 * i])
+  local ok, r = pcall(run, B[2 * i - 1], B[2 * i])
   if not ok then  -- a Redis error keeps its code (OOM, MISCONF, ...); a Lua error gets ERR
     local text = type(r) == 'table' and r.err or tostring(r)
     if not string.find(text, '^%u[%u_]* ') then text = 'ERR ' .. text end
@@ -831,6 +831,12 @@ return out"""
 
 
 def batch_script(preludes: str, bodies: dict[str, str]) -> str:
-    """The one script of a batch: the preludes, each command's body as a function of its fields C, the dispatch."""
-    functions = "".join(f"RUN['{name}'] = function(C)\n{body}\nend\n" for name, body in bodies.items())
-    return f"{PRELUDE}{preludes}\nlocal RUN = {{}}\n{functions}{_DISPATCH}"
+    """The one script of a batch: the preludes, run(name, C) running that command's body on its fields C, the dispatch.
+
+    The bodies are branches of one function rather than a function each: a script's top level runs
+    again on every call, and making a closure per command kind cost more than a small batch's work.
+    """
+    branches = "".join(f"{'if' if i == 0 else 'elseif'} name == '{name}' then\n{body}\n"
+                       for i, (name, body) in enumerate(bodies.items()))
+    return (f"{PRELUDE}{preludes}\nlocal function run(name, C)\n{branches}"
+            f"else error('no such command: ' .. tostring(name))\nend\nend\n{_DISPATCH}")
