@@ -43,18 +43,22 @@ CLAIM = 256  # flows one claim takes, as a worker of concurrency 256 asks
 IDLE = "idle poll (per poll)"  # an empty claim and a NextDue, as an idle worker sends them
 
 
-async def cpu_and_script(raw: aioredis.Redis) -> tuple[float, float, float, int]:
-    """Redis's user and system CPU seconds so far, the EVALSHA microseconds and calls since the last reset."""
+async def cpu_and_script(raw: aioredis.Redis) -> tuple[float, float, float, int, int]:
+    """Redis's user and system CPU seconds so far; since the last reset, the EVALSHA microseconds
+    and calls, and the Redis commands the scripts ran."""
     cpu = await raw.info("cpu")
-    stats = (await raw.info("commandstats")).get("cmdstat_evalsha", {"usec": 0, "calls": 0})
-    return cpu["used_cpu_user"], cpu["used_cpu_sys"], float(stats["usec"]), int(stats["calls"])
+    all_stats = await raw.info("commandstats")
+    stats = all_stats.get("cmdstat_evalsha", {"usec": 0, "calls": 0})
+    ops = sum(s["calls"] for name, s in all_stats.items()
+              if not name.startswith(("cmdstat_evalsha", "cmdstat_info", "cmdstat_config")))
+    return cpu["used_cpu_user"], cpu["used_cpu_sys"], float(stats["usec"]), int(stats["calls"]), ops
 
 
 async def phase(name: str, log: RedisExecutionLog, raw: aioredis.Redis, batches: Sequence[list[Command]],
                 per: int, check: Callable[[list[object]], None] = lambda r: None) -> dict[str, float]:
     """Run the batches; Redis CPU and script time per command and per flow (`per` commands a flow)."""
     await raw.config_resetstat()
-    user0, sys0, _, _ = await cpu_and_script(raw)
+    user0, sys0, _, _, _ = await cpu_and_script(raw)
     t0 = time.perf_counter()
     commands = 0
     for batch in batches:
@@ -65,10 +69,11 @@ async def phase(name: str, log: RedisExecutionLog, raw: aioredis.Redis, batches:
         check(results)
         commands += len(batch)
     wall = time.perf_counter() - t0
-    user1, sys1, script_us, calls = await cpu_and_script(raw)
+    user1, sys1, script_us, calls, ops = await cpu_and_script(raw)
     cpu_us = (user1 - user0 + sys1 - sys0) * 1e6
     row = {"commands": commands, "calls": calls, "wall_s": wall, "cpu_us_per_command": cpu_us / commands,
-           "script_us_per_command": script_us / commands, "sys_share": (sys1 - sys0) * 1e6 / cpu_us}
+           "script_us_per_command": script_us / commands, "sys_share": (sys1 - sys0) * 1e6 / cpu_us,
+           "ops_per_command": ops / commands}
     row["cpu_us_per_flow"] = row["cpu_us_per_command"] * per
     row["script_us_per_flow"] = row["script_us_per_command"] * per
     return row
@@ -95,15 +100,15 @@ async def measure(url: str, a: argparse.Namespace) -> dict[str, dict[str, float]
                 epochs[claim.flow.flow_id] = claim.flow.epoch
 
         rows["ClaimFlows (per flow)"] = await phase("claim", log, raw, claims, 1, claimed)
-        rows["ClaimFlows (per flow)"]["cpu_us_per_command"] *= len(claims) / a.flows
-        rows["ClaimFlows (per flow)"]["script_us_per_command"] *= len(claims) / a.flows
+        for key in ("cpu_us_per_command", "script_us_per_command", "ops_per_command"):
+            rows["ClaimFlows (per flow)"][key] *= len(claims) / a.flows
         if len(epochs) != a.flows:
             raise RuntimeError(f"claimed {len(epochs)} of {a.flows} flows")
         owned = {w: [i for n, i in enumerate(ids) if n % 2 == w] for w in (0, 1)}
         renewals = [[RenewLeases(f"w{w}", LEASE, tuple(owned[w][k:k + CLAIM]))]
                     for w in (0, 1) for k in range(0, len(owned[w]), CLAIM)]
         rows["RenewLeases (per flow)"] = await phase("renew", log, raw, renewals, 1)
-        for key in ("cpu_us_per_command", "script_us_per_command"):
+        for key in ("cpu_us_per_command", "script_us_per_command", "ops_per_command"):
             rows["RenewLeases (per flow)"][key] *= len(renewals) / a.flows
         for key in ("cpu_us_per_flow", "script_us_per_flow"):
             rows["RenewLeases (per flow)"][key] = rows["RenewLeases (per flow)"][key.replace("flow", "command")]
@@ -118,7 +123,7 @@ async def measure(url: str, a: argparse.Namespace) -> dict[str, dict[str, float]
         idle = [[ClaimFlows("idle", f"idle-{n}", CLAIM, LEASE, flow_types=["Noop"]), NextDue(("Noop",))]
                 for n in range(1000)]  # what an idle worker sends about once a second: not part of a flow
         rows[IDLE] = await phase("idle", log, raw, idle, 0)
-        for key in ("cpu_us_per_command", "script_us_per_command"):
+        for key in ("cpu_us_per_command", "script_us_per_command", "ops_per_command"):
             rows[IDLE][key] *= 2  # per idle poll (a batch of the two)
     finally:
         await raw.aclose()
@@ -162,7 +167,7 @@ def main() -> int:
     print(f"{a.flows} flows x {a.steps} steps, batches of {a.batch}, appendfsync {a.appendfsync}, "
           f"load average {load[0]:.2f} at start, {os.getloadavg()[0]:.2f} at the end")
     print(f"{'command':<24}{'Redis CPU us/cmd':>18}{'script us/cmd':>15}{'CPU us/flow':>13}{'script us/flow':>16}"
-          f"{'system CPU':>12}")
+          f"{'system CPU':>12}{'ops/cmd':>9}")
     total_cpu = total_script = 0.0
     for name, row in rows.items():
         if name == IDLE:
@@ -170,10 +175,11 @@ def main() -> int:
         total_cpu += row["cpu_us_per_flow"]
         total_script += row["script_us_per_flow"]
         print(f"{name:<24}{row['cpu_us_per_command']:>18.1f}{row['script_us_per_command']:>15.1f}"
-              f"{row['cpu_us_per_flow']:>13.1f}{row['script_us_per_flow']:>16.1f}{row['sys_share']:>12.0%}")
+              f"{row['cpu_us_per_flow']:>13.1f}{row['script_us_per_flow']:>16.1f}{row['sys_share']:>12.0%}{row['ops_per_command']:>9.1f}")
     print(f"{'a flow in all':<24}{'':>18}{'':>15}{total_cpu:>13.1f}{total_script:>16.1f}")
     idle = rows[IDLE]
-    print(f"{IDLE:<24}{idle['cpu_us_per_command']:>18.1f}{idle['script_us_per_command']:>15.1f}")
+    print(f"{IDLE:<24}{idle['cpu_us_per_command']:>18.1f}{idle['script_us_per_command']:>15.1f}"
+          f"{'':>41}{idle['ops_per_command']:>9.1f}")
     print(f"ceiling on one Redis core: {1e6 / total_cpu:,.0f} flows/s by Redis CPU, "
           f"{1e6 / total_script:,.0f} flows/s by script time alone")
     if plain:
