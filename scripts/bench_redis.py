@@ -143,7 +143,8 @@ def redis_benchmark(url_port: int) -> str:
     """redis-benchmark's plain command rates against the same server (50 clients, no pipelining)."""
     out = subprocess.run(["redis-benchmark", "-p", str(url_port), "-q", "-n", "100000", "-t", "set,get,incr",
                           "-c", "50"], capture_output=True, text=True, timeout=600)
-    return out.stdout.strip().replace("\r", "\n")
+    lines = out.stdout.replace("\r", "\n").splitlines()  # progress lines end in \r; the totals name the rate
+    return "\n".join(line.strip() for line in lines if "requests per second" in line)
 
 
 def main() -> int:
