@@ -241,11 +241,21 @@ def test_open_store_opens_a_redis_url(redis_server):
     asyncio.run(body())
 
 
+@contextlib.asynccontextmanager
+async def store_and_raw(url: str, prefix: str) -> AsyncIterator[tuple[RedisExecutionLog, aioredis.Redis]]:
+    """An emptied store under `prefix` and a plain client of the same Redis, both closed after."""
+    log = await empty_store(url, prefix)
+    raw = aioredis.Redis.from_url(url)
+    try:
+        yield log, raw
+    finally:
+        await raw.aclose()
+        await log.close()
+
+
 def test_a_batch_is_one_script_call_answering_each_command_in_its_place(redis_server):
     async def body():
-        log = await empty_store(redis_server.url, "batch")
-        raw = aioredis.Redis.from_url(redis_server.url)
-        try:
+        async with store_and_raw(redis_server.url, "batch") as (log, raw):
             await log.get_flow("warm-up")  # the pooled connection exists before counting
             await raw.config_resetstat()
             results = await log.execute([ScheduleFlow("a", "Order", b"x"), ScheduleFlow("b", "Order", b"x"),
@@ -261,18 +271,13 @@ def test_a_batch_is_one_script_call_answering_each_command_in_its_place(redis_se
             # no preflight round trip (SCRIPT EXISTS / LOAD) and no plain command outside the script
             assert not [name for name in calls if name.startswith(("script", "eval|", "client"))], calls
             assert calls.get("eval", 0) == 0
-        finally:
-            await raw.aclose()
-            await log.close()
 
     asyncio.run(body())
 
 
 def test_a_lua_error_in_one_command_leaves_the_batch_around_it_applied(redis_server):
     async def body():
-        log = await empty_store(redis_server.url, "luaerror")
-        raw = aioredis.Redis.from_url(redis_server.url)
-        try:
+        async with store_and_raw(redis_server.url, "luaerror") as (log, raw):
             # a flow hash without its seq: cancelling it fails inside Lua, after it may have written
             await raw.hset("luaerror:flow:broken", mapping={"flow_id": "broken", "status": "PENDING"})
             results = await log.execute([ScheduleFlow("a", "Order", b"x"), CancelFlow("broken"),
@@ -280,25 +285,17 @@ def test_a_lua_error_in_one_command_leaves_the_batch_around_it_applied(redis_ser
             assert results[0] == Scheduled("a", True) and results[2] == Scheduled("b", True)
             assert isinstance(results[1], InvalidCommandError) and "CancelFlow" in str(results[1])
             assert [f.flow_id for f in await log.list_flows()] == ["a", "b"]
-        finally:
-            await raw.aclose()
-            await log.close()
 
     asyncio.run(body())
 
 
 def test_a_redis_that_lost_its_script_cache_gets_it_again_and_the_batch_applies(redis_server):
     async def body():
-        log = await empty_store(redis_server.url, "flushed")
-        raw = aioredis.Redis.from_url(redis_server.url)
-        try:
+        async with store_and_raw(redis_server.url, "flushed") as (log, raw):
             await log.schedule_flow("a", "Order", b"x")
             await raw.script_flush()  # as after a restart: the first call gets NOSCRIPT
             assert (await log.schedule_flow("b", "Order", b"x")).created is True
             assert [f.flow_id for f in await log.list_flows()] == ["a", "b"]
-        finally:
-            await raw.aclose()
-            await log.close()
 
     asyncio.run(body())
 
