@@ -349,7 +349,7 @@ local function queued_claim()  -- round robin across the named queues' admitted 
   for _, a in ipairs(admitted) do started(a, taken) end
   return out
 end
-local last, ids = k('lastclaim', worker), {}
+local last, ids, leased = k('lastclaim', worker), {}, {}
 if redis.call('HGET', last, 'request') == request then  -- a re-send: answer the first claim again
   for _, id in ipairs(cmsgpack.unpack(redis.call('HGET', last, 'ids'))) do
     local f = get(id)
@@ -406,6 +406,7 @@ else
     new.lease_expires, new.waiting_on, new.updated_at = NOW + lease, nil, NOW
     if not only and not f.version then new.version = version end
     save(new, f)
+    leased[id] = new
     if f.status == 'RUNNING' then  -- its lease lapsed (or, with steal, was taken)
       local lost = {worker = f.owner, epoch = tonumber(f.epoch)}
       if tonumber(f.lease_expires) > NOW then lost.taken = true end
@@ -420,7 +421,12 @@ else
 end
 local out = {}
 for i, id in ipairs(ids) do
-  local flow = redis.call('HGETALL', k('flow', id))
+  local flow = leased[id]  -- as just saved: its fields as HGETALL lists them, without reading them again
+  if flow then
+    local fields = {}
+    for n, v in pairs(flow) do fields[#fields + 1] = n; fields[#fields + 1] = v end
+    flow = fields
+  else flow = redis.call('HGETALL', k('flow', id)) end  -- a re-sent claim
   out[i] = {flow, redis.call('HVALS', k('steps', id))}
 end
 return cmsgpack.pack(out)""",
