@@ -33,6 +33,11 @@ async def _sqlite(tmp_path: Path) -> LogBase:
     return await SqliteExecutionLog(tmp_path / "store.db").connect()
 
 
+async def _sqlite_inline(tmp_path: Path) -> LogBase:
+    """The SQLite store as the journal opens it: transactions on the event loop's own thread."""
+    return await SqliteExecutionLog(tmp_path / "store.db", inline=True).connect()
+
+
 _REDIS_URL: list[str] = []  # the session's redis-server, once the redis_server fixture started it
 _PREFIXES = itertools.count()
 
@@ -48,6 +53,7 @@ async def _redis(tmp_path: Path) -> LogBase:
 STORE_FACTORIES: dict[str, Callable[[Path], Awaitable[LogBase]]] = {
     "memory": _memory,
     "sqlite": _sqlite,
+    "sqlite-inline": _sqlite_inline,
     "redis": _redis,  # needs redis-server on PATH: the session fixture starts one (never skipped)
 }
 MARKS = {"redis": [pytest.mark.redis]}

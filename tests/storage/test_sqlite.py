@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from ergon_actors.core import FlowStatus, StepRecord
-from ergon_actors.errors import ConfigError, SchemaVersionError, StoreError
+from ergon_actors.errors import ConfigError, SchemaVersionError, StoreError, StoreUnavailableError
 from ergon_actors.storage import InMemoryExecutionLog, SqliteExecutionLog, open_store
 from ergon_actors.storage.commands import ClaimFlows
+from ergon_actors.storage.sqlite import INLINE_BUSY_MS
 from ergon_actors.storage.sqlite_schema import APPLICATION_ID, SCHEMA_VERSION
 from ergon_actors.storage.sqlite_thread import ConnectionThread
 
@@ -506,3 +507,50 @@ def test_an_upgraded_file_keeps_a_history_from_then_on(tmp_path):
             await log.close()
 
     assert run(use()) == ["claimed", "completed"]  # what happened before the upgrade has no events
+
+
+def test_an_inline_store_commits_on_the_calling_thread_and_starts_none(tmp_path):
+    path = tmp_path / "store.db"
+    seen: list[int] = []
+
+    async def body():
+        log = await SqliteExecutionLog(path, inline=True).connect()
+        try:
+            await log.schedule_flow("a", "Order", b"x")
+            await log._run(lambda db: seen.append(threading.get_ident()))
+            assert not store_threads(path)
+            assert "connected=True" in repr(log)
+        finally:
+            await log.close()
+
+    run(body())
+    assert seen == [threading.get_ident()]
+    assert raw(path, "SELECT flow_id FROM flows") == [("a",)]
+
+
+def test_an_inline_store_reports_a_lock_held_elsewhere_as_unavailable_without_waiting_10s(tmp_path):
+    """The journal's loop must not block for the default 10 s busy timeout: the store fails the
+    batch as unavailable after INLINE_BUSY_MS, and the journal retries it with backoff."""
+    path = tmp_path / "store.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+
+    async def body():
+        log = await SqliteExecutionLog(path, inline=True).connect()
+        try:
+            holder.execute("BEGIN IMMEDIATE")  # another process's write lock
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailableError, match="locked"):
+                await log.schedule_flow("a", "Order", b"x")
+            blocked = time.monotonic() - started
+            holder.execute("ROLLBACK")
+            await log.schedule_flow("a", "Order", b"x")  # the same batch, once the lock is gone
+            return blocked
+        finally:
+            await log.close()
+
+    try:
+        blocked = run(body())
+    finally:
+        holder.close()
+    assert INLINE_BUSY_MS / 1000 * 0.9 <= blocked < 8.0
+    assert raw(path, "SELECT flow_id FROM flows") == [("a",)]
