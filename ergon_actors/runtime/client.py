@@ -43,6 +43,8 @@ class JournalClient(LogBase):
         self._sock = make_socket(ctx, zmq.DEALER, hwm, max_message_size=None)
         self._monitor = self._sock.get_monitor_socket(zmq.EVENT_CONNECTED)
         self._sock.connect(address)
+        self._raw: zmq.Socket[bytes] = zmq.Socket.shadow(self._sock.underlying)  # sends without futures
+        self._queued = 0  # sends waiting in zmq.asyncio's queue: later ones must queue behind them
         self._ids = itertools.count(1)
         self._pending: dict[int, tuple[asyncio.Future[object], Command, float]] = {}
         self._outbox: list[tuple[int, Command]] = []
@@ -85,9 +87,26 @@ class JournalClient(LogBase):
             return
         for (request_id, command), size in too_large:
             self._fail(request_id, MessageTooLargeError(type(command).__name__, size, self.max_message_size))
-        # zmq.asyncio queues sends in order while the high-water mark is reached (backpressure).
-        for frame in frames:  # pyzmq's stubs say Awaitable; zmq.asyncio returns a Future
-            cast("asyncio.Future[object]", self._sock.send(frame)).add_done_callback(_log_send_error)
+        for frame in frames:
+            if not self._queued:  # sent at once, without a future, unless the high-water mark is reached
+                try:
+                    self._raw.send(frame, zmq.NOBLOCK)
+                    continue
+                except zmq.Again:
+                    pass
+            # zmq.asyncio queues sends in order while the high-water mark is reached (backpressure);
+            # pyzmq's stubs say Awaitable, zmq.asyncio returns a Future
+            self._queued += 1
+            cast("asyncio.Future[object]", self._sock.send(frame)).add_done_callback(self._sent)
+        # A send may take the socket's wake-up signal for answers that arrived meanwhile (it is
+        # edge-triggered): the waiting receive would not see them, so take them here.
+        if cast(int, self._raw.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+            asyncio.get_running_loop().call_soon(self._drain)
+
+    def _sent(self, future: asyncio.Future[object]) -> None:
+        self._queued -= 1
+        if not future.cancelled() and future.exception() is not None:
+            log.warning("journal client send failed: %s", future.exception())
 
     def _fail(self, request_id: int, exc: Exception) -> None:
         future = self._pending.pop(request_id)[0]
@@ -95,21 +114,36 @@ class JournalClient(LogBase):
             future.set_exception(exc)
 
     async def _receive(self) -> None:
+        # The first frame through a future (waits for the journal), the rest that have arrived
+        # by then without one.
         while True:
-            frame = await self._sock.recv()
+            self._answer(await self._sock.recv())
+            self._drain()
+
+    def _drain(self) -> None:
+        """Settle every answer that has arrived, without waiting."""
+        while not self._closed:
             try:
-                kind, body = unpack(frame)
-                if kind == "wake":  # the journal committed work a worker may claim now
-                    self.notify()
-                    continue
-                if kind != "rep":
-                    raise ProtocolError(f"unexpected {kind!r} from the journal")
-                for request_id, result in body:
-                    entry = self._pending.pop(request_id, None)
-                    if entry is not None and not entry[0].done():
-                        entry[0].set_result(result)
-            except (ProtocolError, TypeError, ValueError) as exc:
-                self.drops.drop(self.address, exc)
+                frame = self._raw.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self._answer(frame)
+
+    def _answer(self, frame: bytes) -> None:
+        """Settle the requests a frame from the journal answers (or claim at once, for a Wake)."""
+        try:
+            kind, body = unpack(frame)
+            if kind == "wake":  # the journal committed work a worker may claim now
+                self.notify()
+                return
+            if kind != "rep":
+                raise ProtocolError(f"unexpected {kind!r} from the journal")
+            for request_id, result in body:
+                entry = self._pending.pop(request_id, None)
+                if entry is not None and not entry[0].done():
+                    entry[0].set_result(result)
+        except (ProtocolError, TypeError, ValueError) as exc:
+            self.drops.drop(self.address, exc)
 
     async def _resend(self) -> None:
         while True:
@@ -160,7 +194,3 @@ class JournalClient(LogBase):
         self._monitor.close(linger=0)
         self._sock.close(linger=0)
 
-
-def _log_send_error(future: asyncio.Future[object]) -> None:
-    if not future.cancelled() and future.exception() is not None:
-        log.warning("journal client send failed: %s", future.exception())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, cast
+from typing import Any
 
 import zmq
 import zmq.asyncio
@@ -61,11 +61,15 @@ class Journal(Actor):
         self.sock = self.inbox = make_socket(self.ctx, zmq.ROUTER, settings.high_water_mark,
                                              max_message_size=settings.max_message_size)
         self.sock.bind(self.spec.journal)
+        # The same socket without zmq.asyncio's futures: the journal only reads what has arrived
+        # (the loop's poller wakes it), and a ROUTER never blocks a send (it drops for a full or
+        # gone peer), so neither needs a future per message.
+        self.raw: zmq.Socket[bytes] = zmq.Socket.shadow(self.sock.underlying)
         upkeep = asyncio.get_running_loop().create_task(self._upkeep())
         self.resources.callback(upkeep.cancel)
 
     async def on_message(self) -> None:
-        await self._commit(await self._collect())
+        await self._commit(self._collect())
 
     def statistics(self) -> JournalStats:
         s = self.stats
@@ -73,12 +77,14 @@ class Journal(Actor):
                             self.failing_since, self.store_error, self.commit_seconds.buckets(),
                             self.batch_commands.buckets())
 
-    async def _collect(self) -> Batch:
+    def _collect(self) -> Batch:
         batch: Batch = []
         until = time.monotonic() + self.settings.heartbeat_interval  # slow messages must not delay heartbeats
-        while (len(batch) < MAX_MESSAGES and time.monotonic() < until
-               and cast(int, self.sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN):
-            identity, *frames = await self.sock.recv_multipart()
+        while len(batch) < MAX_MESSAGES and time.monotonic() < until:
+            try:
+                identity, *frames = self.raw.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                break
             try:
                 if len(frames) != 1:
                     raise ProtocolError(f"expected 1 frame, got {len(frames)}")
@@ -119,7 +125,7 @@ class Journal(Actor):
                 else:
                     result = ProtocolError(f"not a journal command: {type(command).__name__}")
                 answers.append((rid, result))
-            self.sock.send_multipart((identity, pack("rep", answers)))
+            self.raw.send_multipart((identity, pack("rep", answers)))
         self._wake_claimers(batch, commands)
 
     def _wake_claimers(self, batch: Batch, commands: list[Command]) -> None:
@@ -140,7 +146,7 @@ class Journal(Actor):
             if now - seen > 60.0:  # gone quiet: a dead or restarted client
                 del self.claimers[identity]
             else:
-                self.sock.send_multipart((identity, wake))
+                self.raw.send_multipart((identity, wake))
 
     async def _upkeep(self) -> None:
         """Start the flows of the cron schedules' due ticks, and delete flows past the retention
