@@ -80,12 +80,7 @@ class InlineConnection:
         self._closing = False
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn(connection)` now, opening the connection at the first call.
-
-        Raises:
-            StoreError: close() was called.
-            Exception: whatever `fn` raised; sqlite3.Error when the file cannot be opened.
-        """
+        """ConnectionThread.run, on this thread and at once; the connection opens at the first call."""
         if self._closing:
             raise StoreError("the SQLite connection is closed")
         if self._db is None:
