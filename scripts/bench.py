@@ -13,7 +13,8 @@ Sections (--only takes a comma-separated subset):
   latency       M flows one at a time through the supervisor at FULL: durable step latency
                 (gaps between consecutive steps' completed_at in the journal) and end-to-end,
                 beside the floors measured in the same run (a raw sqlite3 commit at FULL, a
-                ZeroMQ round trip between two Python processes).
+                ZeroMQ round trip between two Python processes); and the step latency of M
+                flows one at a time in one process, at FULL and NORMAL.
 
 The header prints the load average and a fixed pure-Python calibration rate: compare runs by them.
   recovery      R times: SIGKILL the worker running a flow's step; time until the step's re-run
@@ -257,10 +258,36 @@ def floors(tmp: str) -> dict:
     return {"commit_full_us": commit, "zmq_rtt_us": zmq_round_trip_us()}
 
 
+async def inprocess_step_us(tmp: str, a, synchronous: str) -> float:
+    """Step p50 of flows run one at a time in one process (executor Worker on SqliteExecutionLog)."""
+    store = await SqliteExecutionLog(os.path.join(tmp, f"latency-inprocess-{synchronous}.db"),
+                                     synchronous=synchronous).connect()
+    gaps: list[float] = []
+    try:
+        worker = Worker(store, "latency", concurrency=a.concurrency)
+        await worker.register(bench_flows.Noop)
+        handle = await worker.start()
+        try:
+            for i in range(-5, a.latency_flows):  # 5 warm-up flows, not counted
+                (command,) = noop_commands(f"lat-{synchronous}", i + 5, i + 6, a.steps)
+                await store.execute([command])
+                while (await store.get_flow(command.flow_id)).status not in TERMINAL:
+                    await asyncio.sleep(0.001)
+                if i >= 0:
+                    done = [s.completed_at for s in await store.load_steps(command.flow_id)]
+                    gaps.extend((b - a_) * 1e6 for a_, b in pairwise(done))
+        finally:
+            await handle.shutdown(grace=5.0)
+    finally:
+        await store.close()
+    return pct(gaps, 50)
+
+
 async def section_latency(tmp: str, a) -> dict:
     db = os.path.join(tmp, "latency.db")
     steps_us, flows_ms = [], []
     floor = floors(tmp)
+    inprocess = {f"inprocess_{s.lower()}_step_p50_us": await inprocess_step_us(tmp, a, s) for s in ("FULL", "NORMAL")}
     async with supervisor(db, a, synchronous="FULL") as sup:
         for i in range(-5, a.latency_flows):  # 5 warm-up flows, not counted
             (command,) = noop_commands("lat", i + 5, i + 6, a.steps)
@@ -282,7 +309,7 @@ async def section_latency(tmp: str, a) -> dict:
     return {"flows": a.latency_flows, "step_samples": len(steps_us),
             "step_p50_us": pct(steps_us, 50) if steps_us else None,
             "step_p99_us": pct(steps_us, 99) if steps_us else None,
-            "flow_p50_ms": pct(flows_ms, 50), "flow_p99_ms": pct(flows_ms, 99), **floor}
+            "flow_p50_ms": pct(flows_ms, 50), "flow_p99_ms": pct(flows_ms, 99), **floor, **inprocess}
 
 
 # -- recovery ----------------------------------------------------------------------------------
@@ -440,6 +467,12 @@ def rows_of(results: dict, a) -> list[tuple[str, str, str, str, str]]:
                          f"p50 <= commit + round trip + 100 = {bound:,.0f} us", verdict(lat["step_p50_us"] <= bound)))
             rows.append(("latency", "  floors now: sqlite3 INSERT+COMMIT FULL / ZeroMQ round trip",
                          f"{lat['commit_full_us']:,.0f} / {lat['zmq_rtt_us']:,.0f} us", "", ""))
+            full, normal = lat["inprocess_full_step_p50_us"], lat["inprocess_normal_step_p50_us"]
+            rows.append(("latency", "in-process step p50, FULL", f"{full:,.0f} us",
+                         f"<= commit + 60 = {lat['commit_full_us'] + 60:,.0f} us",
+                         verdict(full <= lat["commit_full_us"] + 60)))
+            rows.append(("latency", "in-process step p50, NORMAL", f"{normal:,.0f} us", "< 80 us",
+                         verdict(normal < 80)))
             rows.append(("latency", f"flow end-to-end p50 / p99 ({lat['flows']} flows)",
                          f"{lat['flow_p50_ms']:.1f} / {lat['flow_p99_ms']:.1f} ms", "", ""))
     rec = results.get("recovery")
