@@ -146,7 +146,9 @@ class Journal(Actor):
             if now - seen > 60.0:  # gone quiet: a dead or restarted client
                 del self.claimers[identity]
             else:
-                self.raw.send_multipart((identity, wake))
+                # through zmq.asyncio: from _upkeep this runs while the loop waits on the socket,
+                # and a plain send could take the wake-up of a message arriving meanwhile
+                self.sock.send_multipart((identity, wake))
 
     async def _upkeep(self) -> None:
         """Start the flows of the cron schedules' due ticks, and delete flows past the retention
