@@ -26,14 +26,13 @@ _PR_SET_PDEATHSIG = 1
 _LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
 
 
-def kill_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when its parent dies (a no-op elsewhere).
+def kill_with_parent() -> bool:
+    """Ask Linux to SIGKILL this process when its parent dies; returns whether it took (False elsewhere).
 
     Used as `preexec_fn`, between fork and exec: the child is covered from its first instruction,
     also while Python is still importing, long before it could set this up itself.
     """
-    if _LIBC is not None:
-        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    return _LIBC is not None and _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
 
 
 def endpoint(transport: str, run_dir: str, name: str) -> str:
@@ -88,10 +87,10 @@ async def spawn(argv: list[str]) -> asyncio.subprocess.Process:
 def die_with_parent(parent_pid: int) -> None:
     """Make this process exit within a second of its parent's death, whatever killed the parent.
 
-    Linux delivers SIGKILL on the parent's death (prctl); a watcher thread covers other systems
-    and the race where the parent died before prctl took effect.
+    Linux delivers SIGKILL on the parent's death (prctl), and a parent that died before prctl took
+    effect is seen at once here; elsewhere a thread looks at the parent four times a second.
     """
-    kill_with_parent()
+    watched = kill_with_parent()
 
     def watch() -> None:
         while True:
@@ -101,4 +100,5 @@ def die_with_parent(parent_pid: int) -> None:
 
     if os.getppid() != parent_pid:
         os._exit(70)
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+    if not watched:
+        threading.Thread(target=watch, name="parent-watch", daemon=True).start()
