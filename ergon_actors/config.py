@@ -33,7 +33,7 @@ class Settings:
         workers: worker actor processes.
         concurrency: flows each worker runs at once.
         lease_seconds: a claim's lease; another host takes a flow over after it lapses.
-        heartbeat_interval: how often actors report to the supervisor.
+        heartbeat_interval: how often busy actors report to the supervisor (idle ones: `idle_beat`).
         hang_timeout: an actor that sends no heartbeat this long while its process is stopped
             or uses no CPU (frozen) is killed and restarted. Heartbeats come from a thread of
             their own, so a busy event loop does not delay them.
@@ -133,6 +133,12 @@ class Settings:
                 values[f.name] = _parse(f.name, str(f.type), raw)  # annotations are strings here
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+    @property
+    def idle_beat(self) -> float:
+        """Seconds between an idle actor's heartbeats: 1 s, or half of hang_timeout if that is
+        shorter, and never less than heartbeat_interval."""
+        return max(self.heartbeat_interval, min(1.0, self.hang_timeout / 2))
 
     def with_(self, **changes: Any) -> Settings:
         return replace(self, **changes)

@@ -246,26 +246,41 @@ class Worker(PyErgonBuilders):
             failures.recovered()
             if got < free or free == 0:
                 idle = idle + 1 if not self._running and got == 0 else 0
-                delay = self.poll_interval if idle == 0 else await self._idle_delay(idle)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
+                if idle == 0:
+                    await self._wait(self.poll_interval)
+                else:
+                    await self._idle(idle)
 
-    async def _idle_delay(self, rounds: int) -> float:
-        """How long an idle worker sleeps after `rounds` empty claims in a row: until the next
-        flow of its types is due, else a backoff that doubles up to idle_poll (work may come from
-        a process that cannot wake this one)."""
-        ceiling = min(self.idle_poll, self.poll_interval * (1 << min(rounds, 16)))
-        if self._wake.is_set():
-            return 0.0
-        try:
-            due = await self.storage.next_due(self.flow_types)
-        except Exception:  # the claim loop reports a failing store; this is only a hint
-            return ceiling
-        if due is None:
-            return ceiling
-        until = due - time.time()
-        # due already but not claimed here (another worker took it first): back off, do not spin
-        return ceiling if until <= 0 else min(until + 0.001, self.idle_poll)
+    async def _wait(self, delay: float) -> bool:
+        """Wait `delay` seconds or until woken (new work, a freed slot, stop); returns whether woken."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), delay)
+        return self._wake.is_set()
+
+    async def _idle(self, rounds: int) -> None:
+        """Sleep while idle, after `rounds` empty claims in a row; return when a claim may find work.
+
+        That is at a wake (work committed through this store), or once `NextDue` says a flow of
+        this worker's types is due. Without one due, NextDue is asked again after a backoff that
+        doubles up to idle_poll (work written by other processes sends no wake); no claim is
+        sent meanwhile. A flow due already that the last claim did not get (another worker took
+        it, or its queue is at its limit) is claimed again after the backoff, not at once.
+        """
+        first = True
+        while not self._wake.is_set():
+            ceiling = min(self.idle_poll, self.poll_interval * (1 << min(rounds, 16)))
+            try:
+                due = await self.storage.next_due(self.flow_types)
+            except Exception:  # the claim loop reports a failing store; this is only a hint
+                await self._wait(ceiling)
+                return
+            now = time.time()
+            if due is not None and due <= now and not first:
+                return
+            delay = ceiling if due is None or due <= now else min(due - now + 0.001, self.idle_poll)
+            if await self._wait(delay) or (due is not None and due <= time.time()):
+                return
+            first, rounds = False, rounds + 1
 
     async def _pause(self, delay: float) -> None:
         """Wait `delay` seconds, or until stop(); new work does not end the wait."""

@@ -5,17 +5,21 @@ A subclass (the journal, the worker) holds only its own work, in four hooks:
 - `on_start()`: open what the actor needs. An exception here is reported to the supervisor as
   `Failed` and the process exits 78; once it returns, the base sends `Ready`.
 - `on_message()`: the actor's `inbox` socket has messages; take and handle them.
-- `on_tick()`: called every heartbeat interval on the actor's loop; raise to crash the actor.
+- `on_tick()`: called at each beat (below) on the actor's loop; raise to crash the actor.
+- `busy()`: whether the actor has work in hand; an idle one beats less often.
 - `on_stop(grace)`: stop taking work, give work in flight `grace` seconds; returns how many
   flows were cut mid-step. Resources are closed by `resources` (an AsyncExitStack), which runs
   on every way out, a crash included.
 
-The base sends a `Heartbeat` every heartbeat interval from a thread of its own, so a busy or
-blocked event loop never silences it: a heartbeat says the process is alive. Each carries the
-`statistics()` and the age of the loop's last sign of progress (a task on the loop notes the
-time every interval): the supervisor kills an actor whose heartbeats stop while it is stopped
-or idle (frozen) after `hang_timeout`, and one whose loop made no progress (a step blocking
-it) after `loop_timeout`. `Drain(grace)` or SIGTERM (with the configured grace) ends the loop and
+The base sends a `Heartbeat` every beat from a thread of its own, so a busy or blocked event
+loop never silences it: a heartbeat says the process is alive. A beat is the heartbeat
+interval while the actor is busy, and `Settings.idle_beat` (1 s, at most half of
+`hang_timeout`) while it is idle: an idle actor wakes twice a second, and never looks silent to
+the supervisor. Each heartbeat carries
+the `statistics()` and the age of the loop's last sign of progress (a task on the loop notes the
+time every beat): the supervisor kills an actor whose heartbeats stop while it is stopped or
+idle (frozen) after `hang_timeout`, and one whose loop made no progress (a step blocking it)
+after `loop_timeout`. `Drain(grace)` or SIGTERM (with the configured grace) ends the loop and
 drains; `Stop` does so with no grace.
 """
 
@@ -144,6 +148,9 @@ class Actor:
         self._stop_tx.connect(f"inproc://stop-{id(self)}")
         self._loop_seen = time.monotonic()  # when the loop last showed progress
         self._stats: WorkerStats | JournalStats | None = None  # the figures as of then
+        self.beat = self.settings.heartbeat_interval  # seconds between beats: longer while idle
+        self._idle = False  # as of the last beat
+        self._crash: BaseException | None = None  # what on_tick() raised: the loop raises it
 
     # -- hooks -----------------------------------------------------------------------------
 
@@ -154,7 +161,7 @@ class Actor:
         """The inbox has messages: take and handle them."""
 
     async def on_tick(self) -> None:
-        """Periodic work, every heartbeat interval; raise to crash the actor."""
+        """Periodic work, at each beat; raise to crash the actor."""
 
     async def on_stop(self, grace: float) -> int:
         """Stop taking work and finish within `grace` seconds; returns the flows cut mid-step."""
@@ -167,6 +174,10 @@ class Actor:
     def statistics(self) -> WorkerStats | JournalStats:
         """The figures each heartbeat carries."""
         raise NotImplementedError
+
+    def busy(self) -> bool:
+        """Whether the actor worked since the last beat or has work in hand (asked once a beat)."""
+        return True
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -206,18 +217,28 @@ class Actor:
             self.ctx.destroy(linger=0)
 
     async def _progress(self) -> None:
-        """Note, every heartbeat interval, that the loop runs, and the figures as of now."""
+        """At each beat: note that the loop runs and the figures as of now, choose the next beat
+        (longer while idle) and run on_tick(); what that raises ends the loop."""
+        s = self.settings
         while True:
             self._stats = self.statistics()
             self._loop_seen = time.monotonic()
-            await asyncio.sleep(self.settings.heartbeat_interval)
+            self._idle = not self.busy()
+            self.beat = s.idle_beat if self._idle else s.heartbeat_interval
+            try:
+                await self.on_tick()
+            except Exception as exc:
+                self._crash = exc
+                self.stop(0.0)
+                return
+            await asyncio.sleep(self.beat)
 
     def heartbeat(self) -> Heartbeat | None:
         """The heartbeat to send now (from the beat thread); None before the loop's first note."""
         stats = self._stats
         if stats is None:
             return None
-        return Heartbeat(stats, round(max(0.0, time.monotonic() - self._loop_seen), 3))
+        return Heartbeat(stats, round(max(0.0, time.monotonic() - self._loop_seen), 3), self._idle)
 
     async def _serve(self) -> None:
         poller = zmq.asyncio.Poller()
@@ -225,16 +246,14 @@ class Actor:
         if self.inbox is not None:
             poller.register(self.inbox, zmq.POLLIN)
         poller.register(self._stop_rx, zmq.POLLIN)
-        tick_at = time.monotonic() + self.settings.heartbeat_interval
         while self._grace is None:
-            ready = dict(await poller.poll(max(0.0, tick_at - time.monotonic()) * 1000))
+            ready = dict(await poller.poll())
             if self.link.sock in ready:
                 await self._control()
             if self.inbox is not None and self.inbox in ready:
                 await self.on_message()
-            if time.monotonic() >= tick_at:
-                await self.on_tick()
-                tick_at = time.monotonic() + self.settings.heartbeat_interval
+        if self._crash is not None:
+            raise self._crash
 
     async def _control(self) -> None:
         while cast(int, self.link.sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
@@ -278,7 +297,7 @@ class Beats:
                 if beat is not None:
                     with contextlib.suppress(zmq.Again):  # the supervisor is not reading: a later beat will do
                         sock.send(encode(beat), zmq.NOBLOCK)
-                self._done.wait(actor.settings.heartbeat_interval)
+                self._done.wait(actor.beat)
         finally:
             sock.close(linger=0)
 

@@ -43,6 +43,7 @@ class Child:
     ready: asyncio.Future[Ready] | None = None  # resolved by READY, failed by a Failed message
     last_seen: float = 0.0
     loop_age: float = 0.0          # seconds the event loop had made no progress, as of the last heartbeat
+    idle: bool = False             # its last heartbeat said it had no work in hand
     stats: WorkerStats | JournalStats | None = None
     restarts: int = 0
     flow_types: tuple[str, ...] = ()
@@ -51,6 +52,7 @@ class Child:
     cpu_percent: float | None = None
     cpu_seconds: float = 0.0       # CPU time the process has used, as last sampled
     cpu_moved: float = 0.0         # monotonic time the process was last seen using CPU (or started)
+    sampled: float = 0.0           # monotonic time of the last sample
     stopped: bool = False          # last sampled in the stopped state (SIGSTOP)
     kill_cause: str | None = None  # why the supervisor killed this incarnation ("hang", "memory")
     recycling: str | None = None   # why this incarnation drains to be replaced ("memory", "flows")
@@ -88,7 +90,7 @@ class Child:
         self.ready = asyncio.get_running_loop().create_future()
         if self.stats is not None:
             self.carried = add(self.carried, self.stats)
-        self.stats, self.loop_age = None, 0.0
+        self.stats, self.loop_age, self.idle = None, 0.0, False
         self.kill_cause = self.recycling = None
         self.proc = await spawn([sys.executable, "-m", ENTRY, self.role, self.label, spec_path])
         try:
@@ -101,8 +103,16 @@ class Child:
             self.ready.cancel()
             await kill([self])
             raise
-        self.last_seen = self.cpu_moved = time.monotonic()
-        self.cpu_seconds, self.stopped = 0.0, False
+        self.last_seen = self.cpu_moved = self.sampled = time.monotonic()
+        self.cpu_seconds, self.stopped = self._cpu_used(), False
+
+    def _cpu_used(self) -> float:
+        """The CPU seconds the process has used so far (0.0 if it cannot be read)."""
+        try:
+            times = self.handle.cpu_times() if self.handle is not None else None
+        except psutil.Error:
+            return 0.0
+        return 0.0 if times is None else times.user + times.system
 
     async def _wait_ready(self, timeout: float) -> None:
         assert self.proc is not None and self.ready is not None
@@ -143,21 +153,22 @@ class Child:
                 self.proc.send_signal(signum)
 
     def sample(self) -> None:
-        """Read the process's memory and CPU use (CPU: since the previous sample), whether it is
-        stopped, and when it last used CPU."""
+        """Read the process's memory and CPU use (CPU: since the previous sample, in % of a core),
+        whether it is stopped, and when it last used CPU."""
         self.rss_bytes = self.cpu_percent = None
         if self.handle is not None and self.alive:
             try:
                 with self.handle.oneshot():
                     self.rss_bytes = self.handle.memory_info().rss
-                    self.cpu_percent = self.handle.cpu_percent()
                     times = self.handle.cpu_times()
                     self.stopped = self.handle.status() in (psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP)
             except psutil.Error:
                 return
-            if times.user + times.system > self.cpu_seconds:
-                self.cpu_seconds = times.user + times.system
-                self.cpu_moved = time.monotonic()
+            now, used = time.monotonic(), times.user + times.system
+            self.cpu_percent = round(100 * max(0.0, used - self.cpu_seconds) / max(now - self.sampled, 1e-3), 1)
+            if used > self.cpu_seconds:
+                self.cpu_seconds, self.cpu_moved = used, now
+            self.sampled = now
 
     def info(self, now: float) -> ActorInfo:
         return ActorInfo(self.name, self.role, self.pid, self.incarnation, self.worker_id, self.alive, self.is_ready,

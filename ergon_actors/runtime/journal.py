@@ -20,7 +20,7 @@ from ..core.backoff import Backoff, FailureLog
 from ..errors import ErgonError, FencedError, InvalidCommandError, ProtocolError, StoreError, StoreUnavailableError
 from ..storage import open_store
 from ..storage.base import WAKING, LogBase
-from ..storage.commands import ClaimFlows, Command, pack, unpack
+from ..storage.commands import ClaimFlows, Command, NextDue, pack, unpack
 from ..storage.schedules import fire_due, prune_all
 from .actor import Actor
 from .messages import JournalStats, Wake, encode
@@ -35,6 +35,7 @@ COMMAND_TYPES = tuple(Command.__args__)
 MAX_MESSAGES = 4096  # messages folded into one transaction at most
 UPKEEP_POLL = 1.0  # the longest the journal waits before it looks at the schedules again
 PRUNE_EVERY = 60.0  # how often the journal deletes the flows past the retention setting (at most)
+POLLS = (ClaimFlows, NextDue)  # what idle workers send: they do not make the journal busy
 Batch = list[tuple[bytes, list[tuple[Any, Any]]]]  # (client identity, [(request id, command)])
 
 
@@ -52,6 +53,7 @@ class Journal(Actor):
         self.resources.push_async_callback(store.close)
         self.store = store if self.spec.store_wrapper is None else self.spec.store_wrapper.apply(store)
         self.stats = {"commits": 0, "commands": 0, "fenced": 0, "largest": 0}
+        self.active = 0  # commands other than idle workers' polls since the last beat
         self.commit_seconds = Histogram(COMMIT_SECONDS)
         self.batch_commands = Histogram(BATCH_COMMANDS)
         self.claimers: dict[bytes, float] = {}  # clients that claim flows, by when they last did
@@ -70,6 +72,11 @@ class Journal(Actor):
 
     async def on_message(self) -> None:
         await self._commit(self._collect())
+
+    def busy(self) -> bool:
+        """Busy if it committed anything but idle workers' polls since the last beat."""
+        active, self.active = self.active, 0
+        return active > 0
 
     def statistics(self) -> JournalStats:
         s = self.stats
@@ -111,6 +118,7 @@ class Journal(Actor):
         self.batch_commands.observe(len(commands))
         self.stats["commits"] += 1
         self.stats["commands"] += len(commands)
+        self.active += sum(1 for c in commands if not isinstance(c, POLLS))
         self.stats["largest"] = max(self.stats["largest"], len(commands))
         for identity, requests in batch:
             answers = []

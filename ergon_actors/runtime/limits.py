@@ -20,7 +20,7 @@ from .messages import WorkerStats
 from .snapshot import Snapshot
 
 __all__ = ["HARD_RSS", "RECYCLE_MARGIN", "RECORD_TIMEOUT", "death", "record_crash", "RestartWindow", "limit_action",
-           "hang", "release_dead"]
+           "hang", "release_dead", "sample_due"]
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,16 @@ def _still_runs(pid: int | None, run_dir: str) -> bool:
         return process.status() != psutil.STATUS_ZOMBIE and any(run_dir in arg for arg in process.cmdline())
     except psutil.Error:
         return False
+
+
+def sample_due(actor: Child, now: float, settings: Settings) -> bool:
+    """Whether to read an actor's memory and CPU now: every heartbeat interval while it is busy
+    or late with its heartbeat (the hang rule needs fresh figures), every idle beat while idle."""
+    if not actor.alive:
+        return False
+    if not actor.idle or now - actor.last_seen > settings.idle_beat + settings.heartbeat_interval:
+        return True
+    return now - actor.sampled >= settings.idle_beat - settings.heartbeat_interval / 2
 
 
 def hang(actor: Child, now: float, settings: Settings) -> str | None:

@@ -103,11 +103,12 @@ class Failed:
 
 @dataclass(frozen=True, slots=True)
 class Heartbeat:
-    """Actor -> supervisor, every heartbeat interval from a thread: alive, with its figures and
-    the seconds since its event loop last showed progress."""
+    """Actor -> supervisor, at every beat from a thread: alive, with its figures, the seconds
+    since its event loop last showed progress, and whether it is idle (then it beats less often)."""
 
     stats: WorkerStats | JournalStats
     loop_age: float = 0.0
+    idle: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,7 +38,7 @@ from .actor import BEAT_SUFFIX, EXIT_CONFIG, EXIT_STORE, ActorSpec, StoreWrapper
 from .children import Child, kill, stop
 from .client import JournalClient
 from .drops import DropCounter
-from .limits import RECYCLE_MARGIN, RestartWindow, hang, limit_action, record_crash, release_dead
+from .limits import RECYCLE_MARGIN, RestartWindow, hang, limit_action, record_crash, release_dead, sample_due
 from .messages import Drain, Drained, Failed, Heartbeat, Message, Ready, Stop, decode, encode
 from .snapshot import Snapshot
 from .transport import endpoint, make_socket
@@ -50,6 +50,8 @@ if TYPE_CHECKING:
 __all__ = ["Supervisor"]
 
 log = logging.getLogger(__name__)
+
+IDLE_SNAPSHOT = 5.0  # seconds between rewrites of the snapshot file while every actor is idle
 
 
 class Supervisor:
@@ -94,6 +96,8 @@ class Supervisor:
         self._run_dir = ""
         self.drops = DropCounter(log, "supervisor")
         self._metrics: MetricsServer | None = None
+        self._shape: tuple[object, ...] = ()  # what the last snapshot written showed, figures aside
+        self._written = 0.0  # monotonic time it was written
 
     async def __aenter__(self) -> Supervisor:
         await self.start()
@@ -129,7 +133,7 @@ class Supervisor:
         self.client = JournalClient(self._ctx, self._journal_address, hwm=s.high_water_mark,
                                     resend_after=s.resend_after, max_message_size=s.max_message_size)
         self._spawn_task(self._receive())
-        self._spawn_task(self._publish())
+        self._spawn_task(self._watch())
         if dead:  # answered once the journal is up
             self._spawn_task(release_dead(self.client, dead, public_store_url(s.store)))
         try:
@@ -139,7 +143,6 @@ class Supervisor:
             await self.client.close()
             self._cleanup()
             raise
-        self._spawn_task(self._watch_heartbeats())
         self._state = "running"
         self._write_snapshot()
         log.info("supervisor started %d workers on %s", s.workers, public_store_url(s.store))
@@ -257,6 +260,7 @@ class Supervisor:
         if isinstance(message, Heartbeat):
             actor.stats = message.stats
             actor.loop_age = message.loop_age
+            actor.idle = message.idle
         elif isinstance(message, Ready) and pending:
             assert actor.ready is not None
             actor.flow_types = message.flow_types
@@ -268,22 +272,27 @@ class Supervisor:
         elif isinstance(message, Drained):
             log.info("actor %s drained (%d flows cut mid-step)", actor.name, message.cancelled)
 
-    async def _watch_heartbeats(self) -> None:
+    async def _watch(self) -> None:
+        """Every heartbeat interval: sample the actors that are due (see `sample_due`), judge hangs
+        and limits, and rewrite the snapshot file when it changed (see `_publish`)."""
         interval = self.settings.heartbeat_interval
         checked = time.monotonic()
         while not self._closing:
-            await asyncio.sleep(interval)
             now = time.monotonic()
             late, checked = now - checked > 2 * interval + 0.5, now
-            if late:  # this process was held up itself: the heartbeats queued meanwhile are read first
-                continue
             for actor in self._actors:
+                if sample_due(actor, now, self.settings):
+                    actor.sample()
+            # a late tick: this process was held up itself, the heartbeats queued meanwhile are read first
+            for actor in self._actors if self._state == "running" and not late else ():
                 why = hang(actor, now, self.settings) if actor.is_ready else None
                 if why is not None:
                     self._kill(actor, "hang", why)
                     actor.last_seen = now
                 elif actor.role == "worker" and actor.is_ready:
                     self._enforce_limits(actor, now)
+            self._publish(now)
+            await asyncio.sleep(interval)
 
     def _enforce_limits(self, worker: Child, now: float) -> None:
         action = limit_action(worker, self.settings, now)
@@ -304,13 +313,15 @@ class Supervisor:
         actor.kill_cause = cause
         actor.signal(signal.SIGKILL)
 
-    async def _publish(self) -> None:
-        """Refresh the actors' resource figures and the snapshot file, once per heartbeat interval."""
-        while True:
-            for actor in self._actors:
-                actor.sample()
+    def _publish(self, now: float) -> None:
+        """Rewrite the snapshot file while an actor is busy, when an actor or this supervisor
+        changed state (a start, a death, a restart), and otherwise every IDLE_SNAPSHOT seconds."""
+        shape = (self._state, self.drops.total, self._crashes, self._quarantined, self._recycles,
+                 tuple((a.pid, a.alive, a.is_ready, a.restarts, a.idle) for a in self._actors))
+        if (shape != self._shape or now - self._written >= IDLE_SNAPSHOT
+                or not all(a.idle for a in self._actors)):
+            self._shape, self._written = shape, now
             self._write_snapshot()
-            await asyncio.sleep(self.settings.heartbeat_interval)
 
     def _write_snapshot(self) -> None:
         try:

@@ -9,7 +9,7 @@ import os
 
 from ..decorators import definition_of
 from ..errors import ConfigError, FlowDefinitionError
-from ..executor import Worker
+from ..executor import Worker, WorkerStatistics
 from ..executor.observe import Observer, combine
 from .actor import Actor
 from .client import JournalClient
@@ -56,6 +56,7 @@ class WorkerActor(Actor):
                                     resend_after=settings.resend_after, max_message_size=settings.max_message_size)
         self.resources.push_async_callback(self.client.close)
         self.counts = WorkerCounts()
+        self._seen: WorkerStatistics | None = None  # the worker's figures at the last beat
         self.worker = Worker(self.client, self.spec.worker_id, concurrency=settings.concurrency,
                              lease_seconds=settings.lease_seconds, step_timeout=settings.step_timeout,
                              observer=combine([self.counts, self._tracer()]), queues=settings.queues,
@@ -84,6 +85,12 @@ class WorkerActor(Actor):
         s = self.worker.statistics()
         return self.counts.fill(WorkerStats(s.running, s.started, s.finished, s.abandoned, s.halted,
                                             self.client.resent, self.drops.total))
+
+    def busy(self) -> bool:
+        """Busy while flows run here or its counts moved since the last beat."""
+        stats = self.worker.statistics()
+        seen, self._seen = self._seen, stats
+        return stats.running > 0 or stats != seen
 
     async def on_tick(self) -> None:
         if self.running.done():  # the worker loop ends only when stopped: this is a crash

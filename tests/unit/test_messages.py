@@ -12,7 +12,7 @@ pytestmark = pytest.mark.timeout(10)
 
 MESSAGES = [
     Ready(123), Ready(123, ("OrderFlow", "Refund")), Failed("ImportError: no module named x"),
-    Heartbeat(WorkerStats(1, 2, 3, 4, 5, 6)), Heartbeat(WorkerStats(), 2.5),
+    Heartbeat(WorkerStats(1, 2, 3, 4, 5, 6)), Heartbeat(WorkerStats(), 2.5), Heartbeat(WorkerStats(), 1.0, True),
     Heartbeat(JournalStats(10, 40, 7, 1, 2, None, "")),
     Heartbeat(JournalStats(10, 40, 7, 1, 2, 1700000000.5, "connection refused")),
     Drain(2.5), Drain(0.0), Stop(), Drained(3), Wake(),
@@ -55,20 +55,22 @@ def test_journal_figures_derive_their_ratios():
     ("drain", [[1]], "expected a number"),
     ("stop", [1], "Stop takes a list of 0 fields"),
     ("drained", [{"cancelled": 1}], "expected int"),
-    ("hb", [["worker", 1, 2], 0.0], "unexpected value"),
-    ("hb", [["journal", 1, 2, 3, 4, 5, 6], 0.0], "unexpected value"),  # a journal tag, a worker's fields
-    ("hb", [["manager", 1, 2, 3, 4, 5, 6], 0.0], "unexpected value"),
-    ("hb", [["journal", 1, 2, 3, 4, 5, "yesterday", ""], 0.0], "unexpected value"),
-    ("hb", [{"running": 1}, 0.0], "unexpected value"),
-    ("hb", [[], 0.0], "unexpected value"),
-    ("hb", [["journal", 1, 2, 3, 4, 5, None, "", ["buckets", [1, "2"], 0.5], ["buckets", [], 0]], 0.0],
+    ("hb", [["worker", 1, 2], 0.0, False], "unexpected value"),
+    ("hb", [["journal", 1, 2, 3, 4, 5, 6], 0.0, False], "unexpected value"),  # a journal tag, a worker's fields
+    ("hb", [["manager", 1, 2, 3, 4, 5, 6], 0.0, False], "unexpected value"),
+    ("hb", [["journal", 1, 2, 3, 4, 5, "yesterday", ""], 0.0, False], "unexpected value"),
+    ("hb", [{"running": 1}, 0.0, False], "unexpected value"),
+    ("hb", [[], 0.0, False], "unexpected value"),
+    ("hb", [["journal", 1, 2, 3, 4, 5, None, "", ["buckets", [1, "2"], 0.5], ["buckets", [], 0]], 0.0, False],
      "unexpected value"),
-    ("hb", [["journal", 1, 2, 3, 4, 5, None, "", [1, 2], ["buckets", [], 0]], 0.0], "unexpected value"),
+    ("hb", [["journal", 1, 2, 3, 4, 5, None, "", [1, 2], ["buckets", [], 0]], 0.0, False], "unexpected value"),
     ("hb", [["worker", 1, 2, 3, 4, 5, 6, 0, 9, 7, 2, ["buckets", [], 0], ["buckets", [], 0],
-             [["types", "OrderFlow", "COMPLETE", "5"]]], 0.0], "unexpected value"),
-    ("hb", [["worker", 1, 2, 3, 4, 5, 6]], "Heartbeat takes a list of 2 fields"),
-    ("hb", [["worker", 1, 2, 3, 4, 5, 6, 0, 9, 7, 2, ["buckets", [], 0], ["buckets", [], 0], []], "late"],
+             [["types", "OrderFlow", "COMPLETE", "5"]]], 0.0, False], "unexpected value"),
+    ("hb", [["worker", 1, 2, 3, 4, 5, 6]], "Heartbeat takes a list of 3 fields"),
+    ("hb", [["worker", 1, 2, 3, 4, 5, 6, 0, 9, 7, 2, ["buckets", [], 0], ["buckets", [], 0], []], "late", False],
      "expected a number"),
+    ("hb", [["worker", 1, 2, 3, 4, 5, 6, 0, 9, 7, 2, ["buckets", [], 0], ["buckets", [], 0], []], 0.0, "idle"],
+     "expected bool"),
 ])
 def test_a_malformed_message_is_a_protocol_error(kind, body, says):
     with pytest.raises(ProtocolError, match=says):
