@@ -48,6 +48,7 @@ class JournalClient(LogBase):
         self._ids = itertools.count(1)
         self._pending: dict[int, tuple[asyncio.Future[object], Command, float]] = {}
         self._outbox: list[tuple[int, Command]] = []
+        self._asked = asyncio.Event()  # a request is pending: the resend check runs (idle, it sleeps)
         self._closed = False
         self.resent = 0
         self.drops = DropCounter(log, "journal client")
@@ -63,6 +64,7 @@ class JournalClient(LogBase):
         now = time.monotonic()
         if not self._outbox:
             loop.call_soon(self._flush)
+        self._asked.set()
         for command in commands:
             request_id = next(self._ids)
             future = loop.create_future()
@@ -147,6 +149,9 @@ class JournalClient(LogBase):
 
     async def _resend(self) -> None:
         while True:
+            if not self._pending:
+                self._asked.clear()
+                await self._asked.wait()
             await asyncio.sleep(self.resend_after / 2)
             cutoff = time.monotonic() - self.resend_after
             late = [(rid, cmd) for rid, (fut, cmd, sent) in self._pending.items() if sent <= cutoff]

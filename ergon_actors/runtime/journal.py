@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import zmq
@@ -36,6 +37,7 @@ MAX_MESSAGES = 4096  # messages folded into one transaction at most
 UPKEEP_POLL = 1.0  # the longest the journal waits before it looks at the schedules again
 PRUNE_EVERY = 60.0  # how often the journal deletes the flows past the retention setting (at most)
 POLLS = (ClaimFlows, NextDue)  # what idle workers send: they do not make the journal busy
+CLAIMER_QUIET = 60.0  # a claimer that neither claimed nor asked NextDue this long is forgotten
 Batch = list[tuple[bytes, list[tuple[Any, Any]]]]  # (client identity, [(request id, command)])
 
 
@@ -56,7 +58,8 @@ class Journal(Actor):
         self.active = 0  # commands other than idle workers' polls since the last beat
         self.commit_seconds = Histogram(COMMIT_SECONDS)
         self.batch_commands = Histogram(BATCH_COMMANDS)
-        self.claimers: dict[bytes, float] = {}  # clients that claim flows, by when they last did
+        # clients that claim flows: when they last claimed or asked NextDue, and their flow types
+        self.claimers: dict[bytes, tuple[float, tuple[str, ...] | None]] = {}
         self.failing_since: float | None = None
         self.store_error = ""
         self.outage = FailureLog(log, "journal commit")
@@ -141,22 +144,43 @@ class Journal(Actor):
         instead of at its next poll."""
         now = time.monotonic()
         for identity, requests in batch:
-            if any(isinstance(c, ClaimFlows) for _, c in requests):
-                self.claimers[identity] = now
+            for _, c in requests:
+                if isinstance(c, POLLS):
+                    self.claimers[identity] = (now, c.flow_types)
         if any(isinstance(c, WAKING) for c in commands):
             self._wake_all()
 
-    def _wake_all(self) -> None:
-        """Tell every client that claimed lately to claim now."""
+    def _wake_all(self, of: set[tuple[str, ...] | None] | None = None) -> None:
+        """Tell every client that claimed lately (only those whose flow types are in `of`, if
+        given) to claim now."""
         now = time.monotonic()
         wake = encode(Wake())
-        for identity, seen in list(self.claimers.items()):
-            if now - seen > 60.0:  # gone quiet: a dead or restarted client
+        for identity, (seen, types) in list(self.claimers.items()):
+            if now - seen > CLAIMER_QUIET:  # gone quiet: a dead or restarted client
                 del self.claimers[identity]
-            else:
+            elif of is None or types in of:
                 # through zmq.asyncio: from _upkeep this runs while the loop waits on the socket,
                 # and a plain send could take the wake-up of a message arriving meanwhile
                 self.sock.send_multipart((identity, wake))
+
+    def _wake_if_due(self) -> Callable[[list[Command]], Awaitable[list[object]]]:
+        """An `_execute` that, at its first call, also asks the store whether a flow is due now
+        for each set of flow types the claimers serve, in the same transaction, and wakes those
+        claimers if one is: idle workers ask the store nothing until then, also for work that
+        other processes write or timers that come due."""
+        kinds = list({types for _, types in self.claimers.values()})
+        probes: list[Command] = [NextDue(types) for types in kinds]
+
+        async def execute(commands: list[Command]) -> list[object]:
+            nonlocal probes
+            asked, probes = probes, []
+            now = time.time()
+            results = await self._execute(asked + commands)
+            if asked:
+                due = zip(kinds, results[:len(asked)], strict=True)
+                self._wake_all({types for types, at in due if isinstance(at, float) and at <= now})
+            return results[len(asked):]
+        return execute
 
     async def _upkeep(self) -> None:
         """Start the flows of the cron schedules' due ticks, and delete flows past the retention
@@ -167,7 +191,7 @@ class Journal(Actor):
         while True:
             delay = UPKEEP_POLL
             try:
-                created, next_at = await fire_due(self._execute)
+                created, next_at = await fire_due(self._wake_if_due())
                 if created:
                     log.info("cron schedules started %d flows: %s", len(created), ", ".join(created))
                     self._wake_all()

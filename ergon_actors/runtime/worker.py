@@ -20,6 +20,11 @@ __all__ = ["WorkerActor", "discover_flows"]
 
 log = logging.getLogger(__name__)
 
+# The journal wakes idle workers once a flow of their types is due (it asks the store every
+# second for them, so work written by other processes is seen too); an idle worker asks NextDue
+# itself only this often, well within the journal's CLAIMER_QUIET, after which it is forgotten.
+IDLE_POLL = 20.0
+
 
 def discover_flows(module_names: list[str]) -> list[type]:
     """Import each module and return the @flow_type classes it defines or imports.
@@ -58,7 +63,8 @@ class WorkerActor(Actor):
         self.counts = WorkerCounts()
         self._seen: WorkerStatistics | None = None  # the worker's figures at the last beat
         self.worker = Worker(self.client, self.spec.worker_id, concurrency=settings.concurrency,
-                             lease_seconds=settings.lease_seconds, step_timeout=settings.step_timeout,
+                             lease_seconds=settings.lease_seconds, idle_poll=IDLE_POLL,
+                             step_timeout=settings.step_timeout,
                              observer=combine([self.counts, self._tracer()]), queues=settings.queues,
                              version=settings.version)
         for cls in classes:
