@@ -114,14 +114,15 @@ def _still_runs(pid: int | None, run_dir: str) -> bool:
         return False
 
 
-def sample_due(actor: Child, now: float, settings: Settings) -> bool:
+def sample_due(actor: Child, now: float, settings: Settings, idle_every: float) -> bool:
     """Whether to read an actor's memory and CPU now: every heartbeat interval while it is busy
-    or late with its heartbeat (the hang rule needs fresh figures), every idle beat while idle."""
+    or late with its heartbeat (the hang rule needs fresh figures), every `idle_every` seconds
+    while it is idle."""
     if not actor.alive:
         return False
     if not actor.idle or now - actor.last_seen > settings.idle_beat + settings.heartbeat_interval:
         return True
-    return now - actor.sampled >= settings.idle_beat - settings.heartbeat_interval / 2
+    return now - actor.sampled >= idle_every - settings.heartbeat_interval / 2
 
 
 def hang(actor: Child, now: float, settings: Settings) -> str | None:

@@ -51,7 +51,7 @@ __all__ = ["Supervisor"]
 
 log = logging.getLogger(__name__)
 
-IDLE_SNAPSHOT = 5.0  # seconds between rewrites of the snapshot file while every actor is idle
+IDLE_SNAPSHOT = 5.0  # seconds between samples of an idle actor and rewrites of the snapshot file while all are
 
 
 class Supervisor:
@@ -273,15 +273,16 @@ class Supervisor:
             log.info("actor %s drained (%d flows cut mid-step)", actor.name, message.cancelled)
 
     async def _watch(self) -> None:
-        """Every heartbeat interval: sample the actors that are due (see `sample_due`), judge hangs
-        and limits, and rewrite the snapshot file when it changed (see `_publish`)."""
+        """At each check (see `_next_check`): sample the actors that are due (see `sample_due`:
+        idle ones every IDLE_SNAPSHOT seconds), judge hangs and limits, and rewrite the snapshot
+        file when it changed (see `_publish`)."""
         interval = self.settings.heartbeat_interval
-        checked = time.monotonic()
+        expected = time.monotonic()
         while not self._closing:
             now = time.monotonic()
-            late, checked = now - checked > 2 * interval + 0.5, now
+            late = now - expected > interval + 0.5
             for actor in self._actors:
-                if sample_due(actor, now, self.settings):
+                if sample_due(actor, now, self.settings, IDLE_SNAPSHOT):
                     actor.sample()
             # a late tick: this process was held up itself, the heartbeats queued meanwhile are read first
             for actor in self._actors if self._state == "running" and not late else ():
@@ -292,7 +293,21 @@ class Supervisor:
                 elif actor.role == "worker" and actor.is_ready:
                     self._enforce_limits(actor, now)
             self._publish(now)
-            await asyncio.sleep(interval)
+            delay = self._next_check(now)
+            expected = now + delay
+            await asyncio.sleep(delay)
+
+    def _next_check(self, now: float) -> float:
+        """Seconds until the next check: one heartbeat interval, or while every actor is ready,
+        idle and on time, until one of them could be late with its heartbeat (then it is checked
+        every interval, so a frozen one is still seen once it is silent for hang_timeout) or the
+        snapshot is due."""
+        s = self.settings
+        if self._state != "running" or not all(a.idle and a.is_ready for a in self._actors):
+            return s.heartbeat_interval
+        due = min([self._written + IDLE_SNAPSHOT] + [a.last_seen + s.idle_beat + s.heartbeat_interval
+                                                     for a in self._actors])
+        return max(s.heartbeat_interval, due - now)
 
     def _enforce_limits(self, worker: Child, now: float) -> None:
         action = limit_action(worker, self.settings, now)
