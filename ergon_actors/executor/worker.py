@@ -118,8 +118,8 @@ class Worker(PyErgonBuilders):
         poll_interval: how long a busy worker waits before looking for more work.
         idle_poll: the longest an idle worker sleeps: it sleeps until the next flow of its types
             is due (a timer, a retry, a lease to take over) or it is woken by new work committed
-            through the same store, and at most this long, to see work written by other
-            processes or hosts.
+            through the same store, and at most this long; then it asks the store (NextDue)
+            again, to see work written by other processes or hosts, and claims once some is due.
         step_timeout: seconds a try of a step that sets no timeout of its own may run before it
             fails with StepTimeoutError (the step_timeout setting; inf: no bound).
         observer: told of every run of a flow and every step body (metrics, traces); see

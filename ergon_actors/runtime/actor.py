@@ -14,9 +14,9 @@ A subclass (the journal, the worker) holds only its own work, in four hooks:
 The base sends a `Heartbeat` every beat from a thread of its own, so a busy or blocked event
 loop never silences it: a heartbeat says the process is alive. A beat is the heartbeat
 interval while the actor is busy, and `Settings.idle_beat` (1 s, at most half of
-`hang_timeout`) while it is idle: an idle actor wakes twice a second, and never looks silent to
-the supervisor. Each heartbeat carries
-the `statistics()` and the age of the loop's last sign of progress (a task on the loop notes the
+`hang_timeout`) while it is idle: an idle actor's thread and loop each wake once a second, and
+it never looks silent to the supervisor. Each heartbeat carries the `statistics()`, whether the
+actor is idle, and the age of the loop's last sign of progress (a task on the loop notes the
 time every beat): the supervisor kills an actor whose heartbeats stop while it is stopped or
 idle (frozen) after `hang_timeout`, and one whose loop made no progress (a step blocking it)
 after `loop_timeout`. `Drain(grace)` or SIGTERM (with the configured grace) ends the loop and
