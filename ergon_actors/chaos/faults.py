@@ -43,6 +43,7 @@ INTERVAL = (0.4, 1.0)  # seconds between two faults
 TARGET_WAIT = 15.0     # how long a fault waits for its target to be up (a restart in progress)
 BUSY_WAIT = 2.0        # how long a worker fault waits for a worker holding flows, else hits an idle one
 ORPHAN_WAIT = 2.0      # a supervisor's children must be gone this long after it died
+HIT_TRIES = 5          # choices of a victim that died before the signal, before a fault is skipped
 RESUMED = 3.0          # a resumed worker's mark is taken back this long after its SIGCONT
 
 
@@ -288,12 +289,23 @@ class Harness:
             await asyncio.sleep(0.05)
 
     async def _hit_actor(self, plan: Plan) -> None:
+        """Hit an actor of the plan's role; one that dies before the signal (a poison flow's
+        worker, a journal restarting) is replaced by another choice, a few times at most."""
         role = "journal" if plan.kind.endswith("-journal") else "worker"
+        for _ in range(HIT_TRIES):
+            if await self._try_hit_actor(plan, role):
+                return
+            await asyncio.sleep(0.2)  # its supervisor sees the death and starts another
+        self.notes.append(f"{plan.kind} at {self._now():.1f}s skipped: each {role} chosen died before "
+                          f"the signal ({HIT_TRIES} tries)")
+
+    async def _try_hit_actor(self, plan: Plan, role: str) -> bool:
+        """False when the chosen actor was gone by the time of the signal."""
         candidates = await self._candidates(plan.kind, role)
         if not candidates:
             self.notes.append(f"{plan.kind} at {self._now():.1f}s skipped: no {role} to hit was up "
                               f"within {TARGET_WAIT:g}s")
-            return
+            return True
         running = await self._running()
         deadline = time.monotonic() + BUSY_WAIT
         while (role == "worker" and not {a.worker_id for _, a in candidates} & set(running.values())
@@ -309,20 +321,18 @@ class Harness:
         marks = self.hosts.sups[host].marks
         if role == "worker":  # a stopped worker is killed as hung: either way, the harness's doing
             marks.mark(victim.pid)
-        if plan.kind.startswith("stop-"):
-            if not victim.signal(signal.SIGSTOP):
-                marks.unmark(victim.pid)
-                return
+        stop = plan.kind.startswith("stop-")
+        if not victim.signal(signal.SIGSTOP if stop else signal.SIGKILL):
+            marks.unmark(victim.pid)
+            return False
+        note = ""
+        if stop:
             self._stopped[victim.pid] = (host, victim, asyncio.get_running_loop().create_task(
                 self._resume_later(victim, plan.pause, marks)))
             note = f"stopped {plan.pause:.1f}s"
-        else:
-            if not victim.signal(signal.SIGKILL):
-                marks.unmark(victim.pid)
-                return
-            note = ""
         where = f"{self.hosts.name(host)} " if len(self.hosts) > 1 else ""
         self._record(plan.kind, f"{where}{victim.name} (pid {victim.pid})", wall, affected, {victim.pid}, note)
+        return True
 
     async def _resume_later(self, actor: Actor, pause: float, marks: KillMarks) -> None:
         await asyncio.sleep(pause)
