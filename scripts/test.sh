@@ -17,4 +17,6 @@ echo "ruff check"
 python -m ruff check --quiet
 echo "mypy --strict ergon_actors"
 python -m mypy
-exec python -m pytest "$@"
+# Two test processes: most tests wait on real processes, signals and leases more than they use
+# a core. (pytest-benchmark, when installed, is kept out: it cannot run under xdist here.)
+exec python -m pytest -n 2 -p no:benchmark "$@"
