@@ -278,19 +278,16 @@ class RedisExecutionLog(RedisUpkeep, LogBase):
         """Run the packed commands as one script call in one round trip, loading the script again if needed."""
         if not packed:
             return []
-        for attempt in (1, 2):
+        try:
             try:
-                if attempt == 2:
-                    await self._load_scripts(client)  # Redis restarted: its script cache is empty
                 return await self._call(client, packed)
-            except NoScriptError as exc:
-                if attempt == 2:
-                    raise self._unavailable(exc) from exc
-            except (RedisError, OSError) as exc:
-                if _transient(exc):
-                    raise self._unavailable(exc) from exc
-                raise StoreError(f"Redis at {_redact(self.url)} failed a batch: {_server_text(exc)}") from exc
-        raise AssertionError("unreachable")
+            except NoScriptError:
+                await self._load_scripts(client)  # Redis restarted: its script cache is empty
+                return await self._call(client, packed)
+        except (RedisError, OSError) as exc:
+            if _transient(exc):  # NOSCRIPT again counts as such
+                raise self._unavailable(exc) from exc
+            raise StoreError(f"Redis at {_redact(self.url)} failed a batch: {_server_text(exc)}") from exc
 
     def _refusal(self, command: Command, exc: Exception) -> Exception:
         """The refusal or error a script's error reply stands for (raised if Redis itself failed).

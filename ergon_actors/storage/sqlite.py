@@ -48,6 +48,12 @@ _EVENT = ("INSERT INTO events VALUES (?, coalesce((SELECT seq FROM events WHERE 
 
 
 _ANY_SUSPECT = "SELECT 1 FROM flows INDEXED BY flows_suspect WHERE suspect > 0 LIMIT 1"  # the partial index's head
+
+
+def _is_due(at: float | None, now: float) -> bool:
+    """Whether the earliest due time a probe found (None: nothing waits) has come."""
+    return at is not None and at <= now
+
 # runnable flows of the default queue, counted on its partial claim indexes without sorting them
 _DUE_COUNT = ("SELECT count(*) FROM (SELECT 1 FROM flows WHERE status = 'RUNNING' AND lease_expires <= :now "
               "AND queue IS NULL UNION ALL SELECT 1 FROM flows WHERE status IN ('PENDING', 'SUSPENDED') "
@@ -388,8 +394,7 @@ class SqliteExecutionLog(SqliteQueues, SqliteOperations, SqliteUpkeep, SqliteRec
                 ids = self._queued_suspects(db, c, now, params, group)  # each waits for room in its queue
             else:
                 ids = self._queued_claim(db, c, now, params)  # named queues first: their limits hold them back
-                due = db.execute(_next_due(types), params).fetchone()[0]
-                if len(ids) < c.limit and due is not None and due <= now:
+                if len(ids) < c.limit and _is_due(db.execute(_next_due(types), params).fetchone()[0], now):
                     params["n"] = c.limit - len(ids)
                     ids += [r[0] for r in db.execute(_claimable(types, versioned), params)]
         self._batch_claims[c.worker_id] = c.request_id
