@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import zmq
@@ -163,24 +162,16 @@ class Journal(Actor):
                 # and a plain send could take the wake-up of a message arriving meanwhile
                 self.sock.send_multipart((identity, wake))
 
-    def _wake_if_due(self) -> Callable[[list[Command]], Awaitable[list[object]]]:
-        """An `_execute` that, at its first call, also asks the store whether a flow is due now
-        for each set of flow types the claimers serve, in the same transaction, and wakes those
-        claimers if one is: idle workers ask the store nothing until then, also for work that
-        other processes write or timers that come due."""
+    async def _wake_due_claimers(self) -> None:
+        """Ask the store whether a flow is due now for each set of flow types the claimers serve,
+        and wake those claimers if one is: idle workers ask the store nothing themselves until
+        then, also for work that other processes write or timers that come due."""
         kinds = list({types for _, types in self.claimers.values()})
-        probes: list[Command] = [NextDue(types) for types in kinds]
-
-        async def execute(commands: list[Command]) -> list[object]:
-            nonlocal probes
-            asked, probes = probes, []
-            now = time.time()
-            results = await self._execute(asked + commands)
-            if asked:
-                due = zip(kinds, results[:len(asked)], strict=True)
-                self._wake_all({types for types, at in due if isinstance(at, float) and at <= now})
-            return results[len(asked):]
-        return execute
+        if not kinds:
+            return
+        now = time.time()
+        results = await self._execute([NextDue(types) for types in kinds])
+        self._wake_all({types for types, at in zip(kinds, results, strict=True) if isinstance(at, float) and at <= now})
 
     async def _upkeep(self) -> None:
         """Start the flows of the cron schedules' due ticks, and delete flows past the retention
@@ -191,7 +182,8 @@ class Journal(Actor):
         while True:
             delay = UPKEEP_POLL
             try:
-                created, next_at = await fire_due(self._wake_if_due())
+                await self._wake_due_claimers()
+                created, next_at = await fire_due(self._execute)
                 if created:
                     log.info("cron schedules started %d flows: %s", len(created), ", ".join(created))
                     self._wake_all()
