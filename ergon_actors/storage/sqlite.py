@@ -125,6 +125,13 @@ def _store_fault(exc: BaseException) -> bool:
     return _code(exc) in _UNAVAILABLE | _BROKEN
 
 
+def _fail(group: list[tuple[Sequence[Command], asyncio.Future[list[object]]]], exc: Exception) -> None:
+    """Fail every call of a group whose transaction failed."""
+    for _, future in group:
+        if not future.done():
+            future.set_exception(exc)
+
+
 class _CommandFailed(Exception):
     """One command of a transaction failed on its own content: roll back, apply the rest without it."""
 
@@ -146,11 +153,12 @@ class SqliteExecutionLog(SqliteQueues, SqliteOperations, SqliteUpkeep, SqliteRec
     Args:
         path: the database file (created, with its folder, if missing), or ":memory:".
         synchronous: OFF, NORMAL, FULL (default: an answered commit survives power loss) or EXTRA.
-        inline: run every transaction on the event loop's own thread, blocking it meanwhile,
-            instead of on a thread of the store's own (two thread hops per transaction saved);
-            for a process whose loop only commits (the journal). A write lock held by another
-            process then fails a transaction with StoreUnavailableError after INLINE_BUSY_MS,
-            not 10 s, so the loop is never blocked long.
+        inline: run every transaction on the event loop's own thread, blocking the loop while it
+            commits, instead of on a thread of the store's own (two thread hops per transaction
+            saved). The calls made in one turn of the loop share the transaction run at its next
+            turn, so many flows of one process still share one fsync. A write lock held by
+            another process then fails a transaction with StoreUnavailableError after
+            INLINE_BUSY_MS, not 10 s, so the loop is never blocked long.
     """
 
     def __init__(self, path: str | Path, *, synchronous: str = "FULL", inline: bool = False) -> None:
@@ -162,6 +170,7 @@ class SqliteExecutionLog(SqliteQueues, SqliteOperations, SqliteUpkeep, SqliteRec
         self._conn: ConnectionThread | InlineConnection | None = None
         self._waiting: list[tuple[Sequence[Command], asyncio.Future[list[object]]]] = []
         self._committing = False
+        self._committer: asyncio.Task[None] | None = None  # held: the loop keeps tasks weakly
         # worker -> its last claim request_id (as the memory store keeps it): a re-send whose
         # first answer holds no running flow any more must still claim nothing new.
         self._last_claim: dict[str, str] = {}
@@ -212,6 +221,8 @@ class SqliteExecutionLog(SqliteQueues, SqliteOperations, SqliteUpkeep, SqliteRec
 
     async def close(self) -> None:
         """Finish the work already handed to the connection, then close it."""
+        if self.inline:
+            self._commit_inline()  # the calls of this turn, before the connection goes
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.close()
@@ -245,18 +256,37 @@ class SqliteExecutionLog(SqliteQueues, SqliteOperations, SqliteUpkeep, SqliteRec
                 locked); nothing was applied, and the same commands may be sent again.
             StoreError: the store is broken (corrupt) or not connected.
         """
-        if self.inline:  # the caller's loop waits for this commit: nothing else can be waiting
-            results = await self._run(lambda db: self._apply(db, commands))
-            self.notify(commands)
-            return results
+        if self._conn is None:
+            raise StoreError("store is not connected: await store.connect() first")
         # Calls made while a transaction runs wait and then share the next one (group commit):
         # many flows in one process pay one fsync between them, as they do through the journal.
-        future: asyncio.Future[list[object]] = asyncio.get_running_loop().create_future()
+        # Inline, the calls of one turn of the event loop share the transaction run at its next turn.
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[list[object]] = loop.create_future()
         self._waiting.append((commands, future))
         if not self._committing:
             self._committing = True
-            asyncio.get_running_loop().create_task(self._commit_waiting())
+            if self.inline:
+                loop.call_soon(self._commit_inline)
+            else:
+                self._committer = loop.create_task(self._commit_waiting())
         return await future
+
+    def _commit_inline(self) -> None:
+        """Commit the calls made since the last turn of the loop, on the loop's thread."""
+        group, self._waiting, self._committing = self._waiting, [], False
+        if not group:
+            return
+        conn = self._conn
+        commands = [c for batch, _ in group for c in batch]
+        try:
+            if not isinstance(conn, InlineConnection):
+                raise StoreError("store is not connected: await store.connect() first")
+            results = conn.call(lambda db: self._apply(db, commands))
+        except Exception as exc:  # about the store, never one command: every caller gets it
+            _fail(group, exc)
+            return
+        self._answer(group, commands, results)
 
     async def _commit_waiting(self) -> None:
         try:
@@ -271,10 +301,13 @@ class SqliteExecutionLog(SqliteQueues, SqliteOperations, SqliteUpkeep, SqliteRec
         try:
             results = await self._run(lambda db: self._apply(db, commands))
         except Exception as exc:  # about the store, never one command: every caller gets it
-            for _, future in group:
-                if not future.done():
-                    future.set_exception(exc)
+            _fail(group, exc)
             return
+        self._answer(group, commands, results)
+
+    def _answer(self, group: list[tuple[Sequence[Command], asyncio.Future[list[object]]]],
+                commands: list[Command], results: list[object]) -> None:
+        """Hand each caller of a committed group its share of the results, then wake listeners."""
         start = 0
         for batch, future in group:
             if not future.done():

@@ -81,6 +81,10 @@ class InlineConnection:
 
     async def run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """ConnectionThread.run, on this thread and at once; the connection opens at the first call."""
+        return self.call(fn)
+
+    def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`fn(connection)`, called now; the connection opens at the first call."""
         if self._closing:
             raise StoreError("the SQLite connection is closed")
         if self._db is None:
