@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii as _string
 from typing import Any
 
 from ..core import Failure, FlowRecord, FlowStatus, StepRecord, StepStatus
@@ -65,7 +66,27 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"))  # built once: json.dumps wit
 
 
 def dumps(details: dict[str, Any]) -> str:
-    return _ENCODER.encode(details)
+    """The details as compact ASCII JSON, as json.dumps(details, separators=(",", ":")) writes them."""
+    if len(details) == 4 and type(details.get("tries")) is int:  # a step's event, one per step
+        position, name, attempt, tries = details.values()
+        if (type(position) is int and type(name) is str and type(attempt) is int
+                and list(details) == _STEP_KEYS):
+            return f'{{"position":{position},"name":{_string(name)},"attempt":{attempt},"tries":{tries}}}'
+    parts = []
+    for key, value in details.items():  # str, int and None as the encoder writes them; else the encoder
+        kind = type(value)
+        if kind is str:
+            parts.append(f"{_string(key)}:{_string(value)}")
+        elif kind is int:
+            parts.append(f"{_string(key)}:{int.__repr__(value)}")
+        elif value is None:
+            parts.append(f"{_string(key)}:null")
+        else:
+            return _ENCODER.encode(details)
+    return "{" + ",".join(parts) + "}"
+
+
+_STEP_KEYS = ["position", "name", "attempt", "tries"]
 
 
 def scheduled_event(flow_type: str, parent_id: str | None, ready_at: float | None) -> Event:
