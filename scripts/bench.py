@@ -9,12 +9,13 @@ Run from the repository root:
 Sections (--only takes a comma-separated subset):
   throughput    N flows of K no-op steps through the supervisor (W workers) at synchronous FULL
                 and NORMAL, the same steps in flows of 10 and 30 steps at FULL (steps/s), and
-                in one process (executor Worker on SqliteExecutionLog).
+                in one process (executor Worker on SqliteExecutionLog, on its connection thread
+                and inline=True).
   latency       M flows one at a time through the supervisor at FULL: durable step latency
                 (gaps between consecutive steps' completed_at in the journal) and end-to-end,
                 beside the floors measured in the same run (a raw sqlite3 commit at FULL, a
                 ZeroMQ round trip between two Python processes); and the step latency of M
-                flows one at a time in one process, at FULL and NORMAL.
+                flows one at a time in one process, at FULL and NORMAL, on both stores as above.
 
 The header prints the load average and a fixed pure-Python calibration rate: compare runs by them.
   recovery      R times: SIGKILL the worker running a flow's step; time until the step's re-run
@@ -176,9 +177,9 @@ async def throughput_supervisor(tmp: str, a, synchronous: str, store: str | None
             "rss_max": {name: peaks[name] for name in sorted(peaks)}, "roles": roles}
 
 
-async def throughput_inprocess(tmp: str, a, synchronous: str) -> dict:
-    db = os.path.join(tmp, f"inprocess-{synchronous}.db")
-    store = await SqliteExecutionLog(db, synchronous=synchronous).connect()
+async def throughput_inprocess(tmp: str, a, synchronous: str, inline: bool = False) -> dict:
+    db = os.path.join(tmp, f"inprocess-{synchronous}{'-inline' if inline else ''}.db")
+    store = await SqliteExecutionLog(db, synchronous=synchronous, inline=inline).connect()
     try:
         worker = Worker(store, "inprocess", concurrency=a.concurrency)
         await worker.register(bench_flows.Noop)
@@ -192,7 +193,8 @@ async def throughput_inprocess(tmp: str, a, synchronous: str) -> dict:
             await handle.shutdown(grace=5.0)
     finally:
         await store.close()
-    return {"case": f"in-process {synchronous}", "seconds": seconds, "flows_per_s": a.flows / seconds,
+    return {"case": f"in-process {synchronous}{', inline store' if inline else ''}", "seconds": seconds,
+            "flows_per_s": a.flows / seconds,
             "steps_per_s": a.flows * a.steps / seconds}
 
 
@@ -221,7 +223,8 @@ async def section_throughput(tmp: str, a) -> list[dict]:
         runs.append(run)
     runs.append(await throughput_redis(tmp, a))
     for synchronous in ("FULL", "NORMAL"):
-        runs.append(await throughput_inprocess(tmp, a, synchronous))
+        for inline in (False, True):  # the store's connection thread, or commits on the loop (inline=True)
+            runs.append(await throughput_inprocess(tmp, a, synchronous, inline))
     return runs
 
 
@@ -261,10 +264,10 @@ def floors(tmp: str) -> dict:
     return {"commit_full_us": commit, "zmq_rtt_us": zmq_round_trip_us()}
 
 
-async def inprocess_step_us(tmp: str, a, synchronous: str) -> float:
+async def inprocess_step_us(tmp: str, a, synchronous: str, inline: bool = False) -> float:
     """Step p50 of flows run one at a time in one process (executor Worker on SqliteExecutionLog)."""
-    store = await SqliteExecutionLog(os.path.join(tmp, f"latency-inprocess-{synchronous}.db"),
-                                     synchronous=synchronous).connect()
+    name = f"latency-inprocess-{synchronous}{'-inline' if inline else ''}.db"
+    store = await SqliteExecutionLog(os.path.join(tmp, name), synchronous=synchronous, inline=inline).connect()
     gaps: list[float] = []
     try:
         worker = Worker(store, "latency", concurrency=a.concurrency)
@@ -290,7 +293,8 @@ async def section_latency(tmp: str, a) -> dict:
     db = os.path.join(tmp, "latency.db")
     steps_us, flows_ms = [], []
     floor = floors(tmp)
-    inprocess = {f"inprocess_{s.lower()}_step_p50_us": await inprocess_step_us(tmp, a, s) for s in ("FULL", "NORMAL")}
+    inprocess = {f"inprocess{'_inline' if inline else ''}_{s.lower()}_step_p50_us":
+                 await inprocess_step_us(tmp, a, s, inline) for s in ("FULL", "NORMAL") for inline in (False, True)}
     async with supervisor(db, a, synchronous="FULL") as sup:
         for i in range(-5, a.latency_flows):  # 5 warm-up flows, not counted
             (command,) = noop_commands("lat", i + 5, i + 6, a.steps)
@@ -480,12 +484,13 @@ def rows_of(results: dict, a) -> list[tuple[str, str, str, str, str]]:
                          f"p50 <= commit + round trip + 100 = {bound:,.0f} us", verdict(lat["step_p50_us"] <= bound)))
             rows.append(("latency", "  floors now: sqlite3 INSERT+COMMIT FULL / ZeroMQ round trip",
                          f"{lat['commit_full_us']:,.0f} / {lat['zmq_rtt_us']:,.0f} us", "", ""))
-            full, normal = lat["inprocess_full_step_p50_us"], lat["inprocess_normal_step_p50_us"]
-            rows.append(("latency", "in-process step p50, FULL", f"{full:,.0f} us",
-                         f"<= commit + 60 = {lat['commit_full_us'] + 60:,.0f} us",
-                         verdict(full <= lat["commit_full_us"] + 60)))
-            rows.append(("latency", "in-process step p50, NORMAL", f"{normal:,.0f} us", "< 80 us",
-                         verdict(normal < 80)))
+            for variant, key in (("", "inprocess"), (", inline store", "inprocess_inline")):
+                full, normal = lat[f"{key}_full_step_p50_us"], lat[f"{key}_normal_step_p50_us"]
+                rows.append(("latency", f"in-process step p50, FULL{variant}", f"{full:,.0f} us",
+                             f"<= commit + 60 = {lat['commit_full_us'] + 60:,.0f} us",
+                             verdict(full <= lat["commit_full_us"] + 60)))
+                rows.append(("latency", f"in-process step p50, NORMAL{variant}", f"{normal:,.0f} us", "< 80 us",
+                             verdict(normal < 80)))
             rows.append(("latency", f"flow end-to-end p50 / p99 ({lat['flows']} flows)",
                          f"{lat['flow_p50_ms']:.1f} / {lat['flow_p99_ms']:.1f} ms", "", ""))
     rec = results.get("recovery")

@@ -5,7 +5,8 @@ Run from the repository root:
     python scripts/bench_overhead.py              # one flow of 1000 no-op steps per store
     python scripts/bench_overhead.py --steps 200 --repeat 1
 
-Each store runs `Executor(Noop(steps=K), store, flow_id).run()` --repeat times (fresh flow id);
+Each store runs `Executor(Noop(steps=K), store, flow_id).run()` --repeat times (fresh flow id), the
+SQLite store both on its connection thread and inline (`inline=True`);
 the median run is reported as microseconds per step (schedule, claim and finish included,
 spread over the K steps). The floors: the same disk's cost of one sqlite3 INSERT+COMMIT in
 WAL mode (stdlib sqlite3, then through aiosqlite's thread), and of one 4 KiB write+fdatasync.
@@ -91,19 +92,21 @@ async def main_async(a, tmp: str) -> list[tuple[str, float]]:
     rows = []
     store = InMemoryExecutionLog()
     rows.append(("Executor, in-memory store", await executor_us_per_step(store, a.steps, a.repeat, "mem")))
-    store = await SqliteExecutionLog.in_memory()
-    try:
-        rows.append(("Executor, SQLite :memory:", await executor_us_per_step(store, a.steps, a.repeat, "sqlmem")))
-    finally:
-        await store.close()
-    for synchronous in ("FULL", "NORMAL"):
-        store = await SqliteExecutionLog(os.path.join(tmp, f"executor-{synchronous}.db"),
-                                         synchronous=synchronous).connect()
+    for inline, how in ((False, "connection thread"), (True, "inline")):
+        store = await SqliteExecutionLog(":memory:", inline=inline).connect()
         try:
-            us = await executor_us_per_step(store, a.steps, a.repeat, synchronous)
+            us = await executor_us_per_step(store, a.steps, a.repeat, f"sqlmem-{how}")
         finally:
             await store.close()
-        rows.append((f"Executor, SQLite file WAL synchronous={synchronous}", us))
+        rows.append((f"Executor, SQLite :memory:, {how}", us))
+        for synchronous in ("FULL", "NORMAL"):
+            store = await SqliteExecutionLog(os.path.join(tmp, f"executor-{synchronous}-{inline}.db"),
+                                             synchronous=synchronous, inline=inline).connect()
+            try:
+                us = await executor_us_per_step(store, a.steps, a.repeat, synchronous)
+            finally:
+                await store.close()
+            rows.append((f"Executor, SQLite file WAL synchronous={synchronous}, {how}", us))
     for synchronous in ("FULL", "NORMAL"):
         us = sqlite_commit_us(os.path.join(tmp, f"raw-{synchronous}.db"), synchronous, a.commits)
         rows.append((f"floor: sqlite3 INSERT+COMMIT, WAL synchronous={synchronous}", us))

@@ -46,6 +46,24 @@ _DUE = "((status = 'RUNNING' AND lease_expires <= :now) OR (status IN ('PENDING'
 _EVENT = ("INSERT INTO events VALUES (?, coalesce((SELECT seq FROM events WHERE flow_id = ? ORDER BY seq DESC "
           "LIMIT 1), 0) + 1, ?, ?, ?)")
 
+# a step's write: it never replaces a complete step (a re-send changes nothing)
+_STEP_UPSERT = ("INSERT INTO steps {values} ON CONFLICT (flow_id, position) DO UPDATE SET "
+                "name = excluded.name, args_hash = excluded.args_hash, status = excluded.status, "
+                "result = excluded.result, error = excluded.error, attempt = excluded.attempt, "
+                "completed_at = excluded.completed_at, tries = excluded.tries, retry_at = excluded.retry_at "
+                "WHERE steps.status != 'COMPLETE'")
+_PLAIN_STEP_UPSERT = _STEP_UPSERT.format(values="VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+# the same, only while the epoch owns the running flow and no cancel is asked (rules.fence passes)
+_FENCED_STEP_UPSERT = _STEP_UPSERT.format(
+    values="SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM flows WHERE flow_id = ? AND epoch = ? "
+           "AND status = 'RUNNING' AND cancel_requested = 0")
+
+
+def _step_params(flow_id: str, s: StepRecord, now: float) -> tuple[object, ...]:
+    """The values of a steps row for step s of flow_id, written at `now`."""
+    return (flow_id, s.position, s.name, s.args_hash, s.status, s.result,
+            None if s.error is None else dump_failure(s.error), s.attempt, now, s.tries, s.retry_at)
+
 
 _ANY_SUSPECT = "SELECT 1 FROM flows INDEXED BY flows_suspect WHERE suspect > 0 LIMIT 1"  # the partial index's head
 
@@ -518,19 +536,16 @@ class SqliteExecutionLog(SqliteQueues, SqliteOperations, SqliteUpkeep, SqliteRec
 
     @staticmethod
     def _insert_step(db: sqlite3.Connection, flow_id: str, s: StepRecord, now: float) -> StepRecord:
-        db.execute(
-            "INSERT INTO steps VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (flow_id, position) DO UPDATE SET "
-            "name = excluded.name, args_hash = excluded.args_hash, status = excluded.status, "
-            "result = excluded.result, error = excluded.error, attempt = excluded.attempt, "
-            "completed_at = excluded.completed_at, tries = excluded.tries, retry_at = excluded.retry_at "
-            "WHERE steps.status != 'COMPLETE'",
-            (flow_id, s.position, s.name, s.args_hash, s.status, s.result,
-             None if s.error is None else dump_failure(s.error), s.attempt, now, s.tries, s.retry_at))
+        db.execute(_PLAIN_STEP_UPSERT, _step_params(flow_id, s, now))
         return StepRecord(s.position, s.name, s.args_hash, s.status, s.result, s.error, s.attempt, now,
                           s.tries, s.retry_at)
 
     def _AppendStep(self, db: sqlite3.Connection, c: AppendStep, now: float) -> None:
-        if self._fence(db, c, now, c.step.position) != StepStatus.COMPLETE:
+        # One statement writes the step while the epoch owns the flow (the fence of _fence) and the
+        # step is not complete yet; only when it writes nothing is the fence read to say why.
+        if db.execute(_FENCED_STEP_UPSERT, (*_step_params(c.flow_id, c.step, now), c.flow_id, c.epoch)).rowcount:
+            self._event(db, c.flow_id, now, step_event(c.step))
+        elif self._fence(db, c, now, c.step.position) != StepStatus.COMPLETE:
             self._insert_step(db, c.flow_id, c.step, now)  # recorded once: a re-send changes nothing
             self._event(db, c.flow_id, now, step_event(c.step))
         return None
