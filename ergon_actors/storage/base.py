@@ -53,6 +53,9 @@ class LogBase(PyErgonLogMixin):
     """
 
     poll_interval = 0.05  # how often wait_for_completion looks for writes by other processes
+    # True where execute() is a round trip to a server that applies concurrent calls in the order
+    # they were made: the journal then sends a batch while the one before it is under way
+    pipelined = False
 
     def listen(self, event: asyncio.Event) -> None:
         """Set `event` whenever flows may have become runnable here (scheduled, released, woken)."""

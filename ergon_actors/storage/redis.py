@@ -18,6 +18,8 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import (ClusterDownError, MasterDownError, NoScriptError, OutOfMemoryError,
                               ReadOnlyError, RedisError, ResponseError, TryAgainError)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..core import Failure, FlowRecord, StepRecord
 from ..core.queues import QueueLimits, QueueState
@@ -32,6 +34,7 @@ from .commands import (AppendStep, AwaitSignal, CancelFlow, Claim, ClaimFlows, C
 from .crashes import JITTER, SPLIT, check, poison_failure
 from .events import FlowEvent, dumps, finish_event, scheduled_event, step_event, suspend_event
 from .records import dump_failure, load_crashes, load_failure
+from .redis_pipe import OrderedConnection
 from .redis_scripts import SCRIPTS, batch_script
 from .redis_upkeep import SCHEDULE_PRELUDE, UPKEEP_SCRIPTS, RedisUpkeep
 from .rules import check_migration, invalid
@@ -174,6 +177,8 @@ class RedisExecutionLog(RedisUpkeep, LogBase):
             a script runs); a query that needs more returns a short page and a cursor.
     """
 
+    pipelined = True
+
     def __init__(self, url: str, *, prefix: str = "ergon", timeout: float = 10.0,
                  query_budget: int = 5000) -> None:
         parts, db = urlsplit(url), urlsplit(url).path.strip("/")
@@ -189,6 +194,7 @@ class RedisExecutionLog(RedisUpkeep, LogBase):
         self.timeout = timeout
         self.query_budget = query_budget
         self._client: aioredis.Redis | None = None
+        self._pipe: OrderedConnection | None = None
         self._batch: Any = None
 
     async def connect(self) -> RedisExecutionLog:
@@ -207,30 +213,44 @@ class RedisExecutionLog(RedisUpkeep, LogBase):
         except ValueError as exc:
             raise ConfigError(f"Redis URL {_redact(self.url)!r}: {exc}") from None
         self._batch = client.register_script(batch_script(SCHEDULE_PRELUDE, {**SCRIPTS, **UPKEEP_SCRIPTS}))
+        pipe = OrderedConnection(client)
         try:
             await client.ping()
-            await self._load_scripts(client)
-            (indexed,) = await self._call(client, [self._script("IndexAll", [])])
+            await self._load_scripts(pipe)
+            (indexed,) = await self._call(pipe, [self._script("IndexAll", [])])
             if isinstance(indexed, Exception):
                 raise indexed
         except RedisError as exc:
+            await pipe.close()
             await client.aclose()
             raise self._unavailable(exc) from exc
-        self._client = client
+        self._client, self._pipe = client, pipe
         return self
 
     async def close(self) -> None:
-        client, self._client = self._client, None
+        client, pipe, self._client, self._pipe = self._client, self._pipe, None, None
+        if pipe is not None:
+            await pipe.close()
         if client is not None:
             await client.aclose()
 
-    async def _load_scripts(self, client: aioredis.Redis) -> None:
-        await client.script_load(self._batch.script)
+    async def _load_scripts(self, pipe: OrderedConnection) -> None:
+        # on the batches' connection: a batch sent after this finds the script
+        await pipe.call("SCRIPT", "LOAD", self._batch.script)
 
-    async def _call(self, client: aioredis.Redis, packed: list[bytes]) -> list[object]:
-        """One call of the batch script with the packed commands: one reply (or error) per command."""
+    async def _call(self, pipe: OrderedConnection, packed: list[bytes]) -> list[object]:
+        """One call of the batch script with the packed commands: one reply (or error) per command.
+
+        Every batch goes on one connection, so Redis applies batches sent while others are under
+        way in the order they were sent. A call that broke on its connection is made once more
+        on a fresh one (after a Redis restart, the old connection breaks at its first use).
+        """
         batch = _HEADER.pack_array_header(2 * len(packed)) + b"".join(packed)
-        replies = await client.evalsha(self._batch.sha, 0, self.prefix, batch, len(packed))
+        args = ("EVALSHA", self._batch.sha, 0, self.prefix, batch, len(packed))
+        try:
+            replies = await pipe.call(*args)
+        except (RedisConnectionError, RedisTimeoutError):
+            replies = await pipe.call(*args)
         return cast(list[object], replies)
 
     def __repr__(self) -> str:
@@ -249,11 +269,11 @@ class RedisExecutionLog(RedisUpkeep, LogBase):
                 again is safe.
             StoreError: not connected, or Redis failed the transaction for another reason.
         """
-        client = self._client
-        if client is None:
+        pipe = self._pipe
+        if pipe is None:
             raise StoreError("store is not connected: await store.connect() first")
         plans = [self._plan(c) for c in commands]
-        replies = await self._transaction(client, [p[0] for p in plans if p[0] is not None])
+        replies = await self._transaction(pipe, [p[0] for p in plans if p[0] is not None])
         results: list[object] = []
         queue = iter(replies)
         for command, (redis_command, decode) in zip(commands, plans, strict=True):
@@ -274,16 +294,16 @@ class RedisExecutionLog(RedisUpkeep, LogBase):
             error = invalid(command, exc)
             return None, lambda r: error
 
-    async def _transaction(self, client: aioredis.Redis, packed: list[bytes]) -> list[object]:
+    async def _transaction(self, pipe: OrderedConnection, packed: list[bytes]) -> list[object]:
         """Run the packed commands as one script call in one round trip, loading the script again if needed."""
         if not packed:
             return []
         try:
             try:
-                return await self._call(client, packed)
+                return await self._call(pipe, packed)
             except NoScriptError:
-                await self._load_scripts(client)  # Redis restarted: its script cache is empty
-                return await self._call(client, packed)
+                await self._load_scripts(pipe)  # Redis restarted: its script cache is empty
+                return await self._call(pipe, packed)
         except (RedisError, OSError) as exc:
             if _transient(exc):  # NOSCRIPT again counts as such
                 raise self._unavailable(exc) from exc
