@@ -74,6 +74,7 @@ class JournalStats:
     store_error: str = ""  # the last error of that outage
     commit_seconds: Buckets = Buckets()   # how long the store took to commit a batch (outages included)
     batch_commands: Buckets = Buckets()   # commands per commit
+    in_flight: int = 0     # batches whose commit is under way now (more than one on a pipelined store)
 
     @property
     def commands_per_commit(self) -> float:

@@ -101,7 +101,7 @@ class _StepCount:
 
 
 # Figures that are a state now, not a count: a sum across incarnations takes the newest.
-_STATES = frozenset({"running", "largest", "store_failing_since", "store_error"})
+_STATES = frozenset({"running", "largest", "store_failing_since", "store_error", "in_flight"})
 
 
 def add(earlier: Stats | None, later: Stats) -> Stats:
