@@ -480,3 +480,21 @@ def test_a_store_written_before_the_set_of_every_flow_gets_it_when_opened(redis_
             await raw.aclose()
 
     asyncio.run(body())
+
+
+def test_batches_sent_while_others_are_under_way_apply_in_the_order_made(redis_server):
+    """The journal keeps batches in flight: each must apply after the ones sent before it, also
+    when every one of them meets NOSCRIPT and is sent again."""
+    async def body():
+        async with store_and_raw(redis_server.url, "ordered") as (log, raw):
+            for flushed in (False, True):
+                if flushed:
+                    await raw.script_flush()  # as after a restart: every call in flight gets NOSCRIPT
+                ids = [f"{flushed}-{i}" for i in range(20)]
+                calls = [log.execute([command]) for i in ids
+                         for command in (ScheduleFlow(i, "Order", b"x"), CancelFlow(i))]
+                results = await asyncio.gather(*calls)
+                assert results[0::2] == [[Scheduled(i, True)] for i in ids]
+                assert results[1::2] == [[FlowStatus.CANCELLED]] * len(ids)  # never FlowNotFoundError
+
+    asyncio.run(body())
