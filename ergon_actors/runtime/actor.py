@@ -4,7 +4,8 @@ A subclass (the journal, the worker) holds only its own work, in four hooks:
 
 - `on_start()`: open what the actor needs. An exception here is reported to the supervisor as
   `Failed` and the process exits 78; once it returns, the base sends `Ready`.
-- `on_message()`: the actor's `inbox` socket has messages; take and handle them.
+- `on_message()`: the actor's `inbox` socket has messages; take and handle them. A send on the
+  inbox from elsewhere (another task) must be followed by `rouse()`.
 - `on_tick()`: called at each beat (below) on the actor's loop; raise to crash the actor.
 - `busy()`: whether the actor has work in hand; an idle one beats less often.
 - `on_stop(grace)`: stop taking work, give work in flight `grace` seconds; returns how many
@@ -120,9 +121,14 @@ class SupervisorLink:
         self.name = name
         self.sock = make_socket(ctx, zmq.DEALER, 1000, identity=name.encode())
         self.sock.connect(address)
+        self.raw: zmq.Socket[bytes] = zmq.Socket.shadow(self.sock.underlying)  # the actor's loop reads it
 
     def send(self, message: Message) -> None:
-        self.sock.send(encode(message))
+        """Send `message` now (the actor's loop owns the socket's wake-ups: no zmq.asyncio future)."""
+        try:
+            self.raw.send(encode(message), zmq.NOBLOCK)
+        except zmq.Again:  # 1000 messages the supervisor has not read: it is gone or stuck
+            log.warning("actor %s: the supervisor is not reading; %s not sent", self.name, type(message).__name__)
 
 
 class Actor:
@@ -140,12 +146,8 @@ class Actor:
         self.resources = AsyncExitStack()
         self.drops = DropCounter(log, self.role or spec.name)  # malformed messages, from any peer
         self._grace: float | None = None  # set once a stop was asked for
-        # stop() writes here to end the loop's wait at once (it runs on the loop, from a message
-        # or a SIGTERM handler), so the loop sleeps until its next tick instead of polling
-        self._stop_rx = make_socket(self.ctx, zmq.PAIR, 1)
-        self._stop_rx.bind(f"inproc://stop-{id(self)}")
-        self._stop_tx = make_socket(self.ctx, zmq.PAIR, 1)
-        self._stop_tx.connect(f"inproc://stop-{id(self)}")
+        # set by the sockets' file descriptors, by stop() and by rouse(): the loop looks again
+        self._woken = asyncio.Event()
         self._loop_seen = time.monotonic()  # when the loop last showed progress
         self._stats: WorkerStats | JournalStats | None = None  # the figures as of then
         self.beat = self.settings.heartbeat_interval  # seconds between beats: longer while idle
@@ -184,8 +186,12 @@ class Actor:
     def stop(self, grace: float) -> None:
         """Ask the loop to end and drain with `grace` seconds (the shortest grace asked wins)."""
         self._grace = grace if self._grace is None else min(self._grace, grace)
-        with contextlib.suppress(zmq.Again):
-            self._stop_tx.send(b"", zmq.NOBLOCK)
+        self._woken.set()  # stop() runs on the loop (a message, a SIGTERM handler, a tick)
+
+    def rouse(self) -> None:
+        """Make the loop look at its sockets again: call after sending on the inbox outside
+        on_message, since a send can take the wake-up of a message that arrived meanwhile."""
+        self._woken.set()
 
     async def run(self) -> int:
         """Start, serve until asked to stop, drain; returns the process exit code."""
@@ -241,23 +247,44 @@ class Actor:
         return Heartbeat(stats, round(max(0.0, time.monotonic() - self._loop_seen), 3), self._idle)
 
     async def _serve(self) -> None:
-        poller = zmq.asyncio.Poller()
-        poller.register(self.link.sock, zmq.POLLIN)
+        """Handle the supervisor's messages and the inbox's until a stop is asked for.
+
+        The loop watches each socket's file descriptor itself, with no future per wait. The
+        descriptor is edge-triggered (it fires when the socket's state may have changed, and any
+        call on the socket, a send included, can consume that), so every pass reads each socket's
+        EVENTS and the loop sleeps only after a pass that found nothing to read.
+        """
+        loop = asyncio.get_running_loop()
+        watched = [(self.link.raw, self._control)]
         if self.inbox is not None:
-            poller.register(self.inbox, zmq.POLLIN)
-        poller.register(self._stop_rx, zmq.POLLIN)
-        while self._grace is None:
-            ready = dict(await poller.poll())
-            if self.link.sock in ready:
-                await self._control()
-            if self.inbox is not None and self.inbox in ready:
-                await self.on_message()
+            watched.append((zmq.Socket.shadow(self.inbox.underlying), self.on_message))
+        fds = [cast(int, raw.getsockopt(zmq.FD)) for raw, _ in watched]
+        for fd in fds:
+            loop.add_reader(fd, self._woken.set)
+        try:
+            while self._grace is None:
+                self._woken.clear()
+                handled = False
+                for raw, handle in watched:
+                    if self._grace is None and cast(int, raw.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+                        handled = True
+                        await handle()
+                if handled:
+                    await asyncio.sleep(0)  # the loop's other tasks run between two busy passes
+                else:
+                    await self._woken.wait()
+        finally:
+            for fd in fds:
+                loop.remove_reader(fd)
         if self._crash is not None:
             raise self._crash
 
     async def _control(self) -> None:
-        while cast(int, self.link.sock.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
-            frame = await self.link.sock.recv()
+        while True:
+            try:
+                frame = self.link.raw.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
             try:
                 message = decode(frame)
             except ProtocolError as exc:

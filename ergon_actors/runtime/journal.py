@@ -74,8 +74,8 @@ class Journal(Actor):
                                              max_message_size=settings.max_message_size)
         self.sock.bind(self.spec.journal)
         # The same socket without zmq.asyncio's futures: the journal only reads what has arrived
-        # (the loop's poller wakes it), and a ROUTER never blocks a send (it drops for a full or
-        # gone peer), so neither needs a future per message.
+        # (the actor's loop watches the socket), and a ROUTER never blocks a send (it drops for a
+        # full or gone peer), so neither needs a future per message.
         self.raw: zmq.Socket[bytes] = zmq.Socket.shadow(self.sock.underlying)
         upkeep = asyncio.get_running_loop().create_task(self._upkeep())
         self.resources.callback(upkeep.cancel)
@@ -200,9 +200,10 @@ class Journal(Actor):
             if now - seen > CLAIMER_QUIET:  # gone quiet: a dead or restarted client
                 del self.claimers[identity]
             elif of is None or types in of:
-                # through zmq.asyncio: from _upkeep this runs while the loop waits on the socket,
-                # and a plain send could take the wake-up of a message arriving meanwhile
-                self.sock.send_multipart((identity, wake))
+                self.raw.send_multipart((identity, wake))
+        # from _upkeep this runs while the loop waits on the socket, and a send can take the
+        # wake-up of a message arriving meanwhile
+        self.rouse()
 
     async def _wake_due_claimers(self) -> None:
         """Ask the store whether a flow is due now for each set of flow types the claimers serve,
