@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import logging
 import time
+from collections import deque
 from collections.abc import Sequence
 from typing import cast
 
@@ -43,8 +44,10 @@ class JournalClient(LogBase):
         self._sock = make_socket(ctx, zmq.DEALER, hwm, max_message_size=None)
         self._monitor = self._sock.get_monitor_socket(zmq.EVENT_CONNECTED)
         self._sock.connect(address)
-        self._raw: zmq.Socket[bytes] = zmq.Socket.shadow(self._sock.underlying)  # sends without futures
-        self._queued = 0  # sends waiting in zmq.asyncio's queue: later ones must queue behind them
+        # The loop watches the socket's file descriptor itself: no zmq.asyncio future per answer
+        self._raw: zmq.Socket[bytes] = zmq.Socket.shadow(self._sock.underlying)
+        self._fd = cast(int, self._raw.getsockopt(zmq.FD))
+        self._backlog: deque[bytes] = deque()  # frames waiting for room below the high-water mark
         self._ids = itertools.count(1)
         self._pending: dict[int, tuple[asyncio.Future[object], Command, float]] = {}
         self._outbox: list[tuple[int, Command]] = []
@@ -53,8 +56,8 @@ class JournalClient(LogBase):
         self.resent = 0
         self.drops = DropCounter(log, "journal client")
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._receive()), loop.create_task(self._resend()),
-                       loop.create_task(self._reconnects())]
+        loop.add_reader(self._fd, self._events)
+        self._tasks = [loop.create_task(self._resend()), loop.create_task(self._reconnects())]
 
     async def execute(self, commands: Sequence[Command]) -> list[object]:
         if self._closed:
@@ -90,37 +93,41 @@ class JournalClient(LogBase):
         for (request_id, command), size in too_large:
             self._fail(request_id, MessageTooLargeError(type(command).__name__, size, self.max_message_size))
         for frame in frames:
-            if not self._queued:  # sent at once, without a future, unless the high-water mark is reached
+            if not self._backlog:  # sent at once unless the high-water mark is reached
                 try:
                     self._raw.send(frame, zmq.NOBLOCK)
                     continue
                 except zmq.Again:
                     pass
-            # zmq.asyncio queues sends in order while the high-water mark is reached (backpressure);
-            # pyzmq's stubs say Awaitable, zmq.asyncio returns a Future
-            self._queued += 1
-            cast("asyncio.Future[object]", self._sock.send(frame)).add_done_callback(self._sent)
-        # A send may take the socket's wake-up signal for answers that arrived meanwhile (it is
-        # edge-triggered): the waiting receive would not see them, so take them here.
-        if cast(int, self._raw.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
-            asyncio.get_running_loop().call_soon(self._drain)
+            self._backlog.append(frame)  # in order, behind those already waiting (backpressure)
+        self._events()  # a send can take the wake-up of answers that arrived meanwhile
 
-    def _sent(self, future: asyncio.Future[object]) -> None:
-        self._queued -= 1
-        if not future.cancelled() and future.exception() is not None:
-            log.warning("journal client send failed: %s", future.exception())
+    def _events(self) -> None:
+        """Send what the high-water mark lets through and settle every answer that has arrived.
+
+        Called when the socket's file descriptor fires and after each send. The descriptor is
+        edge-triggered and any call on the socket can consume its signal, so this reads EVENTS
+        until the socket has neither an answer to take nor room for a waiting frame.
+        """
+        raw = self._raw
+        while not self._closed:
+            events = cast(int, raw.getsockopt(zmq.EVENTS))
+            if events & zmq.POLLOUT and self._backlog:
+                try:
+                    raw.send(self._backlog[0], zmq.NOBLOCK)
+                except zmq.Again:  # the peer is slower than us: backpressure, wait for room
+                    pass
+                else:
+                    self._backlog.popleft()
+                    continue
+            if not events & zmq.POLLIN:
+                return
+            self._drain()
 
     def _fail(self, request_id: int, exc: Exception) -> None:
         future = self._pending.pop(request_id)[0]
         if not future.done():
             future.set_exception(exc)
-
-    async def _receive(self) -> None:
-        # The first frame through a future (waits for the journal), the rest that have arrived
-        # by then without one.
-        while True:
-            self._answer(await self._sock.recv())
-            self._drain()
 
     def _drain(self) -> None:
         """Settle every answer that has arrived, without waiting."""
@@ -188,6 +195,7 @@ class JournalClient(LogBase):
         if self._closed:
             return
         self._closed = True
+        asyncio.get_running_loop().remove_reader(self._fd)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
