@@ -4,8 +4,9 @@ A subclass (the journal, the worker) holds only its own work, in four hooks:
 
 - `on_start()`: open what the actor needs. An exception here is reported to the supervisor as
   `Failed` and the process exits 78; once it returns, the base sends `Ready`.
-- `on_message()`: the actor's `inbox` socket has messages; take and handle them. A send on the
-  inbox from elsewhere (another task) must be followed by `rouse()`.
+- `on_message()`: the actor's `inbox` socket has messages; take and handle them. The loop owns
+  the inbox's file descriptor: read and write it through a plain shadow (`zmq.Socket.shadow`),
+  never zmq.asyncio futures, and follow a send from elsewhere (another task) by `rouse()`.
 - `on_tick()`: called at each beat (below) on the actor's loop; raise to crash the actor.
 - `busy()`: whether the actor has work in hand; an idle one beats less often.
 - `on_stop(grace)`: stop taking work, give work in flight `grace` seconds; returns how many
