@@ -161,9 +161,6 @@ class Journal(Actor):
         self.stats["commands"] += len(commands)
         self.active += sum(1 for c in commands if not isinstance(c, POLLS))
         self.stats["largest"] = max(self.stats["largest"], len(commands))
-        # a commit under way ends while the loop waits on the socket: answer through zmq.asyncio,
-        # since a plain send could take the wake-up of a message arriving meanwhile (_wake_all)
-        send = self.sock.send_multipart if self.pipelined else self.raw.send_multipart
         for identity, requests in batch:
             answers = []
             for rid, command in requests:
@@ -177,8 +174,10 @@ class Journal(Actor):
                 else:
                     result = ProtocolError(f"not a journal command: {type(command).__name__}")
                 answers.append((rid, result))
-            send((identity, pack("rep", answers)))
+            self.raw.send_multipart((identity, pack("rep", answers)))
         self._wake_claimers(batch, commands)
+        if self.pipelined:  # answered from a task of its own: a send can take the loop's wake-up
+            self.rouse()
 
     def _wake_claimers(self, batch: Batch, commands: list[Command]) -> None:
         """Tell every claiming client that runnable work was just committed, so it claims now
