@@ -20,7 +20,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import zmq
 import zmq.asyncio
@@ -126,13 +126,17 @@ class Supervisor:
         self._ctl = make_socket(self._ctx, zmq.ROUTER, s.high_water_mark, max_message_size=s.max_message_size)
         self._ctl_address = endpoint(s.transport, self._run_dir, "supervisor")
         self._ctl.bind(self._ctl_address)
+        # the loop watches the socket's descriptor itself (see _receive); sends go the same way
+        self._ctl_raw: zmq.Socket[bytes] = zmq.Socket.shadow(self._ctl.underlying)
+        self._ctl_fd = cast(int, self._ctl_raw.getsockopt(zmq.FD))
+        self._by_identity: dict[bytes, Child] = {}
+        asyncio.get_running_loop().add_reader(self._ctl_fd, self._receive)
         self._journal_address = endpoint(s.transport, self._run_dir, "journal")
         self._actors = [Child("journal", "journal")] + [Child(f"worker-{i}", "worker") for i in range(s.workers)]
         # The client connects now: a worker that dies while the others start has its flows
         # released too (requests wait in ZeroMQ's queue until the journal binds).
         self.client = JournalClient(self._ctx, self._journal_address, hwm=s.high_water_mark,
                                     resend_after=s.resend_after, max_message_size=s.max_message_size)
-        self._spawn_task(self._receive())
         self._spawn_task(self._watch())
         if dead:  # answered once the journal is up
             self._spawn_task(release_dead(self.client, dead, public_store_url(s.store)))
@@ -235,18 +239,26 @@ class Supervisor:
         if released:
             log.info("released %d flows of worker %s", released, worker_id)
 
-    async def _receive(self) -> None:
-        by_identity: dict[bytes, Child] = {}
+    def _receive(self) -> None:
+        """Handle every message that has arrived from the actors, without waiting.
+
+        Called by the loop when the socket's file descriptor fires, and after each send. The
+        descriptor is edge-triggered and any call on the socket can consume its signal, so this
+        reads until nothing is left (no future per message: an idle tree's heartbeats cost little).
+        """
         beat_suffix = BEAT_SUFFIX.encode()
-        while True:
-            identity, *frames = await self._ctl.recv_multipart()
+        while not self._closed.is_set():
+            try:
+                identity, *frames = self._ctl_raw.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
             label = identity.removesuffix(beat_suffix)  # heartbeats come from a socket of their own
-            actor = by_identity.get(label)
+            actor = self._by_identity.get(label)
             if actor is None or actor.label.encode() != label:
                 actor = next((a for a in self._actors if a.label.encode() == label), None)
                 if actor is None:
                     continue  # a message from an earlier incarnation: ignore it
-                by_identity[label] = actor
+                self._by_identity[label] = actor
             try:
                 message = decode(frames[-1])
             except ProtocolError as exc:
@@ -415,7 +427,9 @@ class Supervisor:
 
     def _send(self, actor: Child, message: Message) -> None:
         if actor.alive:
-            self._ctl.send_multipart((actor.label.encode(), encode(message)))
+            # a ROUTER never blocks: it drops a message for a peer that is gone or not reading
+            self._ctl_raw.send_multipart((actor.label.encode(), encode(message)), zmq.NOBLOCK)
+            asyncio.get_running_loop().call_soon(self._receive)  # the send may have taken a wake-up
 
     async def _kill_all(self) -> None:
         self._closing = True
@@ -427,6 +441,7 @@ class Supervisor:
                 task.cancel()
         if self._metrics is not None:
             self._metrics.close()
+        asyncio.get_running_loop().remove_reader(self._ctl_fd)
         self._ctl.close(linger=0)
         self._ctx.term()
         shutil.rmtree(self._run_dir, ignore_errors=True)
