@@ -171,13 +171,14 @@ async def _run(chosen: Settings, modules: tuple[str, ...], until_idle: bool, eve
     try:
         forced = await serve(Supervisor(list(modules), chosen), until_idle=until_idle, prepare=prepare,
                              notify=notify)
+        # counted only after a clean stop: what stopped the supervisor (a broken store) is the error
+        counts = await opened[0][0].count_flows() if opened else {}
     finally:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         for store, reporter in opened:
             reporter.clear()
-            counts = await store.count_flows()
             await store.close()
     if opened:
         click.echo(opened[0][1].progress.summary(counts))
