@@ -55,7 +55,7 @@ class Journal(Actor):
     async def on_start(self) -> None:
         settings = self.settings
         # the journal's loop does nothing else while it commits: commit on it, without thread hops
-        store = await open_store(settings.store, synchronous=settings.synchronous, inline=True)
+        store = await open_store(settings.store, synchronous=settings.synchronous, at_once=True)
         self.resources.push_async_callback(store.close)
         self.store = store if self.spec.store_wrapper is None else self.spec.store_wrapper.apply(store)
         self.stats = {"commits": 0, "commands": 0, "fenced": 0, "largest": 0}

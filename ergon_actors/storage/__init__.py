@@ -22,13 +22,15 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-async def open_store(url: str, *, synchronous: str = "FULL", inline: bool = False) -> LogBase:
+async def open_store(url: str, *, synchronous: str = "FULL", inline: bool = False,
+                     at_once: bool = False) -> LogBase:
     """Open and connect the store a URL names.
 
     Args:
         url: sqlite:///relative.db, sqlite:////absolute.db, memory:// or redis://host:port/db.
         synchronous: SQLite durability level (OFF, NORMAL, FULL, EXTRA).
         inline: SQLite: commit on the event loop's own thread (see SqliteExecutionLog).
+        at_once: SQLite: inline, each call committed at once (see SqliteExecutionLog).
 
     Raises:
         ConfigError: the URL does not parse.
@@ -39,6 +41,6 @@ async def open_store(url: str, *, synchronous: str = "FULL", inline: bool = Fals
         return InMemoryExecutionLog()
     if scheme == "sqlite":
         path = urlsplit(url).path[1:]  # sqlite:///x.db -> x.db ; sqlite:////abs -> /abs
-        return await SqliteExecutionLog(path, synchronous=synchronous, inline=inline).connect()
+        return await SqliteExecutionLog(path, synchronous=synchronous, inline=inline, at_once=at_once).connect()
     from .redis import RedisExecutionLog
     return await RedisExecutionLog(url).connect()

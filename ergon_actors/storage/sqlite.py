@@ -177,14 +177,18 @@ class SqliteExecutionLog(SqliteQueues, SqliteOperations, SqliteUpkeep, SqliteRec
             turn, so many flows of one process still share one fsync. A write lock held by
             another process then fails a transaction with StoreUnavailableError after
             INLINE_BUSY_MS, not 10 s, so the loop is never blocked long.
+        at_once: inline, and each execute() call commits at once in a transaction of its own,
+            for a caller that collects its own batches (the journal): a turn of the loop sooner.
     """
 
-    def __init__(self, path: str | Path, *, synchronous: str = "FULL", inline: bool = False) -> None:
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL", inline: bool = False,
+                 at_once: bool = False) -> None:
         if synchronous.upper() not in SYNCHRONOUS:
             raise ConfigError(f"synchronous must be one of {', '.join(SYNCHRONOUS)}, got {synchronous!r}")
         self.path = str(path)
         self.synchronous = synchronous.upper()
-        self.inline = inline
+        self.inline = inline or at_once
+        self.at_once = at_once
         self._conn: ConnectionThread | InlineConnection | None = None
         self._waiting: list[tuple[Sequence[Command], asyncio.Future[list[object]]]] = []
         self._committing = False
@@ -276,6 +280,10 @@ class SqliteExecutionLog(SqliteQueues, SqliteOperations, SqliteUpkeep, SqliteRec
         """
         if self._conn is None:
             raise StoreError("store is not connected: await store.connect() first")
+        if self.at_once:
+            results = self._call_inline(commands)
+            self.notify(commands)
+            return results
         # Calls made while a transaction runs wait and then share the next one (group commit):
         # many flows in one process pay one fsync between them, as they do through the journal.
         # Inline, the calls of one turn of the event loop share the transaction run at its next turn.
@@ -295,16 +303,20 @@ class SqliteExecutionLog(SqliteQueues, SqliteOperations, SqliteUpkeep, SqliteRec
         group, self._waiting, self._committing = self._waiting, [], False
         if not group:
             return
-        conn = self._conn
         commands = [c for batch, _ in group for c in batch]
         try:
-            if not isinstance(conn, InlineConnection):
-                raise StoreError("store is not connected: await store.connect() first")
-            results = conn.call(lambda db: self._apply(db, commands))
+            results = self._call_inline(commands)
         except Exception as exc:  # about the store, never one command: every caller gets it
             _fail(group, exc)
             return
         self._answer(group, commands, results)
+
+    def _call_inline(self, commands: Sequence[Command]) -> list[object]:
+        """Commit the commands now, on the loop's thread."""
+        conn = self._conn
+        if not isinstance(conn, InlineConnection):
+            raise StoreError("store is not connected: await store.connect() first")
+        return conn.call(lambda db: self._apply(db, commands))
 
     async def _commit_waiting(self) -> None:
         try:

@@ -55,6 +55,27 @@ def test_calls_made_in_one_turn_share_one_commit_and_calls_in_turns_of_their_own
     assert flow_ids(path) == [f"f{i:02}" for i in range(50)] + ["g0", "g1", "g2"]
 
 
+def test_at_once_commits_each_call_in_a_transaction_of_its_own_before_it_returns(tmp_path):
+    path = tmp_path / "store.db"
+
+    async def body() -> tuple[int, list[str]]:
+        log = await SqliteExecutionLog(path, at_once=True).connect()
+        try:
+            commits = await count_commits(log)
+            seen: list[str] = []
+
+            async def schedule(flow_id: str) -> None:
+                await log.schedule_flow(flow_id, "Order", b"x")
+                seen.append(",".join(flow_ids(path)))  # committed before the call returned
+
+            await asyncio.gather(*(schedule(f"f{i}") for i in range(3)))
+            return len(commits), seen
+        finally:
+            await log.close()
+
+    assert run(body()) == (3, ["f0", "f0,f1", "f0,f1,f2"])
+
+
 def test_a_command_failing_on_its_own_gets_its_error_and_the_rest_of_its_turn_commits(tmp_path):
     path = tmp_path / "store.db"
 
