@@ -111,6 +111,11 @@ async def wait_complete(log, n: int, timeout: float) -> None:
         raise RuntimeError(f"only {counts.get('COMPLETE', 0)} of {n} flows completed: {counts}")
 
 
+def cpu_seconds(p: psutil.Process) -> float:
+    times = p.cpu_times()
+    return times.user + times.system
+
+
 def supervisor(db: str, a, *, synchronous: str = "FULL", **extra) -> Supervisor:
     store = db if "://" in db else f"sqlite:///{db}"
     return Supervisor("bench_flows", store=store, workers=a.workers,
@@ -146,7 +151,8 @@ def timeout_for(n: int, steps: int) -> float:
 
 # -- throughput --------------------------------------------------------------------------------
 
-async def throughput_supervisor(tmp: str, a, synchronous: str, store: str | None = None) -> dict:
+async def throughput_supervisor(tmp: str, a, synchronous: str, store: str | None = None,
+                                redis_pid: int | None = None) -> dict:
     os.makedirs(tmp, exist_ok=True)
     db = store or os.path.join(tmp, f"throughput-{synchronous}.db")
     peaks: dict[str, int] = {}
@@ -157,10 +163,16 @@ async def throughput_supervisor(tmp: str, a, synchronous: str, store: str | None
         scraper = asyncio.create_task(scrape_metrics(sup, stop))
         await asyncio.sleep(beat)
         before = sup.snapshot().journal
+        procs = [(x.role, psutil.Process(x.pid)) for x in sup.snapshot().actors] + [("supervisor", psutil.Process())]
+        procs += [("redis", psutil.Process(pid)) for pid in [redis_pid] if pid is not None]
+        cpu0 = [cpu_seconds(p) for _, p in procs]
         t0 = time.perf_counter()
         await schedule_noops(sup.client, "tp", a.flows, a.steps)
         await wait_complete(sup.client, a.flows, timeout_for(a.flows, a.steps))
         seconds = time.perf_counter() - t0
+        cpu = {}  # CPU per flow by role, in us (the supervisor: this process, which also schedules and polls)
+        for (role, p), start in zip(procs, cpu0, strict=True):
+            cpu[role] = cpu.get(role, 0.0) + (cpu_seconds(p) - start) * 1e6 / a.flows
         stop.set()
         await sampler
         await scraper
@@ -173,7 +185,8 @@ async def throughput_supervisor(tmp: str, a, synchronous: str, store: str | None
     return {"case": f"supervisor W={a.workers} {label}", "seconds": seconds,
             "flows_per_s": a.flows / seconds, "steps_per_s": a.flows * a.steps / seconds,
             "journal_commits": commits, "commands_per_commit": commands / commits if commits else None,
-            "largest_commit": after.largest,
+            "largest_commit": after.largest, "cpu_us_per_flow": cpu,
+            "journal_busy": cpu["journal"] * a.flows / 1e6 / seconds,
             "rss_max": {name: peaks[name] for name in sorted(peaks)}, "roles": roles}
 
 
@@ -207,7 +220,7 @@ async def throughput_redis(tmp: str, a) -> dict:
     os.makedirs(directory)
     server = RedisServer(Path(directory)).start()
     try:
-        return await throughput_supervisor(tmp, a, "FULL", store=server.url)
+        return await throughput_supervisor(tmp, a, "FULL", store=server.url, redis_pid=server.pid)
     finally:
         server.stop()
 
@@ -387,12 +400,9 @@ async def section_queue_memory(tmp: str, a) -> dict:
 
         async def idle_cpu(seconds: float = 10.0) -> tuple[float, float]:
             """% of a core the journal, and the supervisor with all its actors, used over `seconds`."""
-            def used(p: psutil.Process) -> float:
-                times = p.cpu_times()
-                return times.user + times.system
-            before = [used(p) for p in everyone]
+            before = [cpu_seconds(p) for p in everyone]
             await asyncio.sleep(seconds)
-            deltas = [used(p) - b for p, b in zip(everyone, before, strict=True)]
+            deltas = [cpu_seconds(p) - b for p, b in zip(everyone, before, strict=True)]
             return 100 * deltas[0] / seconds, 100 * sum(deltas) / seconds
 
         await asyncio.sleep(3.0)  # the workers' idle backoff reaches its ceiling
@@ -473,6 +483,13 @@ def rows_of(results: dict, a) -> list[tuple[str, str, str, str, str]]:
             target, ok = ">= 6,000 flows/s", run["flows_per_s"] >= 6000
         rate = f"{run['flows_per_s']:,.0f} flows/s  {run['steps_per_s']:,.0f} steps/s{extra}"
         rows.append(("throughput", run["case"], rate, target, verdict(ok)))
+        if run.get("cpu_us_per_flow"):
+            cpu = run["cpu_us_per_flow"]
+            rows.append(("throughput", "  CPU per flow: journal / workers / supervisor; journal busy",
+                         f"{cpu['journal']:,.0f} / {cpu['worker']:,.0f} / {cpu['supervisor']:,.0f} us; "
+                         f"{run['journal_busy']:.0%} of a core", "", ""))
+            if "redis" in cpu:
+                rows.append(("throughput", "  CPU per flow: redis-server", f"{cpu['redis']:,.0f} us", "", ""))
     lat = results.get("latency")
     if lat:
         if "error" in lat:
