@@ -553,13 +553,13 @@ class SqliteExecutionLog(SqliteQueues, SqliteOperations, SqliteUpkeep, SqliteRec
                           s.tries, s.retry_at)
 
     def _AppendStep(self, db: sqlite3.Connection, c: AppendStep, now: float) -> None:
-        # One statement writes the step while the epoch owns the flow (the fence of _fence) and the
-        # step is not complete yet; only when it writes nothing is the fence read to say why.
+        # One statement writes the step while the epoch owns the flow (the conditions of rules.fence)
+        # and the step is not complete yet. When it writes nothing, either the fence refuses the
+        # write (_fence raises why) or this epoch journaled the step already (a re-send: nothing to do).
         if db.execute(_FENCED_STEP_UPSERT, (*_step_params(c.flow_id, c.step, now), c.flow_id, c.epoch)).rowcount:
             self._event(db, c.flow_id, now, step_event(c.step))
-        elif self._fence(db, c, now, c.step.position) != StepStatus.COMPLETE:
-            self._insert_step(db, c.flow_id, c.step, now)  # recorded once: a re-send changes nothing
-            self._event(db, c.flow_id, now, step_event(c.step))
+        else:
+            self._fence(db, c, now, c.step.position)
         return None
 
     def _end(self, db: sqlite3.Connection, c: FinishFlow | SuspendFlow | AwaitSignal | InvokeChild, now: float,
