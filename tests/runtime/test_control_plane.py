@@ -135,3 +135,43 @@ def test_no_environment_variable_makes_run_skip_fencing(tmp_path, cli_logged):
 
 def _snapshot_of(pid: int):
     return next((s for s in rundir.snapshots() if s.pid == pid and s.state == "running"), None)
+
+
+def test_garbage_on_the_supervisors_own_socket_changes_nothing(tmp_path):
+    """Any local process can connect to the supervisor's socket: what it sends is dropped, and
+    the actors' heartbeats and the flows go on."""
+    import time
+
+    import zmq
+
+    async def body():
+        async with Supervisor(FLOWS, store=f"sqlite:///{tmp_path}/journal.db", workers=2) as sup:
+            ctx = zmq.Context()
+            peers = []
+            for identity in (b"", b"worker-0#1", b"journal#1/beat", b"\xff" * 255):
+                peer = ctx.socket(zmq.DEALER)
+                peer.setsockopt(zmq.LINGER, 0)
+                if identity:
+                    peer.setsockopt(zmq.IDENTITY, identity)
+                peer.connect(sup._ctl_address)
+                peers.append(peer)
+            try:
+                for n in range(2000):
+                    peer = peers[n % len(peers)]
+                    peer.send_multipart([b"", b"\x00" * (n % 7), b"\xc1garbage"][: 1 + n % 3])
+                attacked = time.monotonic()
+
+                async def beating() -> bool:  # beats sent well after the flood, not queued beside it
+                    return all(a.last_seen > attacked + 3 * sup.settings.idle_beat for a in sup._actors)
+
+                # every actor's heartbeats are still read after the flood, and work still runs
+                await wait_until_async(beating, timeout=30, what="heartbeats after the garbage")
+                flow_id = await sup.schedule(LedgerFlow("k", os.devnull))
+                assert await sup.result(flow_id, timeout=30) == expected("k")
+                assert sup.snapshot().state == "running"
+            finally:
+                for peer in peers:
+                    peer.close()
+                ctx.term()
+
+    run(body(), 90)
